@@ -1,0 +1,6 @@
+//! The application layer: use cases and the rules they enforce. HTTP handlers parse input,
+//! call one function here and shape the answer; they hold no business rules.
+
+pub mod accounts;
+pub mod permissions;
+pub mod rooms;

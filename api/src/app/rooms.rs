@@ -1,0 +1,96 @@
+//! Rooms and their members. Each use case checks [`authorize`] before it touches anything.
+
+use super::permissions::{Action, authorize};
+use crate::db::{MemberRow, RoomRow, Store, StoreError, now_millis};
+use crate::domain::{Role, RoomName, Username};
+use crate::error::{Error, Result};
+
+/// A room as one user sees it: with that user's role.
+#[derive(Debug, Clone)]
+pub struct RoomView {
+    pub room: RoomRow,
+    pub role: Role,
+}
+
+/// Creates a room owned by `user_id`.
+///
+/// # Errors
+/// 422 for an invalid name.
+pub async fn create(store: &Store, user_id: i64, name: &str) -> Result<RoomView> {
+    let name = RoomName::parse(name)?;
+    let room = store.create_room(&name, user_id, now_millis()).await?;
+    tracing::info!(room_id = room.id, user_id, "room created");
+    Ok(RoomView { room, role: Role::Owner })
+}
+
+/// # Errors
+/// Only database failures.
+pub async fn list(store: &Store, user_id: i64) -> Result<Vec<RoomView>> {
+    Ok(store
+        .rooms_of_user(user_id)
+        .await?
+        .into_iter()
+        .map(|(room, role)| RoomView { room, role })
+        .collect())
+}
+
+/// Looks the room up and checks that `user_id` may do `action` in it.
+async fn authorized(store: &Store, user_id: i64, room_id: i64, action: Action) -> Result<RoomView> {
+    let room = store.room(room_id).await?.ok_or(Error::NotFound("room"))?;
+    let role = store.member_role(room_id, user_id).await?;
+    authorize(role, action)?;
+    // authorize() refuses non-members, so a role is there.
+    let role = role.ok_or(Error::NotFound("room"))?;
+    Ok(RoomView { room, role })
+}
+
+/// # Errors
+/// 404 for an unknown room or a non-member.
+pub async fn get(store: &Store, user_id: i64, room_id: i64) -> Result<RoomView> {
+    authorized(store, user_id, room_id, Action::ViewRoom).await
+}
+
+/// # Errors
+/// 404 for an unknown room or a non-member, 403 for anyone but the owner.
+pub async fn delete(store: &Store, user_id: i64, room_id: i64) -> Result<()> {
+    authorized(store, user_id, room_id, Action::DeleteRoom).await?;
+    store.delete_room(room_id).await?;
+    tracing::info!(room_id, user_id, "room deleted");
+    Ok(())
+}
+
+/// Adds `username` to the room with `role`.
+///
+/// # Errors
+/// 404 for an unknown room, non-member or unknown user; 403 when the actor's role can't add
+/// that role; 409 when the user already is a member; 422 for a malformed username.
+pub async fn add_member(store: &Store, user_id: i64, room_id: i64, username: &str, role: Role) -> Result<MemberRow> {
+    authorized(store, user_id, room_id, Action::AddMember(role)).await?;
+    let username = Username::parse(username)?;
+    let user = store.user_by_name(&username).await?.ok_or(Error::NotFound("user"))?;
+    let now = now_millis();
+    store
+        .add_member(room_id, user.id, role, now)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict => Error::Conflict {
+                code: "already_member",
+                message: format!("{} already is a member of this room", user.username),
+            },
+            other => other.into(),
+        })?;
+    tracing::info!(room_id, user_id, member_id = user.id, role = role.as_str(), "member added");
+    Ok(MemberRow {
+        user_id: user.id,
+        username: user.username,
+        role,
+        joined_at: now,
+    })
+}
+
+/// # Errors
+/// 404 for an unknown room or a non-member.
+pub async fn members(store: &Store, user_id: i64, room_id: i64) -> Result<Vec<MemberRow>> {
+    authorized(store, user_id, room_id, Action::ListMembers).await?;
+    Ok(store.members(room_id).await?)
+}

@@ -1,0 +1,301 @@
+//! Typed configuration, read once at start from the environment (and an optional `.env`).
+//!
+//! Every variable is parsed here; a bad value stops the server with one line that names the
+//! variable, so an operator never has to guess which setting was wrong.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use secrecy::SecretString;
+
+/// Where the server runs. `prod` refuses generated secrets and turns on HSTS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Dev,
+    Prod,
+}
+
+/// A configuration value that can't be used. Displays as `VARIABLE: reason`.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+/// Requests per minute allowed per client address for the endpoints that attract abuse.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub register_per_min: u32,
+    pub login_per_min: u32,
+    pub room_create_per_min: u32,
+}
+
+/// STUN/TURN servers handed to clients so they can reach the SFU.
+#[derive(Debug, Clone, Default)]
+pub struct IceServers {
+    pub stun_urls: Vec<String>,
+    pub turn_urls: Vec<String>,
+    pub turn_username: Option<String>,
+    pub turn_password: Option<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub app_env: AppEnv,
+    pub bind: IpAddr,
+    pub port: u16,
+    /// `None`: generated once and kept in `data_dir`.
+    pub jwt_secret: Option<SecretString>,
+    /// `None`: generated once, kept in `data_dir` and printed at first start.
+    pub registration_secret: Option<SecretString>,
+    /// `None`: SQLite file under `data_dir`.
+    pub database_url: Option<String>,
+    /// `None`: in-process rate limits (and, later, bus).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
+    pub redis_prefix: String,
+    pub data_dir: PathBuf,
+    pub static_dir: PathBuf,
+    pub ice: IceServers,
+    pub cors_origins: Vec<HeaderValue>,
+    pub bcrypt_cost: u32,
+    pub jwt_ttl: Duration,
+    pub rate_limits: RateLimits,
+    /// Take the client address from `X-Forwarded-For` (only behind a reverse proxy you run).
+    pub trust_proxy: bool,
+    pub max_body_bytes: usize,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// The first variable whose value can't be used.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can pass a map instead of the real environment.
+    ///
+    /// # Errors
+    /// The first variable whose value can't be used.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        // An empty variable means "not set": that is what `FOO=` in a .env file says.
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let app_env = match get("APP_ENV").as_deref() {
+            None | Some("dev") | Some("development") => AppEnv::Dev,
+            Some("prod") | Some("production") => AppEnv::Prod,
+            Some(other) => return Err(invalid("APP_ENV", format!("expected dev or prod, got {other:?}"))),
+        };
+        let port = parse_or("PORT", get("PORT"), 8080u16, "a port number 0-65535")?;
+        let bind = parse_or("BIND", get("BIND"), IpAddr::from([127, 0, 0, 1]), "an IP address such as 127.0.0.1 or 0.0.0.0")?;
+
+        let jwt_secret = get("JWT_SECRET");
+        if let Some(secret) = &jwt_secret {
+            if secret.len() < 32 {
+                return Err(invalid("JWT_SECRET", "must be at least 32 characters long"));
+            }
+        }
+        let registration_secret = get("REGISTRATION_SECRET");
+        if let Some(secret) = &registration_secret {
+            if secret.len() < 8 {
+                return Err(invalid("REGISTRATION_SECRET", "must be at least 8 characters long"));
+            }
+        }
+        if app_env == AppEnv::Prod {
+            if jwt_secret.is_none() {
+                return Err(invalid("JWT_SECRET", "must be set when APP_ENV=prod"));
+            }
+            if registration_secret.is_none() {
+                return Err(invalid("REGISTRATION_SECRET", "must be set when APP_ENV=prod"));
+            }
+        }
+
+        let database_url = get("DATABASE_URL");
+        if let Some(url) = &database_url {
+            let known = ["postgres://", "postgresql://", "sqlite:"];
+            if !known.iter().any(|p| url.starts_with(p)) {
+                return Err(invalid("DATABASE_URL", "expected a postgres://… or sqlite:… URL"));
+            }
+        }
+        let redis_url = get("REDIS_URL");
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(invalid("REDIS_URL", "expected a redis://… URL"));
+            }
+        }
+
+        let ice = IceServers {
+            stun_urls: url_list("STUN_SERVERS", get("STUN_SERVERS"), &["stun:", "stuns:"])?,
+            turn_urls: url_list("TURN_URLS", get("TURN_URLS"), &["turn:", "turns:"])?,
+            turn_username: get("TURN_USERNAME"),
+            turn_password: get("TURN_PASSWORD").map(SecretString::from),
+        };
+        if !ice.turn_urls.is_empty() && (ice.turn_username.is_none() || ice.turn_password.is_none()) {
+            return Err(invalid("TURN_USERNAME", "TURN_URLS is set, so TURN_USERNAME and TURN_PASSWORD must be set too"));
+        }
+
+        let cors_origins = get("CORS_ORIGINS")
+            .map(|v| split_list(&v))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|origin| {
+                let well_formed = (origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !origin.ends_with('/');
+                match HeaderValue::from_str(&origin) {
+                    Ok(value) if well_formed => Ok(value),
+                    _ => Err(invalid("CORS_ORIGINS", format!("{origin:?} is not an origin like https://call.example.org"))),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let bcrypt_cost = parse_or("BCRYPT_COST", get("BCRYPT_COST"), bcrypt::DEFAULT_COST, "a number 4-31")?;
+        if !(4..=31).contains(&bcrypt_cost) {
+            return Err(invalid("BCRYPT_COST", "must be between 4 and 31"));
+        }
+        let jwt_ttl_secs = parse_or("JWT_TTL_SECS", get("JWT_TTL_SECS"), 7 * 24 * 3600u64, "a number of seconds")?;
+        if jwt_ttl_secs == 0 {
+            return Err(invalid("JWT_TTL_SECS", "must be positive"));
+        }
+        let rate_limits = RateLimits {
+            register_per_min: per_minute("RATE_LIMIT_REGISTER", get("RATE_LIMIT_REGISTER"), 10)?,
+            login_per_min: per_minute("RATE_LIMIT_LOGIN", get("RATE_LIMIT_LOGIN"), 20)?,
+            room_create_per_min: per_minute("RATE_LIMIT_ROOM_CREATE", get("RATE_LIMIT_ROOM_CREATE"), 30)?,
+        };
+        let trust_proxy = parse_or("TRUST_PROXY", get("TRUST_PROXY"), false, "true or false")?;
+        let max_body_bytes = parse_or("MAX_BODY_BYTES", get("MAX_BODY_BYTES"), 64 * 1024usize, "a number of bytes")?;
+
+        Ok(Self {
+            app_env,
+            bind,
+            port,
+            jwt_secret: jwt_secret.map(SecretString::from),
+            registration_secret: registration_secret.map(SecretString::from),
+            database_url,
+            redis_url,
+            redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "webcall".to_owned()),
+            data_dir: get("DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from),
+            static_dir: get("STATIC_DIR").map_or_else(|| PathBuf::from("./static"), PathBuf::from),
+            ice,
+            cors_origins,
+            bcrypt_cost,
+            jwt_ttl: Duration::from_secs(jwt_ttl_secs),
+            rate_limits,
+            trust_proxy,
+            max_body_bytes,
+        })
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    var: &'static str,
+    raw: Option<String>,
+    default: T,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse()
+            .map_err(|_| invalid(var, format!("expected {expected}, got {raw:?}"))),
+    }
+}
+
+fn per_minute(var: &'static str, raw: Option<String>, default: u32) -> Result<u32, ConfigError> {
+    let value = parse_or(var, raw, default, "requests per minute (a positive number)")?;
+    if value == 0 {
+        return Err(invalid(var, "must be at least 1 request per minute"));
+    }
+    Ok(value)
+}
+
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn url_list(var: &'static str, raw: Option<String>, schemes: &[&str]) -> Result<Vec<String>, ConfigError> {
+    let urls = raw.map(|v| split_list(&v)).unwrap_or_default();
+    for url in &urls {
+        if !schemes.iter().any(|s| url.starts_with(s)) {
+            return Err(invalid(var, format!("{url:?} must start with {}", schemes.join(" or "))));
+        }
+    }
+    Ok(urls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn no_configuration_gives_the_embedded_defaults() {
+        let s = settings(&[]).expect("defaults are valid");
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.bind.to_string(), "127.0.0.1");
+        assert_eq!(s.app_env, AppEnv::Dev);
+        assert!(s.database_url.is_none() && s.redis_url.is_none());
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("PORT", "eighty")], "PORT"),
+            (&[("PORT", "70000")], "PORT"),
+            (&[("BIND", "localhost:80")], "BIND"),
+            (&[("APP_ENV", "staging")], "APP_ENV"),
+            (&[("APP_ENV", "prod")], "JWT_SECRET"),
+            (&[("APP_ENV", "prod"), ("JWT_SECRET", &"s".repeat(40))], "REGISTRATION_SECRET"),
+            (&[("JWT_SECRET", "short")], "JWT_SECRET"),
+            (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (&[("REDIS_URL", "localhost")], "REDIS_URL"),
+            (&[("STUN_SERVERS", "stun:a:3478,http://b")], "STUN_SERVERS"),
+            (&[("TURN_URLS", "turn:t:3478")], "TURN_USERNAME"),
+            (&[("CORS_ORIGINS", "https://a.example/")], "CORS_ORIGINS"),
+            (&[("BCRYPT_COST", "40")], "BCRYPT_COST"),
+            (&[("RATE_LIMIT_LOGIN", "0")], "RATE_LIMIT_LOGIN"),
+        ];
+        for (pairs, var) in cases {
+            let err = settings(pairs).expect_err(var);
+            assert_eq!(err.var, *var, "{pairs:?} -> {err}");
+            assert!(err.to_string().starts_with(var));
+        }
+    }
+
+    #[test]
+    fn lists_are_split_on_commas_and_prod_accepts_explicit_secrets() {
+        let s = settings(&[
+            ("APP_ENV", "prod"),
+            ("JWT_SECRET", &"j".repeat(32)),
+            ("REGISTRATION_SECRET", "let-me-in-please"),
+            ("STUN_SERVERS", "stun:a.example:3478, stun:b.example:3478"),
+            ("CORS_ORIGINS", "https://a.example,http://localhost:5173"),
+        ])
+        .expect("valid");
+        assert_eq!(s.ice.stun_urls.len(), 2);
+        assert_eq!(s.cors_origins.len(), 2);
+        assert_eq!(s.app_env, AppEnv::Prod);
+    }
+}

@@ -1,0 +1,60 @@
+//! The one error type of the HTTP application. Every failure a client can cause maps to a
+//! status and a JSON body (see `http::error`); internal failures are logged once and
+//! answered with a bare 500 that leaks nothing.
+
+use std::time::Duration;
+
+use crate::db::StoreError;
+use crate::domain::ValidationError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// The body parsed as JSON but doesn't have the expected shape (missing field, wrong type).
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("too many requests; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: Duration },
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// An internal failure whose detail goes to the log, never to the client.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        Error::Internal(err.to_string())
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        Error::internal(err)
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(err: tokio::task::JoinError) -> Self {
+        Error::internal(err)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,135 @@
+//! `/api/v1/auth/*`: register, login, me.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::ErrorBody;
+use super::extract::{AuthUser, ClientIp, Json};
+use super::{ApiContext, timestamp};
+use crate::app::accounts::{self, Session};
+use crate::db::UserRow;
+use crate::error::Result;
+use crate::ratelimit::Bucket;
+
+pub fn router() -> OpenApiRouter<ApiContext> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(me))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    /// 3-32 characters of `[A-Za-z0-9_.-]`, unique regardless of case.
+    pub username: String,
+    /// At least 8 characters, at most 72 bytes, not a well-known password.
+    pub password: String,
+    /// The server's registration secret (printed at first start, or `REGISTRATION_SECRET`).
+    pub registration_secret: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    pub id: i64,
+    pub username: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<UserRow> for UserDto {
+    fn from(user: UserRow) -> Self {
+        Self {
+            id: user.id,
+            username: user.username,
+            created_at: timestamp(user.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionDto {
+    /// A JWT to send as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    pub user: UserDto,
+}
+
+fn session_dto(ctx: &ApiContext, session: Session) -> SessionDto {
+    SessionDto {
+        token: session.token,
+        token_type: "Bearer",
+        expires_in: ctx.settings.jwt_ttl.as_secs(),
+        user: session.user.into(),
+    }
+}
+
+/// Create an account (requires the registration secret).
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered and signed in", body = SessionDto),
+        (status = 403, description = "Wrong registration secret", body = ErrorBody),
+        (status = 409, description = "Username taken", body = ErrorBody),
+        (status = 422, description = "Invalid username or weak password; `field` names which", body = ErrorBody),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
+    ))]
+async fn register(
+    State(ctx): State<ApiContext>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<RegisterRequest>,
+) -> Result<(StatusCode, axum::Json<SessionDto>)> {
+    ctx.rate_limit(Bucket::Register, ip).await?;
+    let session = accounts::register(
+        &ctx.store,
+        &ctx.passwords,
+        &ctx.tokens,
+        &ctx.registration_secret,
+        &req.username,
+        &req.password,
+        &req.registration_secret,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(session_dto(&ctx, session))))
+}
+
+/// Sign in.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = SessionDto),
+        (status = 401, description = "Wrong username or password (same answer for both)", body = ErrorBody),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
+    ))]
+async fn login(
+    State(ctx): State<ApiContext>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<LoginRequest>,
+) -> Result<axum::Json<SessionDto>> {
+    ctx.rate_limit(Bucket::Login, ip).await?;
+    let session = accounts::login(&ctx.store, &ctx.passwords, &ctx.tokens, &req.username, &req.password).await?;
+    Ok(axum::Json(session_dto(&ctx, session)))
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user the token belongs to", body = UserDto),
+        (status = 401, description = "Missing, expired or forged token", body = ErrorBody),
+    ))]
+async fn me(user: AuthUser) -> axum::Json<UserDto> {
+    axum::Json(UserDto {
+        id: user.id,
+        username: user.username,
+        created_at: timestamp(user.created_at),
+    })
+}

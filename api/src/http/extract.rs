@@ -1,0 +1,127 @@
+//! Extractors that turn a request into checked input, answering bad input with [`Error`].
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::ApiContext;
+use crate::error::Error;
+
+/// Like `axum::Json`, but a rejection becomes our JSON error: 415 without a JSON content
+/// type, 400 for malformed JSON, 422 for the wrong shape, 413 over the body limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::MissingJsonContentType(_) => {
+                    Error::UnsupportedMediaType("expected Content-Type: application/json".to_owned())
+                }
+                JsonRejection::JsonSyntaxError(e) => Error::BadRequest {
+                    code: "malformed_json",
+                    message: e.body_text(),
+                },
+                JsonRejection::JsonDataError(e) => Error::InvalidBody(e.body_text()),
+                JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    Error::PayloadTooLarge
+                }
+                other => Error::BadRequest {
+                    code: "bad_request",
+                    message: other.body_text(),
+                },
+            }),
+        }
+    }
+}
+
+/// The client's address: the TCP peer, or with `TRUST_PROXY=true` the address the reverse
+/// proxy appended last to `X-Forwarded-For` (earlier entries are client-controlled).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<ApiContext> for ClientIp {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, Self::Rejection> {
+        if ctx.settings.trust_proxy {
+            let forwarded = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
+                .last();
+            if let Some(ip) = forwarded {
+                return Ok(ClientIp(ip));
+            }
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
+        Ok(ClientIp(peer))
+    }
+}
+
+/// The signed-in user, from `Authorization: Bearer <jwt>`. The user must still exist: a
+/// token outliving its account is refused.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: i64,
+    pub username: String,
+    pub created_at: i64,
+}
+
+impl FromRequestParts<ApiContext> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(Error::Unauthorized)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or(Error::Unauthorized)?;
+        let claims = ctx.tokens.verify(token.trim())?;
+        let user_id = claims.user_id().ok_or(Error::Unauthorized)?;
+        let user = ctx.store.user_by_id(user_id).await?.ok_or(Error::Unauthorized)?;
+        Ok(AuthUser {
+            id: user.id,
+            username: user.username,
+            created_at: user.created_at,
+        })
+    }
+}
+
+/// The `{id}` of a room route. Anything that isn't a room id is, like an unknown id, a 404.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for RoomId {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| Error::NotFound("room"))?;
+        raw.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(RoomId)
+            .ok_or(Error::NotFound("room"))
+    }
+}

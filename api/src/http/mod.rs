@@ -1,0 +1,179 @@
+//! The HTTP application: routes, shared state and the middleware stack.
+
+mod auth;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+mod openapi;
+mod ops;
+mod rooms;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::{PasswordHasher, TokenService};
+use crate::config::{AppEnv, Settings};
+use crate::db::Store;
+use crate::error::Error;
+use crate::ratelimit::{Bucket, RateLimiter};
+use middleware::X_REQUEST_ID;
+
+/// Everything a handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub tokens: Arc<TokenService>,
+    pub passwords: PasswordHasher,
+    pub registration_secret: Arc<SecretString>,
+    pub limiter: RateLimiter,
+    pub redis: Option<redis::aio::ConnectionManager>,
+    pub metrics: PrometheusHandle,
+}
+
+impl ApiContext {
+    /// Charges one request to `bucket` for the client at `ip`.
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] with the time to wait.
+    pub async fn rate_limit(&self, bucket: Bucket, ip: IpAddr) -> Result<(), Error> {
+        self.limiter
+            .check(bucket, &ip.to_string())
+            .await
+            .map_err(|limited| Error::RateLimited {
+                retry_after: limited.retry_after,
+            })
+    }
+}
+
+impl std::fmt::Debug for ApiContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiContext")
+            .field("store", &self.store)
+            .field("limiter", &self.limiter)
+            .field("redis", &self.redis.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// RFC 3339 text of a Unix-millisecond timestamp.
+pub fn timestamp(millis: i64) -> String {
+    let nanos = i128::from(millis) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// The OpenAPI document and the API routes it describes, from the same declarations.
+pub fn api_routes() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest(
+            "/api/v1",
+            OpenApiRouter::new().merge(auth::router()).merge(rooms::router()),
+        )
+        .merge(ops::router())
+        .split_for_parts()
+}
+
+/// The whole application: API, OpenAPI document, static files and middleware.
+pub fn app(ctx: ApiContext) -> Router {
+    let settings = ctx.settings.clone();
+    let (api, openapi) = api_routes();
+    let openapi = Arc::new(openapi);
+    let static_files = ServeDir::new(&settings.static_dir).append_index_html_on_directories(true);
+
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let request_id = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let path = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+            tracing::info_span!("request", request_id, method = %req.method(), path, uri = %req.uri().path())
+        })
+        .on_request(())
+        .on_response(|res: &axum::http::Response<_>, latency: Duration, _span: &Span| {
+            tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "request finished");
+        })
+        .on_failure(());
+
+    let hsts = (settings.app_env == AppEnv::Prod).then(|| {
+        SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        )
+    });
+    let cors = (!settings.cors_origins.is_empty()).then(|| {
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(settings.cors_origins.clone()))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, X_REQUEST_ID.clone()])
+            .expose_headers([X_REQUEST_ID.clone(), header::RETRY_AFTER])
+            .max_age(Duration::from_secs(3600))
+    });
+
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(trace)
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(middleware::CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static("microphone=(self), camera=(), geolocation=()"),
+        ))
+        .option_layer(hsts)
+        .option_layer(cors)
+        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn(middleware::server_timing))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
+
+    Router::new()
+        .merge(api)
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .fallback_service(static_files)
+        .layer(layers)
+        // Outermost, so the id check happens before one is generated and logged.
+        .layer(axum::middleware::map_request(middleware::drop_insane_request_id))
+        .with_state(ctx)
+}

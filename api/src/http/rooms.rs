@@ -1,0 +1,169 @@
+//! `/api/v1/rooms/*`: rooms and their members.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::ErrorBody;
+use super::extract::{AuthUser, ClientIp, Json, RoomId};
+use super::{ApiContext, timestamp};
+use crate::app::rooms::{self, RoomView};
+use crate::db::MemberRow;
+use crate::domain::{Role, ValidationError};
+use crate::error::Result;
+use crate::ratelimit::Bucket;
+
+pub fn router() -> OpenApiRouter<ApiContext> {
+    OpenApiRouter::new()
+        .routes(routes!(create_room, list_rooms))
+        .routes(routes!(get_room, delete_room))
+        .routes(routes!(add_member, list_members))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateRoomRequest {
+    /// 1-100 characters; surrounding spaces are trimmed.
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomDto {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    pub created_at: String,
+    /// The caller's role in this room.
+    pub role: Role,
+}
+
+impl From<RoomView> for RoomDto {
+    fn from(view: RoomView) -> Self {
+        Self {
+            id: view.room.id,
+            name: view.room.name,
+            owner_id: view.room.owner_id,
+            created_at: timestamp(view.room.created_at),
+            role: view.role,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AddMemberRequest {
+    pub username: String,
+    /// `moderator` or `member` (default `member`).
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberDto {
+    pub user_id: i64,
+    pub username: String,
+    pub role: Role,
+    pub joined_at: String,
+}
+
+impl From<MemberRow> for MemberDto {
+    fn from(m: MemberRow) -> Self {
+        Self {
+            user_id: m.user_id,
+            username: m.username,
+            role: m.role,
+            joined_at: timestamp(m.joined_at),
+        }
+    }
+}
+
+/// Create a room; the caller becomes its owner.
+#[utoipa::path(post, path = "/rooms", tag = "rooms", security(("bearer" = [])), request_body = CreateRoomRequest,
+    responses(
+        (status = 201, description = "Created", body = RoomDto),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "Invalid name", body = ErrorBody),
+        (status = 429, description = "Too many rooms created; see Retry-After", body = ErrorBody),
+    ))]
+async fn create_room(
+    State(ctx): State<ApiContext>,
+    ClientIp(ip): ClientIp,
+    user: AuthUser,
+    Json(req): Json<CreateRoomRequest>,
+) -> Result<(StatusCode, axum::Json<RoomDto>)> {
+    ctx.rate_limit(Bucket::RoomCreate, ip).await?;
+    let view = rooms::create(&ctx.store, user.id, &req.name).await?;
+    Ok((StatusCode::CREATED, axum::Json(view.into())))
+}
+
+/// The rooms the caller belongs to, newest first.
+#[utoipa::path(get, path = "/rooms", tag = "rooms", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Rooms with the caller's role", body = [RoomDto]),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+async fn list_rooms(State(ctx): State<ApiContext>, user: AuthUser) -> Result<axum::Json<Vec<RoomDto>>> {
+    let views = rooms::list(&ctx.store, user.id).await?;
+    Ok(axum::Json(views.into_iter().map(RoomDto::from).collect()))
+}
+
+/// One room (members only).
+#[utoipa::path(get, path = "/rooms/{id}", tag = "rooms", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Room id")),
+    responses(
+        (status = 200, description = "The room", body = RoomDto),
+        (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
+    ))]
+async fn get_room(State(ctx): State<ApiContext>, user: AuthUser, RoomId(id): RoomId) -> Result<axum::Json<RoomDto>> {
+    Ok(axum::Json(rooms::get(&ctx.store, user.id, id).await?.into()))
+}
+
+/// Delete a room (owner only).
+#[utoipa::path(delete, path = "/rooms/{id}", tag = "rooms", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Room id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "The caller is a member but not the owner", body = ErrorBody),
+        (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
+    ))]
+async fn delete_room(State(ctx): State<ApiContext>, user: AuthUser, RoomId(id): RoomId) -> Result<StatusCode> {
+    rooms::delete(&ctx.store, user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Add a user to the room. Owners add moderators and members; moderators add members.
+#[utoipa::path(post, path = "/rooms/{id}/members", tag = "rooms", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Room id")), request_body = AddMemberRequest,
+    responses(
+        (status = 201, description = "Added", body = MemberDto),
+        (status = 403, description = "The caller's role can't add this role", body = ErrorBody),
+        (status = 404, description = "No such room or user", body = ErrorBody),
+        (status = 409, description = "Already a member", body = ErrorBody),
+        (status = 422, description = "Invalid username or role", body = ErrorBody),
+    ))]
+async fn add_member(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    RoomId(id): RoomId,
+    Json(req): Json<AddMemberRequest>,
+) -> Result<(StatusCode, axum::Json<MemberDto>)> {
+    let role = match req.role.as_deref() {
+        None => Role::Member,
+        Some(raw) => raw.parse().map_err(|e: crate::domain::ParseRoleError| ValidationError::new("role", e.to_string()))?,
+    };
+    let member = rooms::add_member(&ctx.store, user.id, id, &req.username, role).await?;
+    Ok((StatusCode::CREATED, axum::Json(member.into())))
+}
+
+/// The room's members (members only), owner first.
+#[utoipa::path(get, path = "/rooms/{id}/members", tag = "rooms", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Room id")),
+    responses(
+        (status = 200, description = "Members with their roles", body = [MemberDto]),
+        (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
+    ))]
+async fn list_members(State(ctx): State<ApiContext>, user: AuthUser, RoomId(id): RoomId) -> Result<axum::Json<Vec<MemberDto>>> {
+    let members = rooms::members(&ctx.store, user.id, id).await?;
+    Ok(axum::Json(members.into_iter().map(MemberDto::from).collect()))
+}

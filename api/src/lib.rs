@@ -1,0 +1,24 @@
+//! WebCall's HTTP API and the `webcall` server.
+//!
+//! - [`config`]: typed settings from the environment.
+//! - [`secrets`]: generated-once JWT and registration secrets kept in `DATA_DIR`.
+//! - [`domain`]: validated value types (username, password, room name, role).
+//! - [`db`]: the store on SQLite or PostgreSQL, with migrations.
+//! - [`auth`]: bcrypt hashing off the runtime, JWT issue and verify.
+//! - [`app`]: use cases and the permission rules.
+//! - [`ratelimit`]: in-process or Redis-shared GCRA limits.
+//! - [`http`]: routes, extractors, middleware, OpenAPI.
+//! - [`server`] and [`cli`]: start-up, shutdown, the command line.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ratelimit;
+pub mod secrets;
+pub mod server;
+pub mod telemetry;

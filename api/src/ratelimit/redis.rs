@@ -1,0 +1,77 @@
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use super::{Bucket, Limited};
+use crate::config::RateLimits;
+
+/// GCRA in one atomic script. The key holds the "theoretical arrival time" in milliseconds
+/// of Redis's own clock (so nodes with skewed clocks still agree) and expires once the
+/// budget is full again. Returns 0 when allowed, else the milliseconds to wait.
+const GCRA: &str = r"
+local emission = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allowed_at = tat + emission - burst * emission
+if now < allowed_at then return allowed_at - now end
+local new_tat = tat + emission
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+return 0
+";
+
+/// A limit shared by every node on the same Redis (and key prefix).
+#[derive(Clone)]
+pub struct RedisLimiter {
+    conn: ConnectionManager,
+    prefix: String,
+    limits: RateLimits,
+    script: Script,
+}
+
+impl RedisLimiter {
+    pub fn new(conn: ConnectionManager, prefix: &str, limits: RateLimits) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+            limits,
+            script: Script::new(GCRA),
+        }
+    }
+
+    /// If Redis fails, the request is let through and the failure logged: an outage of the
+    /// limiter must not lock every user out (bcrypt still slows password guessing).
+    pub(super) async fn check(&self, bucket: Bucket, key: &str) -> Result<(), Limited> {
+        let per_minute = u64::from(bucket.per_minute(&self.limits).max(1));
+        let emission_ms = 60_000 / per_minute;
+        let redis_key = format!("{}:ratelimit:{}:{}", self.prefix, bucket.name(), key);
+        let mut conn = self.conn.clone();
+        let wait_ms: Result<u64, _> = self
+            .script
+            .key(redis_key)
+            .arg(emission_ms)
+            .arg(per_minute)
+            .invoke_async(&mut conn)
+            .await;
+        match wait_ms {
+            Ok(0) => Ok(()),
+            Ok(ms) => Err(Limited {
+                retry_after: Duration::from_millis(ms),
+            }),
+            Err(err) => {
+                tracing::warn!(error = %err, bucket = bucket.name(), "rate limit check failed in Redis; allowing the request");
+                metrics::counter!("rate_limit_backend_errors_total").increment(1);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLimiter").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,198 @@
+//! Start-up: resolve secrets, open the database and Redis, build the app, serve until a
+//! shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+
+use crate::auth::{PasswordHasher, TokenService};
+use crate::config::Settings;
+use crate::db::{Store, StoreError};
+use crate::http::{self, ApiContext};
+use crate::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
+use crate::secrets::{self, SecretError, SecretOrigin};
+use crate::telemetry;
+
+/// Why the server could not start. Each displays as one line that says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("secrets: {0}")]
+    Secret(#[from] SecretError),
+    #[error("DATABASE_URL: {0}")]
+    Database(#[from] StoreError),
+    #[error("REDIS_URL: {0}")]
+    Redis(String),
+    #[error("BIND/PORT: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("BCRYPT_COST: {0}")]
+    Hasher(crate::error::Error),
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The database the settings point at: `DATABASE_URL`, or SQLite under `DATA_DIR`.
+///
+/// # Errors
+/// [`StartError::Database`] when it can't be opened, [`StartError::Secret`] when `DATA_DIR`
+/// can't be created.
+pub async fn open_store(settings: &Settings) -> Result<Store, StartError> {
+    let url = match &settings.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&settings.data_dir).map_err(|source| SecretError::Io {
+                path: settings.data_dir.clone(),
+                source,
+            })?;
+            Store::sqlite_url_in(&settings.data_dir)
+        }
+    };
+    Ok(Store::connect(&url).await?)
+}
+
+async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, StartError> {
+    let client = redis::Client::open(url).map_err(|e| StartError::Redis(e.to_string()))?;
+    tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new(client))
+        .await
+        .map_err(|_| StartError::Redis("no answer within 5 s".to_owned()))?
+        .map_err(|e| StartError::Redis(e.to_string()))
+}
+
+fn announce_secret(name: &str, origin: &SecretOrigin, secret: &SecretString) {
+    use secrecy::ExposeSecret;
+    match origin {
+        SecretOrigin::Configured => {}
+        SecretOrigin::Stored(path) => {
+            tracing::info!(path = %path.display(), "{name}: using the generated secret kept in DATA_DIR");
+        }
+        SecretOrigin::Generated(path) => {
+            tracing::info!(path = %path.display(), "{name}: generated a new secret and kept it in DATA_DIR");
+            if name == "REGISTRATION_SECRET" {
+                // Printed once, now, so the operator can hand it out; later starts only say
+                // where it is kept.
+                eprintln!(
+                    "\n  Registration secret (generated; kept in {}):\n\n      {}\n\n  Anyone with it can register. Set REGISTRATION_SECRET to choose your own.\n",
+                    path.display(),
+                    secret.expose_secret()
+                );
+            }
+        }
+    }
+}
+
+/// A ready-to-serve application.
+pub struct Server {
+    ctx: ApiContext,
+}
+
+impl Server {
+    /// Prepares everything `serve` needs: secrets, migrated database, Redis, rate limits.
+    ///
+    /// # Errors
+    /// A [`StartError`] naming what is wrong.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let (jwt_secret, origin) =
+            secrets::load_or_generate(settings.jwt_secret.as_ref(), &settings.data_dir, "jwt_secret", 32)?;
+        announce_secret("JWT_SECRET", &origin, &jwt_secret);
+        let (registration_secret, origin) = secrets::load_or_generate(
+            settings.registration_secret.as_ref(),
+            &settings.data_dir,
+            "registration_secret",
+            12,
+        )?;
+        announce_secret("REGISTRATION_SECRET", &origin, &registration_secret);
+
+        let store = open_store(&settings).await?;
+        let versions = store.migrate().await?;
+        tracing::info!(backend = ?store.backend(), migrations = ?versions, "database ready");
+
+        let redis = match &settings.redis_url {
+            Some(url) => Some(connect_redis(url).await?),
+            None => None,
+        };
+        let limiter = match &redis {
+            Some(conn) => RateLimiter::Redis(RedisLimiter::new(conn.clone(), &settings.redis_prefix, settings.rate_limits)),
+            None => RateLimiter::Local(Arc::new(LocalLimiter::new(&settings.rate_limits))),
+        };
+        let passwords = PasswordHasher::new(settings.bcrypt_cost).await.map_err(StartError::Hasher)?;
+        let tokens = Arc::new(TokenService::new(&jwt_secret, settings.jwt_ttl));
+
+        Ok(Self {
+            ctx: ApiContext {
+                settings: Arc::new(settings),
+                store,
+                tokens,
+                passwords,
+                registration_secret: Arc::new(registration_secret),
+                limiter,
+                redis,
+                metrics: telemetry::metrics_handle(),
+            },
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        http::app(self.ctx.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
+    ///
+    /// # Errors
+    /// [`StartError::Serve`] when the listener fails.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(StartError::Serve)?;
+        self.ctx.store.close().await;
+        Ok(())
+    }
+}
+
+/// `webcall serve`: bind, announce, serve until SIGINT/SIGTERM.
+///
+/// # Errors
+/// A [`StartError`] naming what is wrong.
+pub async fn run(settings: Settings) -> Result<(), StartError> {
+    let addr = SocketAddr::new(settings.bind, settings.port);
+    let server = Server::build(settings).await?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(StartError::Serve)?;
+    tracing::info!(addr = %local, "webcall listening on http://{local}");
+    server.serve(listener, shutdown_signal()).await?;
+    tracing::info!("webcall stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM (what `docker stop` sends).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,1 @@
+//! Media plane (see the crate README in docs).
