@@ -1,0 +1,164 @@
+//! The `webcall` binary as an operator runs it: configuration errors, `migrate`, and `serve`
+//! from an empty directory with no configuration at all.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const WEBCALL: &str = env!("CARGO_BIN_EXE_webcall");
+
+/// A command with a clean environment (no variables from the developer's shell) in `dir`.
+fn webcall(dir: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(WEBCALL);
+    cmd.args(args).current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+#[tokio::test]
+async fn bad_configuration_stops_the_server_with_one_line_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("PORT", "eighty")], "PORT"),
+        (&[("APP_ENV", "prod")], "JWT_SECRET"),
+        (&[("DATABASE_URL", "mysql://db/x")], "DATABASE_URL"),
+        (&[("CORS_ORIGINS", "not an origin")], "CORS_ORIGINS"),
+        (&[("TURN_URLS", "turn:turn.example:3478")], "TURN_USERNAME"),
+    ];
+    for (vars, var) in cases {
+        let out = webcall(dir.path(), &["serve"], vars).output().await.expect("run");
+        assert_eq!(out.status.code(), Some(2), "{vars:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(lines[0].contains(var), "{stderr}");
+    }
+    assert!(!dir.path().join("data").exists(), "nothing written before the configuration is valid");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_fails_start_naming_database_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = webcall(dir.path(), &["serve"], &[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"), ("PORT", "0")])
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().any(|l| l.starts_with("error: DATABASE_URL")), "{stderr}");
+}
+
+#[tokio::test]
+async fn migrate_creates_the_embedded_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = webcall(dir.path(), &["migrate"], &[]).output().await.expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("database is at migration 1"));
+    assert!(dir.path().join("data/webcall.db").exists());
+    // Idempotent.
+    let again = webcall(dir.path(), &["migrate"], &[]).output().await.expect("run");
+    assert!(again.status.success());
+}
+
+/// The README's promise: start with no configuration, register with the printed secret, log
+/// in, create and delete a room, and find the request id in the JSON log lines.
+#[tokio::test]
+async fn serve_with_no_configuration_prints_a_secret_that_registers_a_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(concat!(env!("CARGO_MANIFEST_DIR"), "/../static"), dir.path().join("static")).expect("link static");
+    let mut child = webcall(dir.path(), &["serve"], &[("PORT", "0"), ("BCRYPT_COST", "4")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+
+    // The secret is printed on stderr, on its own indented line after the heading.
+    let secret = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut heading_seen = false;
+        while let Ok(Some(line)) = stderr.next_line().await {
+            if line.contains("Registration secret") {
+                heading_seen = true;
+            } else if heading_seen && !line.trim().is_empty() {
+                return line.trim().to_owned();
+            }
+        }
+        panic!("no secret printed");
+    })
+    .await
+    .expect("secret printed in time");
+
+    // The listening address is in the JSON log on stdout.
+    let base = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            let entry: Value = serde_json::from_str(&line).expect("every log line is JSON");
+            if let Some(addr) = entry["addr"].as_str() {
+                return format!("http://{addr}");
+            }
+        }
+        panic!("no listening line");
+    })
+    .await
+    .expect("listening in time");
+
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let res = http
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"username": "alice", "password": "correct horse", "registration_secret": secret}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .header("x-request-id", "binary-test-login-1")
+        .json(&json!({"username": "alice", "password": "correct horse"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), StatusCode::OK);
+    let token = res.json::<Value>().await.expect("json")["token"].as_str().expect("token").to_owned();
+    let room: Value = http
+        .post(format!("{base}/api/v1/rooms"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Standup"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let deleted = http
+        .delete(format!("{base}/api/v1/rooms/{}", room["id"]))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+
+    // The login's log line carries its request id, method, route, status and latency.
+    let entry = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            let entry: Value = serde_json::from_str(&line).expect("JSON log line");
+            if entry["span"]["request_id"] == "binary-test-login-1" && entry["status"].is_number() {
+                return entry;
+            }
+        }
+        panic!("no log line for the request id");
+    })
+    .await
+    .expect("log line in time");
+    assert_eq!(entry["span"]["method"], "POST");
+    assert_eq!(entry["span"]["path"], "/api/v1/auth/login");
+    assert_eq!(entry["status"], 200);
+    assert!(entry["latency_ms"].is_number());
+    child.kill().await.expect("kill");
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of the HTTP API through real sockets, on SQLite by default or on
+//! PostgreSQL when `WEBCALL_TEST_DATABASE_URL` is set (see README: Tests).
+
+mod auth;
+mod binary;
+mod hardening;
+mod helpers;
+mod observability;
+mod ratelimit;
+mod rooms;
+mod static_files;
