@@ -6,8 +6,14 @@ use crate::config::Settings;
 use crate::server;
 
 #[derive(Debug, Parser)]
-#[command(name = "webcall", version, about = "Self-hosted audio calls with server-side transcription.")]
-#[command(after_help = "Configuration comes from environment variables (and ./.env); see README.md.")]
+#[command(
+    name = "webcall",
+    version,
+    about = "Self-hosted audio calls with server-side transcription."
+)]
+#[command(
+    after_help = "Configuration comes from environment variables (and ./.env); see README.md."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -55,7 +61,11 @@ pub async fn main() -> std::process::ExitCode {
 async fn migrate(settings: &Settings) -> Result<(), server::StartError> {
     let store = server::open_store(settings).await?;
     let versions = store.migrate().await?;
-    println!("database is at migration {:?} ({:?})", versions.last().copied().unwrap_or(0), store.backend());
+    println!(
+        "database is at migration {:?} ({:?})",
+        versions.last().copied().unwrap_or(0),
+        store.backend()
+    );
     store.close().await;
     Ok(())
 }

@@ -91,15 +91,29 @@ impl Settings {
     /// The first variable whose value can't be used.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         // An empty variable means "not set": that is what `FOO=` in a .env file says.
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
 
         let app_env = match get("APP_ENV").as_deref() {
             None | Some("dev") | Some("development") => AppEnv::Dev,
             Some("prod") | Some("production") => AppEnv::Prod,
-            Some(other) => return Err(invalid("APP_ENV", format!("expected dev or prod, got {other:?}"))),
+            Some(other) => {
+                return Err(invalid(
+                    "APP_ENV",
+                    format!("expected dev or prod, got {other:?}"),
+                ))
+            }
         };
         let port = parse_or("PORT", get("PORT"), 8080u16, "a port number 0-65535")?;
-        let bind = parse_or("BIND", get("BIND"), IpAddr::from([127, 0, 0, 1]), "an IP address such as 127.0.0.1 or 0.0.0.0")?;
+        let bind = parse_or(
+            "BIND",
+            get("BIND"),
+            IpAddr::from([127, 0, 0, 1]),
+            "an IP address such as 127.0.0.1 or 0.0.0.0",
+        )?;
 
         let jwt_secret = get("JWT_SECRET");
         if let Some(secret) = &jwt_secret {
@@ -110,7 +124,10 @@ impl Settings {
         let registration_secret = get("REGISTRATION_SECRET");
         if let Some(secret) = &registration_secret {
             if secret.len() < 8 {
-                return Err(invalid("REGISTRATION_SECRET", "must be at least 8 characters long"));
+                return Err(invalid(
+                    "REGISTRATION_SECRET",
+                    "must be at least 8 characters long",
+                ));
             }
         }
         if app_env == AppEnv::Prod {
@@ -118,7 +135,10 @@ impl Settings {
                 return Err(invalid("JWT_SECRET", "must be set when APP_ENV=prod"));
             }
             if registration_secret.is_none() {
-                return Err(invalid("REGISTRATION_SECRET", "must be set when APP_ENV=prod"));
+                return Err(invalid(
+                    "REGISTRATION_SECRET",
+                    "must be set when APP_ENV=prod",
+                ));
             }
         }
 
@@ -126,7 +146,10 @@ impl Settings {
         if let Some(url) = &database_url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|p| url.starts_with(p)) {
-                return Err(invalid("DATABASE_URL", "expected a postgres://… or sqlite:… URL"));
+                return Err(invalid(
+                    "DATABASE_URL",
+                    "expected a postgres://… or sqlite:… URL",
+                ));
             }
         }
         let redis_url = get("REDIS_URL");
@@ -142,8 +165,12 @@ impl Settings {
             turn_username: get("TURN_USERNAME"),
             turn_password: get("TURN_PASSWORD").map(SecretString::from),
         };
-        if !ice.turn_urls.is_empty() && (ice.turn_username.is_none() || ice.turn_password.is_none()) {
-            return Err(invalid("TURN_USERNAME", "TURN_URLS is set, so TURN_USERNAME and TURN_PASSWORD must be set too"));
+        if !ice.turn_urls.is_empty() && (ice.turn_username.is_none() || ice.turn_password.is_none())
+        {
+            return Err(invalid(
+                "TURN_USERNAME",
+                "TURN_URLS is set, so TURN_USERNAME and TURN_PASSWORD must be set too",
+            ));
         }
 
         let cors_origins = get("CORS_ORIGINS")
@@ -155,26 +182,48 @@ impl Settings {
                     && !origin.ends_with('/');
                 match HeaderValue::from_str(&origin) {
                     Ok(value) if well_formed => Ok(value),
-                    _ => Err(invalid("CORS_ORIGINS", format!("{origin:?} is not an origin like https://call.example.org"))),
+                    _ => Err(invalid(
+                        "CORS_ORIGINS",
+                        format!("{origin:?} is not an origin like https://call.example.org"),
+                    )),
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let bcrypt_cost = parse_or("BCRYPT_COST", get("BCRYPT_COST"), bcrypt::DEFAULT_COST, "a number 4-31")?;
+        let bcrypt_cost = parse_or(
+            "BCRYPT_COST",
+            get("BCRYPT_COST"),
+            bcrypt::DEFAULT_COST,
+            "a number 4-31",
+        )?;
         if !(4..=31).contains(&bcrypt_cost) {
             return Err(invalid("BCRYPT_COST", "must be between 4 and 31"));
         }
-        let jwt_ttl_secs = parse_or("JWT_TTL_SECS", get("JWT_TTL_SECS"), 7 * 24 * 3600u64, "a number of seconds")?;
+        let jwt_ttl_secs = parse_or(
+            "JWT_TTL_SECS",
+            get("JWT_TTL_SECS"),
+            7 * 24 * 3600u64,
+            "a number of seconds",
+        )?;
         if jwt_ttl_secs == 0 {
             return Err(invalid("JWT_TTL_SECS", "must be positive"));
         }
         let rate_limits = RateLimits {
             register_per_min: per_minute("RATE_LIMIT_REGISTER", get("RATE_LIMIT_REGISTER"), 10)?,
             login_per_min: per_minute("RATE_LIMIT_LOGIN", get("RATE_LIMIT_LOGIN"), 20)?,
-            room_create_per_min: per_minute("RATE_LIMIT_ROOM_CREATE", get("RATE_LIMIT_ROOM_CREATE"), 30)?,
+            room_create_per_min: per_minute(
+                "RATE_LIMIT_ROOM_CREATE",
+                get("RATE_LIMIT_ROOM_CREATE"),
+                30,
+            )?,
         };
         let trust_proxy = parse_or("TRUST_PROXY", get("TRUST_PROXY"), false, "true or false")?;
-        let max_body_bytes = parse_or("MAX_BODY_BYTES", get("MAX_BODY_BYTES"), 64 * 1024usize, "a number of bytes")?;
+        let max_body_bytes = parse_or(
+            "MAX_BODY_BYTES",
+            get("MAX_BODY_BYTES"),
+            64 * 1024usize,
+            "a number of bytes",
+        )?;
 
         Ok(Self {
             app_env,
@@ -228,11 +277,18 @@ fn split_list(raw: &str) -> Vec<String> {
         .collect()
 }
 
-fn url_list(var: &'static str, raw: Option<String>, schemes: &[&str]) -> Result<Vec<String>, ConfigError> {
+fn url_list(
+    var: &'static str,
+    raw: Option<String>,
+    schemes: &[&str],
+) -> Result<Vec<String>, ConfigError> {
     let urls = raw.map(|v| split_list(&v)).unwrap_or_default();
     for url in &urls {
         if !schemes.iter().any(|s| url.starts_with(s)) {
-            return Err(invalid(var, format!("{url:?} must start with {}", schemes.join(" or "))));
+            return Err(invalid(
+                var,
+                format!("{url:?} must start with {}", schemes.join(" or ")),
+            ));
         }
     }
     Ok(urls)
@@ -244,8 +300,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -267,7 +325,10 @@ mod tests {
             (&[("BIND", "localhost:80")], "BIND"),
             (&[("APP_ENV", "staging")], "APP_ENV"),
             (&[("APP_ENV", "prod")], "JWT_SECRET"),
-            (&[("APP_ENV", "prod"), ("JWT_SECRET", &"s".repeat(40))], "REGISTRATION_SECRET"),
+            (
+                &[("APP_ENV", "prod"), ("JWT_SECRET", &"s".repeat(40))],
+                "REGISTRATION_SECRET",
+            ),
             (&[("JWT_SECRET", "short")], "JWT_SECRET"),
             (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
             (&[("REDIS_URL", "localhost")], "REDIS_URL"),

@@ -62,10 +62,13 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StartError> {
 
 async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, StartError> {
     let client = redis::Client::open(url).map_err(|e| StartError::Redis(e.to_string()))?;
-    tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new(client))
-        .await
-        .map_err(|_| StartError::Redis("no answer within 5 s".to_owned()))?
-        .map_err(|e| StartError::Redis(e.to_string()))
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        redis::aio::ConnectionManager::new(client),
+    )
+    .await
+    .map_err(|_| StartError::Redis("no answer within 5 s".to_owned()))?
+    .map_err(|e| StartError::Redis(e.to_string()))
 }
 
 fn announce_secret(name: &str, origin: &SecretOrigin, secret: &SecretString) {
@@ -101,8 +104,12 @@ impl Server {
     /// # Errors
     /// A [`StartError`] naming what is wrong.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let (jwt_secret, origin) =
-            secrets::load_or_generate(settings.jwt_secret.as_ref(), &settings.data_dir, "jwt_secret", 32)?;
+        let (jwt_secret, origin) = secrets::load_or_generate(
+            settings.jwt_secret.as_ref(),
+            &settings.data_dir,
+            "jwt_secret",
+            32,
+        )?;
         announce_secret("JWT_SECRET", &origin, &jwt_secret);
         let (registration_secret, origin) = secrets::load_or_generate(
             settings.registration_secret.as_ref(),
@@ -121,10 +128,16 @@ impl Server {
             None => None,
         };
         let limiter = match &redis {
-            Some(conn) => RateLimiter::Redis(RedisLimiter::new(conn.clone(), &settings.redis_prefix, settings.rate_limits)),
+            Some(conn) => RateLimiter::Redis(RedisLimiter::new(
+                conn.clone(),
+                &settings.redis_prefix,
+                settings.rate_limits,
+            )),
             None => RateLimiter::Local(Arc::new(LocalLimiter::new(&settings.rate_limits))),
         };
-        let passwords = PasswordHasher::new(settings.bcrypt_cost).await.map_err(StartError::Hasher)?;
+        let passwords = PasswordHasher::new(settings.bcrypt_cost)
+            .await
+            .map_err(StartError::Hasher)?;
         let tokens = Arc::new(TokenService::new(&jwt_secret, settings.jwt_ttl));
 
         Ok(Self {
@@ -149,8 +162,14 @@ impl Server {
     ///
     /// # Errors
     /// [`StartError::Serve`] when the listener fails.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -167,7 +186,9 @@ impl Server {
 pub async fn run(settings: Settings) -> Result<(), StartError> {
     let addr = SocketAddr::new(settings.bind, settings.port);
     let server = Server::build(settings).await?;
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(StartError::Serve)?;
     tracing::info!(addr = %local, "webcall listening on http://{local}");
     server.serve(listener, shutdown_signal()).await?;

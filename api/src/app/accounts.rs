@@ -4,7 +4,7 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use crate::auth::{PasswordHasher, TokenService};
-use crate::db::{Store, StoreError, UserRow, now_millis};
+use crate::db::{now_millis, Store, StoreError, UserRow};
 use crate::domain::{Password, Username};
 use crate::error::{Error, Result};
 

@@ -42,11 +42,17 @@ pub fn authorize(role: Option<Role>, action: Action) -> Result<(), Denied> {
         Action::DeleteRoom if role == Role::Owner => Ok(()),
         Action::DeleteRoom => Err(Denied::Forbidden("only the room owner can delete the room")),
         // A room has exactly one owner; there is no way to add a second one.
-        Action::AddMember(Role::Owner) => Err(Denied::Forbidden("a room has one owner; nobody can be added as owner")),
+        Action::AddMember(Role::Owner) => Err(Denied::Forbidden(
+            "a room has one owner; nobody can be added as owner",
+        )),
         Action::AddMember(Role::Moderator) if role == Role::Owner => Ok(()),
-        Action::AddMember(Role::Moderator) => Err(Denied::Forbidden("only the owner can add moderators")),
+        Action::AddMember(Role::Moderator) => {
+            Err(Denied::Forbidden("only the owner can add moderators"))
+        }
         Action::AddMember(Role::Member) if role >= Role::Moderator => Ok(()),
-        Action::AddMember(Role::Member) => Err(Denied::Forbidden("only the owner and moderators can add members")),
+        Action::AddMember(Role::Member) => Err(Denied::Forbidden(
+            "only the owner and moderators can add members",
+        )),
     }
 }
 
@@ -73,10 +79,17 @@ mod tests {
                 let got = authorize(Some(role), action);
                 assert_eq!(got.is_ok(), allowed, "{role:?} {action:?}");
                 if let Err(denied) = got {
-                    assert!(matches!(denied, Denied::Forbidden(_)), "{role:?} {action:?}");
+                    assert!(
+                        matches!(denied, Denied::Forbidden(_)),
+                        "{role:?} {action:?}"
+                    );
                 }
             }
-            assert_eq!(authorize(None, action), Err(Denied::NotMember), "{action:?}");
+            assert_eq!(
+                authorize(None, action),
+                Err(Denied::NotMember),
+                "{action:?}"
+            );
         }
     }
 }

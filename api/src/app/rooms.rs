@@ -1,7 +1,7 @@
 //! Rooms and their members. Each use case checks [`authorize`] before it touches anything.
 
-use super::permissions::{Action, authorize};
-use crate::db::{MemberRow, RoomRow, Store, StoreError, now_millis};
+use super::permissions::{authorize, Action};
+use crate::db::{now_millis, MemberRow, RoomRow, Store, StoreError};
 use crate::domain::{Role, RoomName, Username};
 use crate::error::{Error, Result};
 
@@ -20,7 +20,10 @@ pub async fn create(store: &Store, user_id: i64, name: &str) -> Result<RoomView>
     let name = RoomName::parse(name)?;
     let room = store.create_room(&name, user_id, now_millis()).await?;
     tracing::info!(room_id = room.id, user_id, "room created");
-    Ok(RoomView { room, role: Role::Owner })
+    Ok(RoomView {
+        room,
+        role: Role::Owner,
+    })
 }
 
 /// # Errors
@@ -64,10 +67,19 @@ pub async fn delete(store: &Store, user_id: i64, room_id: i64) -> Result<()> {
 /// # Errors
 /// 404 for an unknown room, non-member or unknown user; 403 when the actor's role can't add
 /// that role; 409 when the user already is a member; 422 for a malformed username.
-pub async fn add_member(store: &Store, user_id: i64, room_id: i64, username: &str, role: Role) -> Result<MemberRow> {
+pub async fn add_member(
+    store: &Store,
+    user_id: i64,
+    room_id: i64,
+    username: &str,
+    role: Role,
+) -> Result<MemberRow> {
     authorized(store, user_id, room_id, Action::AddMember(role)).await?;
     let username = Username::parse(username)?;
-    let user = store.user_by_name(&username).await?.ok_or(Error::NotFound("user"))?;
+    let user = store
+        .user_by_name(&username)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
     let now = now_millis();
     store
         .add_member(room_id, user.id, role, now)
@@ -79,7 +91,13 @@ pub async fn add_member(store: &Store, user_id: i64, room_id: i64, username: &st
             },
             other => other.into(),
         })?;
-    tracing::info!(room_id, user_id, member_id = user.id, role = role.as_str(), "member added");
+    tracing::info!(
+        room_id,
+        user_id,
+        member_id = user.id,
+        role = role.as_str(),
+        "member added"
+    );
     Ok(MemberRow {
         user_id: user.id,
         username: user.username,

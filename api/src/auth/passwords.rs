@@ -16,9 +16,10 @@ impl PasswordHasher {
     /// # Errors
     /// [`Error::Internal`] when bcrypt refuses the cost.
     pub async fn new(cost: u32) -> Result<Self> {
-        let dummy_hash = tokio::task::spawn_blocking(move || bcrypt::hash("not a real password", cost))
-            .await?
-            .map_err(Error::internal)?;
+        let dummy_hash =
+            tokio::task::spawn_blocking(move || bcrypt::hash("not a real password", cost))
+                .await?
+                .map_err(Error::internal)?;
         Ok(Self { cost, dummy_hash })
     }
 

@@ -57,7 +57,8 @@ impl TokenService {
             iat,
             exp: iat.saturating_add(ttl),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(Error::internal)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(Error::internal)
     }
 
     /// # Errors
@@ -71,7 +72,9 @@ impl TokenService {
 
 impl std::fmt::Debug for TokenService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenService").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("TokenService")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,7 +83,10 @@ mod tests {
     use super::*;
 
     fn service(secret: &str, ttl: u64) -> TokenService {
-        TokenService::new(&SecretString::from(secret.to_owned()), Duration::from_secs(ttl))
+        TokenService::new(
+            &SecretString::from(secret.to_owned()),
+            Duration::from_secs(ttl),
+        )
     }
 
     #[test]
@@ -89,14 +95,18 @@ mod tests {
         let token = a.issue(7, "alice").expect("issue");
         let claims = a.verify(&token).expect("valid");
         assert_eq!((claims.user_id(), claims.name.as_str()), (Some(7), "alice"));
-        assert!(matches!(service(&"b".repeat(32), 60).verify(&token), Err(Error::Unauthorized)));
+        assert!(matches!(
+            service(&"b".repeat(32), 60).verify(&token),
+            Err(Error::Unauthorized)
+        ));
     }
 
     #[test]
     fn an_unsigned_token_is_refused() {
         let a = service(&"a".repeat(32), 60);
         // {"alg":"none"} . {"sub":"1","name":"x","iat":0,"exp":9999999999} . (no signature)
-        let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIiwibmFtZSI6IngiLCJpYXQiOjAsImV4cCI6OTk5OTk5OTk5OX0.";
+        let forged =
+            "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIiwibmFtZSI6IngiLCJpYXQiOjAsImV4cCI6OTk5OTk5OTk5OX0.";
         assert!(matches!(a.verify(forged), Err(Error::Unauthorized)));
     }
 }

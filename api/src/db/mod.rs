@@ -10,7 +10,7 @@ mod users;
 
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
@@ -89,7 +89,10 @@ impl Store {
 
     /// The SQLite URL of the embedded default database under `data_dir`.
     pub fn sqlite_url_in(data_dir: &std::path::Path) -> String {
-        format!("sqlite://{}?mode=rwc", data_dir.join("webcall.db").display())
+        format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("webcall.db").display()
+        )
     }
 
     pub fn backend(&self) -> Backend {

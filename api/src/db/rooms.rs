@@ -31,8 +31,9 @@ fn room((id, name, owner_id, created_at): RoomTuple) -> RoomRow {
 /// Roles are written by this code only (and checked by the schema), so an unknown value
 /// means a corrupt row: report it as a database error rather than guessing.
 fn role(raw: &str) -> Result<Role, StoreError> {
-    raw.parse()
-        .map_err(|e: crate::domain::ParseRoleError| StoreError::Database(sqlx::Error::Decode(e.into())))
+    raw.parse().map_err(|e: crate::domain::ParseRoleError| {
+        StoreError::Database(sqlx::Error::Decode(e.into()))
+    })
 }
 
 impl Store {
@@ -41,7 +42,12 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Database`] on a database failure (nothing is written then).
-    pub async fn create_room(&self, name: &RoomName, owner_id: i64, now: i64) -> Result<RoomRow, StoreError> {
+    pub async fn create_room(
+        &self,
+        name: &RoomName,
+        owner_id: i64,
+        now: i64,
+    ) -> Result<RoomRow, StoreError> {
         let mut tx = self.pool.begin().await?;
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO rooms (name, owner_id, created_at) VALUES ($1, $2, $3) RETURNING id",
@@ -51,13 +57,15 @@ impl Store {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO room_members (room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(owner_id)
-            .bind(Role::Owner.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO room_members (room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(owner_id)
+        .bind(Role::Owner.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(RoomRow {
             id,
@@ -81,7 +89,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(id, name, owner_id, created_at, r)| Ok((room((id, name, owner_id, created_at)), role(&r)?)))
+            .map(|(id, name, owner_id, created_at, r)| {
+                Ok((room((id, name, owner_id, created_at)), role(&r)?))
+            })
             .collect()
     }
 
@@ -100,7 +110,11 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Database`] on a database failure.
-    pub async fn member_role(&self, room_id: i64, user_id: i64) -> Result<Option<Role>, StoreError> {
+    pub async fn member_role(
+        &self,
+        room_id: i64,
+        user_id: i64,
+    ) -> Result<Option<Role>, StoreError> {
         let row: Option<(String,)> =
             sqlx::query_as("SELECT role FROM room_members WHERE room_id = $1 AND user_id = $2")
                 .bind(room_id)
@@ -124,15 +138,23 @@ impl Store {
 
     /// # Errors
     /// [`StoreError::Conflict`] when the user already is a member.
-    pub async fn add_member(&self, room_id: i64, user_id: i64, role: Role, now: i64) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO room_members (room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)")
-            .bind(room_id)
-            .bind(user_id)
-            .bind(role.as_str())
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::from_write)?;
+    pub async fn add_member(
+        &self,
+        room_id: i64,
+        user_id: i64,
+        role: Role,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO room_members (room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from_write)?;
         Ok(())
     }
 

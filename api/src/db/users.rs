@@ -43,21 +43,26 @@ impl Store {
 
     /// # Errors
     /// [`StoreError::Database`] on a database failure.
-    pub async fn user_with_hash(&self, username: &Username) -> Result<Option<UserWithHash>, StoreError> {
+    pub async fn user_with_hash(
+        &self,
+        username: &Username,
+    ) -> Result<Option<UserWithHash>, StoreError> {
         let row: Option<(i64, String, i64, String)> = sqlx::query_as(
             "SELECT id, username, created_at, password_hash FROM users WHERE username_key = $1",
         )
         .bind(username.key())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(id, username, created_at, password_hash)| UserWithHash {
-            user: UserRow {
-                id,
-                username,
-                created_at,
-            },
-            password_hash,
-        }))
+        Ok(
+            row.map(|(id, username, created_at, password_hash)| UserWithHash {
+                user: UserRow {
+                    id,
+                    username,
+                    created_at,
+                },
+                password_hash,
+            }),
+        )
     }
 
     /// # Errors

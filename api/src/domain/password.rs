@@ -7,9 +7,23 @@ pub struct Password(String);
 
 /// A short list of the passwords that top every leak. Length alone lets these through.
 const COMMON: &[&str] = &[
-    "password", "password1", "12345678", "123456789", "1234567890", "qwertyuiop", "qwerty123",
-    "iloveyou", "11111111", "00000000", "abcdefgh", "abc12345", "letmein1", "welcome1",
-    "passw0rd", "admin123", "webcall1",
+    "password",
+    "password1",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "qwertyuiop",
+    "qwerty123",
+    "iloveyou",
+    "11111111",
+    "00000000",
+    "abcdefgh",
+    "abc12345",
+    "letmein1",
+    "welcome1",
+    "passw0rd",
+    "admin123",
+    "webcall1",
 ];
 
 impl Password {
@@ -59,7 +73,11 @@ mod tests {
     #[test]
     fn weak_passwords_are_rejected_on_the_password_field() {
         for weak in ["short", "password", "PASSWORD1", "alice-in-chains"] {
-            let user = if weak == "alice-in-chains" { weak } else { "bob" };
+            let user = if weak == "alice-in-chains" {
+                weak
+            } else {
+                "bob"
+            };
             let err = Password::parse(weak, user).expect_err(weak);
             assert_eq!(err.field, "password");
         }

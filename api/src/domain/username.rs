@@ -60,7 +60,10 @@ mod tests {
     #[test]
     fn accepts_the_documented_alphabet_at_both_length_bounds() {
         for ok in ["abc", "A_b.c-9", &"x".repeat(32)] {
-            assert_eq!(Username::parse(ok).map(|u| u.to_string()), Ok(ok.to_owned()));
+            assert_eq!(
+                Username::parse(ok).map(|u| u.to_string()),
+                Ok(ok.to_owned())
+            );
         }
     }
 

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use super::error::ErrorBody;
 use super::extract::{AuthUser, ClientIp, Json};
-use super::{ApiContext, timestamp};
+use super::{timestamp, ApiContext};
 use crate::app::accounts::{self, Session};
 use crate::db::UserRow;
 use crate::error::Result;
@@ -116,7 +116,14 @@ async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Result<axum::Json<SessionDto>> {
     ctx.rate_limit(Bucket::Login, ip).await?;
-    let session = accounts::login(&ctx.store, &ctx.passwords, &ctx.tokens, &req.username, &req.password).await?;
+    let session = accounts::login(
+        &ctx.store,
+        &ctx.passwords,
+        &ctx.tokens,
+        &req.username,
+        &req.password,
+    )
+    .await?;
     Ok(axum::Json(session_dto(&ctx, session)))
 }
 

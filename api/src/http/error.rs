@@ -1,8 +1,8 @@
 //! How errors look on the wire: a status and `{"error": {"code", "message", "field"?}}`.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -60,7 +60,11 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let message = self.to_string();
         let (status, code, field) = match &self {
-            Error::Validation(v) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", Some(v.field)),
+            Error::Validation(v) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                Some(v.field),
+            ),
             Error::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, *code, None),
             Error::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", None),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
@@ -69,7 +73,11 @@ impl IntoResponse for Error {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             Error::Conflict { code, .. } => (StatusCode::CONFLICT, *code, None),
             Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
-            Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None),
+            Error::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                None,
+            ),
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             Error::Internal(detail) => {

@@ -4,9 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::ApiContext;
@@ -24,9 +24,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection) => Err(match rejection {
-                JsonRejection::MissingJsonContentType(_) => {
-                    Error::UnsupportedMediaType("expected Content-Type: application/json".to_owned())
-                }
+                JsonRejection::MissingJsonContentType(_) => Error::UnsupportedMediaType(
+                    "expected Content-Type: application/json".to_owned(),
+                ),
                 JsonRejection::JsonSyntaxError(e) => Error::BadRequest {
                     code: "malformed_json",
                     message: e.body_text(),
@@ -52,7 +52,10 @@ pub struct ClientIp(pub IpAddr);
 impl FromRequestParts<ApiContext> for ClientIp {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &ApiContext,
+    ) -> Result<Self, Self::Rejection> {
         if ctx.settings.trust_proxy {
             let forwarded = parts
                 .headers
@@ -61,7 +64,7 @@ impl FromRequestParts<ApiContext> for ClientIp {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
-                .last();
+                .next_back();
             if let Some(ip) = forwarded {
                 return Ok(ClientIp(ip));
             }
@@ -86,7 +89,10 @@ pub struct AuthUser {
 impl FromRequestParts<ApiContext> for AuthUser {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &ApiContext,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -98,7 +104,11 @@ impl FromRequestParts<ApiContext> for AuthUser {
             .ok_or(Error::Unauthorized)?;
         let claims = ctx.tokens.verify(token.trim())?;
         let user_id = claims.user_id().ok_or(Error::Unauthorized)?;
-        let user = ctx.store.user_by_id(user_id).await?.ok_or(Error::Unauthorized)?;
+        let user = ctx
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(Error::Unauthorized)?;
         Ok(AuthUser {
             id: user.id,
             username: user.username,

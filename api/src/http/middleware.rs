@@ -5,16 +5,17 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use axum::http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use axum::middleware::Next;
 
-use super::error::{ErrorBody, body_for_status};
+use super::error::{body_for_status, ErrorBody};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The Content-Security-Policy of every response. No `'unsafe-inline'` anywhere: the SPA
 /// loads only its own module scripts and styles.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self'; \
 img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; \
 base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
@@ -23,11 +24,17 @@ base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 pub fn is_sane_request_id(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     (1..=128).contains(&bytes.len())
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 pub async fn drop_insane_request_id(mut req: Request) -> Request {
-    if req.headers().get(&X_REQUEST_ID).is_some_and(|v| !is_sane_request_id(v)) {
+    if req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .is_some_and(|v| !is_sane_request_id(v))
+    {
         req.headers_mut().remove(&X_REQUEST_ID);
     }
     req
@@ -60,7 +67,8 @@ pub async fn record_metrics(req: Request, next: Next) -> Response<Body> {
     let status = response.status().as_u16().to_string();
     metrics::counter!("http_requests_total", "method" => method.clone(), "path" => path.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "path" => path).record(seconds);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "path" => path)
+        .record(seconds);
     response
 }
 
@@ -80,20 +88,23 @@ pub async fn json_errors(req: Request, next: Next) -> Response<Body> {
     let (mut parts, _) = response.into_parts();
     let body = serde_json::to_vec(&body_for_status(status)).unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts
-        .headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Response::from_parts(parts, Body::from(body))
 }
 
 /// A panicking handler answers 500 like any internal error; the server goes on.
 pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
     tracing::error!("handler panicked");
-    let body = serde_json::to_vec(&ErrorBody::new("internal_error", "internal server error")).unwrap_or_default();
+    let body = serde_json::to_vec(&ErrorBody::new("internal_error", "internal server error"))
+        .unwrap_or_default();
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }

@@ -12,10 +12,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::routing::get;
+use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
 use tower::ServiceBuilder;
@@ -80,7 +80,10 @@ pub fn timestamp(millis: i64) -> String {
     let nanos = i128::from(millis) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -89,7 +92,9 @@ pub fn api_routes() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(
             "/api/v1",
-            OpenApiRouter::new().merge(auth::router()).merge(rooms::router()),
+            OpenApiRouter::new()
+                .merge(auth::router())
+                .merge(rooms::router()),
         )
         .merge(ops::router())
         .split_for_parts()
@@ -123,14 +128,27 @@ pub fn app(ctx: ApiContext) -> Router {
     let cors = (!settings.cors_origins.is_empty()).then(|| {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(settings.cors_origins.clone()))
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, X_REQUEST_ID.clone()])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                X_REQUEST_ID.clone(),
+            ])
             .expose_headers([X_REQUEST_ID.clone(), header::RETRY_AFTER])
             .max_age(Duration::from_secs(3600))
     });
 
     let layers = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(
+            X_REQUEST_ID.clone(),
+            MakeRequestUuid,
+        ))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(trace)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
@@ -142,7 +160,10 @@ pub fn app(ctx: ApiContext) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
@@ -174,6 +195,8 @@ pub fn app(ctx: ApiContext) -> Router {
         .fallback_service(static_files)
         .layer(layers)
         // Outermost, so the id check happens before one is generated and logged.
-        .layer(axum::middleware::map_request(middleware::drop_insane_request_id))
+        .layer(axum::middleware::map_request(
+            middleware::drop_insane_request_id,
+        ))
         .with_state(ctx)
 }

@@ -1,15 +1,15 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::ApiContext;
 use super::error::ErrorBody;
+use super::ApiContext;
 use crate::error::{Error, Result};
 
 pub fn router() -> OpenApiRouter<ApiContext> {

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use super::error::ErrorBody;
 use super::extract::{AuthUser, ClientIp, Json, RoomId};
-use super::{ApiContext, timestamp};
+use super::{timestamp, ApiContext};
 use crate::app::rooms::{self, RoomView};
 use crate::db::MemberRow;
 use crate::domain::{Role, ValidationError};
@@ -103,7 +103,10 @@ async fn create_room(
         (status = 200, description = "Rooms with the caller's role", body = [RoomDto]),
         (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
-async fn list_rooms(State(ctx): State<ApiContext>, user: AuthUser) -> Result<axum::Json<Vec<RoomDto>>> {
+async fn list_rooms(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+) -> Result<axum::Json<Vec<RoomDto>>> {
     let views = rooms::list(&ctx.store, user.id).await?;
     Ok(axum::Json(views.into_iter().map(RoomDto::from).collect()))
 }
@@ -115,8 +118,14 @@ async fn list_rooms(State(ctx): State<ApiContext>, user: AuthUser) -> Result<axu
         (status = 200, description = "The room", body = RoomDto),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
     ))]
-async fn get_room(State(ctx): State<ApiContext>, user: AuthUser, RoomId(id): RoomId) -> Result<axum::Json<RoomDto>> {
-    Ok(axum::Json(rooms::get(&ctx.store, user.id, id).await?.into()))
+async fn get_room(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    RoomId(id): RoomId,
+) -> Result<axum::Json<RoomDto>> {
+    Ok(axum::Json(
+        rooms::get(&ctx.store, user.id, id).await?.into(),
+    ))
 }
 
 /// Delete a room (owner only).
@@ -127,7 +136,11 @@ async fn get_room(State(ctx): State<ApiContext>, user: AuthUser, RoomId(id): Roo
         (status = 403, description = "The caller is a member but not the owner", body = ErrorBody),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
     ))]
-async fn delete_room(State(ctx): State<ApiContext>, user: AuthUser, RoomId(id): RoomId) -> Result<StatusCode> {
+async fn delete_room(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    RoomId(id): RoomId,
+) -> Result<StatusCode> {
     rooms::delete(&ctx.store, user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -150,7 +163,9 @@ async fn add_member(
 ) -> Result<(StatusCode, axum::Json<MemberDto>)> {
     let role = match req.role.as_deref() {
         None => Role::Member,
-        Some(raw) => raw.parse().map_err(|e: crate::domain::ParseRoleError| ValidationError::new("role", e.to_string()))?,
+        Some(raw) => raw.parse().map_err(|e: crate::domain::ParseRoleError| {
+            ValidationError::new("role", e.to_string())
+        })?,
     };
     let member = rooms::add_member(&ctx.store, user.id, id, &req.username, role).await?;
     Ok((StatusCode::CREATED, axum::Json(member.into())))
@@ -163,7 +178,13 @@ async fn add_member(
         (status = 200, description = "Members with their roles", body = [MemberDto]),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
     ))]
-async fn list_members(State(ctx): State<ApiContext>, user: AuthUser, RoomId(id): RoomId) -> Result<axum::Json<Vec<MemberDto>>> {
+async fn list_members(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    RoomId(id): RoomId,
+) -> Result<axum::Json<Vec<MemberDto>>> {
     let members = rooms::members(&ctx.store, user.id, id).await?;
-    Ok(axum::Json(members.into_iter().map(MemberDto::from).collect()))
+    Ok(axum::Json(
+        members.into_iter().map(MemberDto::from).collect(),
+    ))
 }

@@ -40,8 +40,10 @@ impl LocalLimiter {
         if limiter.len() > MAX_TRACKED_KEYS {
             limiter.retain_recent();
         }
-        limiter.check_key(&key.to_owned()).map_err(|not_until| Limited {
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+        limiter
+            .check_key(&key.to_owned())
+            .map_err(|not_until| Limited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })
     }
 }

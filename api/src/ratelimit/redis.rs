@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use redis::Script;
 use redis::aio::ConnectionManager;
+use redis::Script;
 
 use super::{Bucket, Limited};
 use crate::config::RateLimits;
@@ -72,6 +72,8 @@ impl RedisLimiter {
 
 impl std::fmt::Debug for RedisLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisLimiter").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("RedisLimiter")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }

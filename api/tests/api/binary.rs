@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -14,7 +14,10 @@ const WEBCALL: &str = env!("CARGO_BIN_EXE_webcall");
 /// A command with a clean environment (no variables from the developer's shell) in `dir`.
 fn webcall(dir: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(WEBCALL);
-    cmd.args(args).current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in vars {
         cmd.env(k, v);
     }
@@ -33,37 +36,63 @@ async fn bad_configuration_stops_the_server_with_one_line_naming_the_variable() 
         (&[("TURN_URLS", "turn:turn.example:3478")], "TURN_USERNAME"),
     ];
     for (vars, var) in cases {
-        let out = webcall(dir.path(), &["serve"], vars).output().await.expect("run");
+        let out = webcall(dir.path(), &["serve"], vars)
+            .output()
+            .await
+            .expect("run");
         assert_eq!(out.status.code(), Some(2), "{vars:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "one line: {stderr}");
         assert!(lines[0].contains(var), "{stderr}");
     }
-    assert!(!dir.path().join("data").exists(), "nothing written before the configuration is valid");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing written before the configuration is valid"
+    );
 }
 
 #[tokio::test]
 async fn an_unreachable_database_fails_start_naming_database_url() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = webcall(dir.path(), &["serve"], &[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"), ("PORT", "0")])
-        .output()
-        .await
-        .expect("run");
+    let out = webcall(
+        dir.path(),
+        &["serve"],
+        &[
+            ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+            ("PORT", "0"),
+        ],
+    )
+    .output()
+    .await
+    .expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.lines().any(|l| l.starts_with("error: DATABASE_URL")), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("error: DATABASE_URL")),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
 async fn migrate_creates_the_embedded_database() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = webcall(dir.path(), &["migrate"], &[]).output().await.expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = webcall(dir.path(), &["migrate"], &[])
+        .output()
+        .await
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("database is at migration 1"));
     assert!(dir.path().join("data/webcall.db").exists());
     // Idempotent.
-    let again = webcall(dir.path(), &["migrate"], &[]).output().await.expect("run");
+    let again = webcall(dir.path(), &["migrate"], &[])
+        .output()
+        .await
+        .expect("run");
     assert!(again.status.success());
 }
 
@@ -72,12 +101,20 @@ async fn migrate_creates_the_embedded_database() {
 #[tokio::test]
 async fn serve_with_no_configuration_prints_a_secret_that_registers_a_user() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::os::unix::fs::symlink(concat!(env!("CARGO_MANIFEST_DIR"), "/../static"), dir.path().join("static")).expect("link static");
-    let mut child = webcall(dir.path(), &["serve"], &[("PORT", "0"), ("BCRYPT_COST", "4")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    std::os::unix::fs::symlink(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../static"),
+        dir.path().join("static"),
+    )
+    .expect("link static");
+    let mut child = webcall(
+        dir.path(),
+        &["serve"],
+        &[("PORT", "0"), ("BCRYPT_COST", "4")],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
 
@@ -109,7 +146,10 @@ async fn serve_with_no_configuration_prints_a_secret_that_registers_a_user() {
     .await
     .expect("listening in time");
 
-    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
     let res = http
         .post(format!("{base}/api/v1/auth/register"))
         .json(&json!({"username": "alice", "password": "correct horse", "registration_secret": secret}))
@@ -125,7 +165,10 @@ async fn serve_with_no_configuration_prints_a_secret_that_registers_a_user() {
         .await
         .expect("login");
     assert_eq!(res.status(), StatusCode::OK);
-    let token = res.json::<Value>().await.expect("json")["token"].as_str().expect("token").to_owned();
+    let token = res.json::<Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let room: Value = http
         .post(format!("{base}/api/v1/rooms"))
         .bearer_auth(&token)

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use api::config::Settings;
 use api::server::Server;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use sqlx::Connection;
 use tokio::sync::oneshot;
 
@@ -31,9 +31,13 @@ pub struct TestApp {
 
 /// A fresh database for one test: `None` means SQLite in the data dir.
 async fn fresh_database_url() -> Option<String> {
-    let admin = std::env::var("WEBCALL_TEST_DATABASE_URL").ok().filter(|v| !v.is_empty())?;
+    let admin = std::env::var("WEBCALL_TEST_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())?;
     let name = format!("webcall_t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to WEBCALL_TEST_DATABASE_URL");
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to WEBCALL_TEST_DATABASE_URL");
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await
@@ -47,13 +51,19 @@ pub async fn test_env() -> (Env, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("tempdir");
     let mut env: Env = [
         ("DATA_DIR", data.path().display().to_string()),
-        ("STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../static").to_owned()),
+        (
+            "STATIC_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../static").to_owned(),
+        ),
         ("REGISTRATION_SECRET", REGISTRATION_SECRET.to_owned()),
         ("BCRYPT_COST", "4".to_owned()),
         ("RATE_LIMIT_REGISTER", "10000".to_owned()),
         ("RATE_LIMIT_LOGIN", "10000".to_owned()),
         ("RATE_LIMIT_ROOM_CREATE", "10000".to_owned()),
-        ("REDIS_PREFIX", format!("webcall-test-{}", uuid::Uuid::new_v4().simple())),
+        (
+            "REDIS_PREFIX",
+            format!("webcall-test-{}", uuid::Uuid::new_v4().simple()),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -94,7 +104,9 @@ pub async fn spawn_from(env: Env) -> TestApp {
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("valid test settings");
     let data_dir = settings.data_dir.clone();
     let server = Server::build(settings).await.expect("server builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -140,15 +152,25 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
-        self.request(Method::GET, path, token).send().await.expect("request")
+        self.request(Method::GET, path, token)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
-        self.request(Method::POST, path, token).json(&body).send().await.expect("request")
+        self.request(Method::POST, path, token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
-        self.request(Method::DELETE, path, token).send().await.expect("request")
+        self.request(Method::DELETE, path, token)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn register_raw(&self, username: &str, password: &str, secret: &str) -> Response {
@@ -162,25 +184,41 @@ impl TestApp {
 
     /// Registers `username` and returns its token.
     pub async fn register(&self, username: &str) -> String {
-        let res = self.register_raw(username, PASSWORD, REGISTRATION_SECRET).await;
+        let res = self
+            .register_raw(username, PASSWORD, REGISTRATION_SECRET)
+            .await;
         let (status, body) = json_of(res).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["token"].as_str().expect("token").to_owned()
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Response {
-        self.post("/api/v1/auth/login", None, json!({"username": username, "password": password}))
-            .await
+        self.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": username, "password": password}),
+        )
+        .await
     }
 
     /// Creates a room owned by the token's user; returns its id.
     pub async fn create_room(&self, token: &str, name: &str) -> i64 {
-        let (status, body) = json_of(self.post("/api/v1/rooms", Some(token), json!({"name": name})).await).await;
+        let (status, body) = json_of(
+            self.post("/api/v1/rooms", Some(token), json!({"name": name}))
+                .await,
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_i64().expect("id")
     }
 
-    pub async fn add_member(&self, token: &str, room: i64, username: &str, role: &str) -> (StatusCode, Value) {
+    pub async fn add_member(
+        &self,
+        token: &str,
+        room: i64,
+        username: &str,
+        role: &str,
+    ) -> (StatusCode, Value) {
         json_of(
             self.post(
                 &format!("/api/v1/rooms/{room}/members"),
@@ -197,7 +235,12 @@ impl TestApp {
 pub async fn json_of(res: Response) -> (StatusCode, Value) {
     let status = res.status();
     let text = res.text().await.expect("body");
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text}")) };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text}"))
+    };
     (status, body)
 }
 
@@ -205,8 +248,14 @@ pub async fn json_of(res: Response) -> (StatusCode, Value) {
 pub async fn expect_error(res: Response, status: StatusCode) -> Value {
     let (got, body) = json_of(res).await;
     assert_eq!(got, status, "{body}");
-    assert!(body["error"]["code"].is_string(), "error body has a code: {body}");
-    assert!(body["error"]["message"].is_string(), "error body has a message: {body}");
+    assert!(
+        body["error"]["code"].is_string(),
+        "error body has a code: {body}"
+    );
+    assert!(
+        body["error"]["message"].is_string(),
+        "error body has a message: {body}"
+    );
     body["error"].clone()
 }
 
@@ -221,6 +270,10 @@ pub async fn raw_get(base: &str, raw_path: &str) -> (u16, String) {
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).await.expect("read");
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, text)
 }

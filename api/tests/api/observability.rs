@@ -1,37 +1,65 @@
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{REGISTRATION_SECRET, json_of, spawn_app, spawn_with};
+use crate::helpers::{json_of, spawn_app, spawn_with, REGISTRATION_SECRET};
 
 #[tokio::test]
 async fn a_sane_request_id_is_echoed_and_an_insane_one_replaced() {
     let app = spawn_app().await;
-    let res = app.request(Method::GET, "/healthz", None).header("x-request-id", "trace-42.a_b:c").send().await.expect("send");
+    let res = app
+        .request(Method::GET, "/healthz", None)
+        .header("x-request-id", "trace-42.a_b:c")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.headers()["x-request-id"], "trace-42.a_b:c");
 
     for insane in ["has space", "quote\"", &"x".repeat(200)] {
-        let res = app.request(Method::GET, "/healthz", None).header("x-request-id", insane).send().await.expect("send");
-        let id = res.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+        let res = app
+            .request(Method::GET, "/healthz", None)
+            .header("x-request-id", insane)
+            .send()
+            .await
+            .expect("send");
+        let id = res.headers()["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
         assert_ne!(id, insane);
         assert_eq!(id.len(), 36, "a generated UUID: {id}");
     }
     let res = app.get("/api/v1/nope", None).await;
-    assert!(res.headers().contains_key("x-request-id"), "errors carry an id too");
+    assert!(
+        res.headers().contains_key("x-request-id"),
+        "errors carry an id too"
+    );
 }
 
 #[tokio::test]
 async fn every_response_has_security_headers_and_server_timing() {
     let app = spawn_app().await;
-    for path in ["/", "/healthz", "/api/v1/auth/me", "/api/openapi.json", "/no-such-file"] {
+    for path in [
+        "/",
+        "/healthz",
+        "/api/v1/auth/me",
+        "/api/openapi.json",
+        "/no-such-file",
+    ] {
         let res = app.get(path, None).await;
         let h = res.headers();
         let csp = h["content-security-policy"].to_str().expect("csp");
         assert!(csp.starts_with("default-src 'self'"), "{path}: {csp}");
-        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{path}: {csp}"
+        );
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
         assert!(h.contains_key("referrer-policy"), "{path}");
-        assert!(!h.contains_key("strict-transport-security"), "no HSTS outside prod: {path}");
+        assert!(
+            !h.contains_key("strict-transport-security"),
+            "no HSTS outside prod: {path}"
+        );
         let timing = h["server-timing"].to_str().expect("timing");
         assert!(timing.starts_with("app;dur="), "{path}: {timing}");
     }
@@ -40,18 +68,32 @@ async fn every_response_has_security_headers_and_server_timing() {
 #[tokio::test]
 async fn hsts_is_sent_in_prod() {
     let secret = "j".repeat(40);
-    let app = spawn_with(&[("APP_ENV", "prod"), ("JWT_SECRET", &secret), ("REGISTRATION_SECRET", REGISTRATION_SECRET)]).await;
+    let app = spawn_with(&[
+        ("APP_ENV", "prod"),
+        ("JWT_SECRET", &secret),
+        ("REGISTRATION_SECRET", REGISTRATION_SECRET),
+    ])
+    .await;
     let res = app.get("/healthz", None).await;
-    assert!(res.headers()["strict-transport-security"].to_str().expect("hsts").contains("max-age="));
+    assert!(res.headers()["strict-transport-security"]
+        .to_str()
+        .expect("hsts")
+        .contains("max-age="));
 }
 
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let app = spawn_app().await;
     let (status, body) = json_of(app.get("/healthz", None).await).await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
     let (status, body) = json_of(app.get("/readyz", None).await).await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
 }
 
 #[tokio::test]
@@ -59,13 +101,20 @@ async fn metrics_are_labelled_by_route_pattern_never_by_id() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
     let room = app.create_room(&alice, "Metrics").await;
-    app.get(&format!("/api/v1/rooms/{room}"), Some(&alice)).await;
+    app.get(&format!("/api/v1/rooms/{room}"), Some(&alice))
+        .await;
     app.get("/api/v1/rooms/777777", Some(&alice)).await;
     let text = app.get("/metrics", None).await.text().await.expect("text");
     assert!(text.contains(r#"path="/api/v1/rooms/{id}""#), "{text}");
     assert!(text.contains("http_requests_total"));
-    assert!(text.contains("http_request_duration_seconds_bucket"), "latency is a histogram");
-    assert!(!text.contains(&format!("/rooms/{room}\"")) && !text.contains("777777"), "ids are not labels");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "latency is a histogram"
+    );
+    assert!(
+        !text.contains(&format!("/rooms/{room}\"")) && !text.contains("777777"),
+        "ids are not labels"
+    );
 }
 
 #[tokio::test]
@@ -88,9 +137,15 @@ async fn the_openapi_document_describes_the_api() {
         ("/healthz", "get"),
         ("/readyz", "get"),
     ] {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} documented");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} documented"
+        );
     }
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], Value::from("bearer"));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        Value::from("bearer")
+    );
 }
 
 #[tokio::test]
@@ -104,7 +159,10 @@ async fn cors_allows_only_the_configured_origins() {
             .send()
     };
     let ok = preflight("https://call.example.org").await.expect("send");
-    assert_eq!(ok.headers()["access-control-allow-origin"], "https://call.example.org");
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://call.example.org"
+    );
     let other = preflight("https://evil.example").await.expect("send");
     assert!(!other.headers().contains_key("access-control-allow-origin"));
 }

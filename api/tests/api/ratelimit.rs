@@ -1,16 +1,25 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, REGISTRATION_SECRET, expect_error, spawn_from, spawn_with, test_env};
+use crate::helpers::{
+    expect_error, spawn_from, spawn_with, test_env, PASSWORD, REGISTRATION_SECRET,
+};
 
 #[tokio::test]
 async fn logins_over_the_limit_get_429_with_retry_after() {
     let app = spawn_with(&[("RATE_LIMIT_LOGIN", "3"), ("REDIS_URL", "")]).await;
     for _ in 0..3 {
-        assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login("alice", PASSWORD).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
     let res = app.login("alice", PASSWORD).await;
-    let retry_after: u64 = res.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     let err = expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
     assert_eq!(err["code"], "rate_limited");
@@ -20,13 +29,28 @@ async fn logins_over_the_limit_get_429_with_retry_after() {
 
 #[tokio::test]
 async fn registration_and_room_creation_are_limited_too() {
-    let app = spawn_with(&[("RATE_LIMIT_REGISTER", "2"), ("RATE_LIMIT_ROOM_CREATE", "2"), ("REDIS_URL", "")]).await;
+    let app = spawn_with(&[
+        ("RATE_LIMIT_REGISTER", "2"),
+        ("RATE_LIMIT_ROOM_CREATE", "2"),
+        ("REDIS_URL", ""),
+    ])
+    .await;
     let token = app.register("alice").await;
     app.register("bob").await;
-    expect_error(app.register_raw("carol", PASSWORD, REGISTRATION_SECRET).await, StatusCode::TOO_MANY_REQUESTS).await;
+    expect_error(
+        app.register_raw("carol", PASSWORD, REGISTRATION_SECRET)
+            .await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
     app.create_room(&token, "one").await;
     app.create_room(&token, "two").await;
-    expect_error(app.post("/api/v1/rooms", Some(&token), json!({"name": "three"})).await, StatusCode::TOO_MANY_REQUESTS).await;
+    expect_error(
+        app.post("/api/v1/rooms", Some(&token), json!({"name": "three"}))
+            .await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
 }
 
 /// Two nodes on one Redis draw from one budget. Runs when `WEBCALL_TEST_REDIS_URL` is set
@@ -43,7 +67,10 @@ async fn two_nodes_on_one_redis_share_the_login_budget() {
     let node_a = spawn_from(env.clone()).await;
     let node_b = spawn_from(env).await;
     for node in [&node_a, &node_b, &node_a, &node_b] {
-        assert_eq!(node.login("alice", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            node.login("alice", PASSWORD).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
     // 4 used across both nodes: each of them now refuses.
     for node in [&node_a, &node_b] {
@@ -53,8 +80,43 @@ async fn two_nodes_on_one_redis_share_the_login_budget() {
     }
     // A node with another prefix (another deployment on the same Redis) is unaffected.
     let (mut env, _data2) = test_env().await;
-    env.insert("REDIS_URL".into(), std::env::var("WEBCALL_TEST_REDIS_URL").unwrap_or_default());
+    env.insert(
+        "REDIS_URL".into(),
+        std::env::var("WEBCALL_TEST_REDIS_URL").unwrap_or_default(),
+    );
     env.insert("RATE_LIMIT_LOGIN".into(), "4".into());
     let other = spawn_from(env).await;
-    assert_eq!(other.login("alice", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        other.login("alice", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let app = spawn_with(&[
+        ("RATE_LIMIT_LOGIN", "1"),
+        ("TRUST_PROXY", "true"),
+        ("REDIS_URL", ""),
+    ])
+    .await;
+    let login_from = |client: &'static str| {
+        app.request(reqwest::Method::POST, "/api/v1/auth/login", None)
+            .header("x-forwarded-for", format!("6.6.6.6, {client}"))
+            .json(&json!({"username": "alice", "password": PASSWORD}))
+            .send()
+    };
+    assert_eq!(
+        login_from("10.0.0.1").await.expect("send").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_from("10.0.0.2").await.expect("send").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The spoofable left-most entry doesn't matter; the proxy's (right-most) one does.
+    assert_eq!(
+        login_from("10.0.0.1").await.expect("send").status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

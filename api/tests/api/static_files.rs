@@ -7,13 +7,19 @@ async fn the_page_and_its_module_are_served_from_static() {
     let app = spawn_app().await;
     let res = app.get("/", None).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.headers()["content-type"].to_str().unwrap_or("").starts_with("text/html"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("text/html"));
     let html = res.text().await.expect("html");
     assert!(html.contains(r#"<script type="module" src="/app.js">"#));
     assert!(!html.contains("<script>"), "no inline script");
     let js = app.get("/app.js", None).await;
     assert_eq!(js.status(), StatusCode::OK);
-    assert!(js.headers()["content-type"].to_str().unwrap_or("").contains("javascript"));
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .contains("javascript"));
 }
 
 #[tokio::test]
@@ -33,6 +39,9 @@ async fn path_traversal_attempts_are_404() {
     ] {
         let (status, text) = raw_get(&app.base, path).await;
         assert!(status == 404 || status == 400, "{path}: {status}");
-        assert!(!text.contains("[workspace]") && !text.contains("root:"), "{path} leaked a file");
+        assert!(
+            !text.contains("[workspace]") && !text.contains("root:"),
+            "{path} leaked a file"
+        );
     }
 }
