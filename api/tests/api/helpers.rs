@@ -34,7 +34,9 @@ async fn fresh_database_url() -> Option<String> {
     let admin = std::env::var("WEBCALL_TEST_DATABASE_URL")
         .ok()
         .filter(|v| !v.is_empty())?;
-    let name = format!("webcall_t_{}", uuid::Uuid::new_v4().simple());
+    // CI gives each run its own prefix so it can drop exactly the databases it made.
+    let prefix = std::env::var("WEBCALL_TEST_DB_PREFIX").unwrap_or_else(|_| "webcall_t_".to_owned());
+    let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
         .expect("connect to WEBCALL_TEST_DATABASE_URL");
