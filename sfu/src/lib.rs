@@ -1,1 +1,220 @@
-//! Media plane (see the crate README in docs).
+//! WebCall's media plane: a selective forwarding unit for Opus audio.
+//!
+//! Each participant's browser sends one Opus track to the server; the server forwards it to
+//! every other participant of the room, each on its own m-line and SSRC. Built on the sans-I/O
+//! WebRTC core `rtc`:
+//!
+//! - [`shard`]: a few shards (one per core by default), each owning one UDP socket, the peers
+//!   pinned to it and the rooms they are in. ICE-lite; datagrams are routed to a peer by the
+//!   STUN username fragment, then by the remote address that peer answered. A room lives on one
+//!   shard, so forwarding is a loop over subscribers with no task or channel hop per packet.
+//! - [`peer`]: one participant's connection, subscriptions and negotiation state.
+//! - [`rewrite`]: per-subscriber sequence/timestamp rewriting.
+//! - [`speaking`]: RFC 6464 levels to speaking state and the active speaker.
+//! - [`tap`]: bounded, lossy subscription to raw Opus for the transcriber.
+//!
+//! The [`Sfu`] handle is what signaling talks to: join with an SDP offer, answer server
+//! offers, leave, mute; each peer's [`PeerEvent`]s arrive on the channel given at join.
+
+mod config;
+pub mod peer;
+pub mod rewrite;
+pub mod shard;
+pub mod speaking;
+pub mod stun;
+pub mod tap;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use config::SfuConfig;
+pub use rtc::peer_connection::transport::RTCIceCandidateInit as IceCandidate;
+pub use tap::{TapPacket, TapReceiver};
+
+/// A room, as the media plane knows it (the API's room id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomId(pub i64);
+
+/// One participant's media connection. A user with two tabs is two peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SfuError {
+    #[error("invalid session description: {0}")]
+    Sdp(String),
+    #[error("invalid ICE candidate: {0}")]
+    Candidate(String),
+    #[error("renegotiation failed: {0}")]
+    Negotiation(String),
+    #[error("out of order: {0}")]
+    OutOfOrder(&'static str),
+    #[error("unknown peer")]
+    UnknownPeer,
+    #[error("media plane is shutting down")]
+    ShuttingDown,
+    #[error("cannot bind UDP socket: {0}")]
+    Bind(String),
+}
+
+/// Why a peer's media connection ended without a `leave`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// ICE never connected within the connect timeout.
+    ConnectTimeout,
+    /// ICE/DTLS failed or the client went silent past the failure timeout.
+    Failed,
+}
+
+/// What the media plane tells the signaling connection of one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// A server-initiated offer (tracks came or went); answer it with [`Sfu::answer`].
+    Offer { sdp: String },
+    /// ICE and DTLS are up.
+    Connected,
+    /// A participant of the room started sending audio (its stream id is `p<peer>`).
+    TrackPublished { peer: PeerId },
+    /// A participant's audio is gone (left, failed).
+    TrackUnpublished { peer: PeerId },
+    Speaking { peer: PeerId, speaking: bool },
+    ActiveSpeaker { peer: PeerId },
+    /// This peer's media connection is gone; the client must rejoin for media.
+    Closed { reason: CloseReason },
+}
+
+pub type EventSender = mpsc::UnboundedSender<PeerEvent>;
+
+/// Commands from the handle to a shard.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Join {
+        room: RoomId,
+        peer: PeerId,
+        offer: String,
+        events: EventSender,
+        reply: oneshot::Sender<Result<String, SfuError>>,
+    },
+    Answer {
+        peer: PeerId,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Candidate {
+        peer: PeerId,
+        candidate: IceCandidate,
+    },
+    Leave {
+        peer: PeerId,
+    },
+    SetMuted {
+        peer: PeerId,
+        muted: bool,
+    },
+    Tap {
+        sender: tap::TapSender,
+    },
+}
+
+/// The handle to the running media plane. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Sfu {
+    shards: Arc<Vec<shard::ShardHandle>>,
+    next_peer: Arc<AtomicU64>,
+}
+
+impl Sfu {
+    /// Binds the shards' UDP sockets and starts their loops on the current tokio runtime.
+    ///
+    /// # Errors
+    /// [`SfuError::Bind`] when a socket can't be bound.
+    pub async fn start(config: SfuConfig) -> Result<Self, SfuError> {
+        let count = config.shards.max(1);
+        let mut shards = Vec::with_capacity(count);
+        for index in 0..count {
+            shards.push(shard::spawn(index, &config).await?);
+        }
+        tracing::info!(shards = count, addrs = ?shards.iter().map(|s| s.local_addr).collect::<Vec<_>>(), "media plane listening (UDP)");
+        Ok(Self {
+            shards: Arc::new(shards),
+            next_peer: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// The UDP addresses the shards listen on.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.shards.iter().map(|s| s.local_addr).collect()
+    }
+
+    fn shard(&self, room: RoomId) -> &shard::ShardHandle {
+        // Rooms are pinned to one shard so forwarding never crosses threads.
+        let index = usize::try_from(room.0.unsigned_abs() % self.shards.len() as u64).unwrap_or(0);
+        &self.shards[index]
+    }
+
+    /// Joins `room` with the client's SDP offer. Returns the new peer and the SDP answer;
+    /// the peer's events arrive on `events` (a server offer with the room's other tracks
+    /// follows right after).
+    ///
+    /// # Errors
+    /// [`SfuError::Sdp`] for an unusable offer.
+    pub async fn join(&self, room: RoomId, offer: String, events: EventSender) -> Result<(PeerId, String), SfuError> {
+        let peer = PeerId(self.next_peer.fetch_add(1, Ordering::Relaxed));
+        let (reply, answer) = oneshot::channel();
+        self.shard(room).send(Command::Join {
+            room,
+            peer,
+            offer,
+            events,
+            reply,
+        })?;
+        let sdp = answer.await.map_err(|_| SfuError::ShuttingDown)??;
+        Ok((peer, sdp))
+    }
+
+    /// The client's answer to the last [`PeerEvent::Offer`].
+    ///
+    /// # Errors
+    /// [`SfuError::OutOfOrder`] without an outstanding offer, [`SfuError::Sdp`] for a bad one.
+    pub async fn answer(&self, room: RoomId, peer: PeerId, sdp: String) -> Result<(), SfuError> {
+        let (reply, done) = oneshot::channel();
+        self.shard(room).send(Command::Answer { peer, sdp, reply })?;
+        done.await.map_err(|_| SfuError::ShuttingDown)?
+    }
+
+    /// A trickled ICE candidate from the client.
+    ///
+    /// # Errors
+    /// [`SfuError::ShuttingDown`] when the media plane is stopping.
+    pub fn add_candidate(&self, room: RoomId, peer: PeerId, candidate: IceCandidate) -> Result<(), SfuError> {
+        self.shard(room).send(Command::Candidate { peer, candidate })
+    }
+
+    /// Removes the peer: its audio disappears for everyone, who are renegotiated.
+    pub fn leave(&self, room: RoomId, peer: PeerId) {
+        let _ = self.shard(room).send(Command::Leave { peer });
+    }
+
+    /// Server-side mute: while muted, the peer's audio is neither forwarded nor tapped,
+    /// whatever the client sends.
+    pub fn set_muted(&self, room: RoomId, peer: PeerId, muted: bool) {
+        let _ = self.shard(room).send(Command::SetMuted { peer, muted });
+    }
+
+    /// Subscribes to the raw Opus of every participant of `room`, with room for `capacity`
+    /// packets; a slower consumer loses packets (counted), never stalls forwarding.
+    pub fn tap(&self, room: RoomId, capacity: usize) -> TapReceiver {
+        let (sender, receiver) = tap::channel(room, capacity);
+        let _ = self.shard(room).send(Command::Tap { sender });
+        receiver
+    }
+}

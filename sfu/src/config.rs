@@ -1,0 +1,36 @@
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// How the media plane listens and how patient it is with peers.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Address the UDP sockets bind to.
+    pub bind_ip: IpAddr,
+    /// Address advertised in ICE candidates (the public one behind 1:1 NAT); defaults to
+    /// `bind_ip`.
+    pub public_ip: Option<IpAddr>,
+    /// First UDP port; shard `i` uses `port + i`. 0 picks free ports.
+    pub port: u16,
+    /// Number of shards (UDP sockets, one loop each). Rooms are pinned to a shard.
+    pub shards: usize,
+    /// A peer whose ICE does not connect within this time is removed.
+    pub connect_timeout: Duration,
+    /// No ICE traffic for this long marks a peer disconnected...
+    pub ice_disconnected_timeout: Duration,
+    /// ...and this long removes it.
+    pub ice_failed_timeout: Duration,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            public_ip: None,
+            port: 0,
+            shards: std::thread::available_parallelism().map_or(1, usize::from),
+            connect_timeout: Duration::from_secs(20),
+            ice_disconnected_timeout: Duration::from_secs(5),
+            ice_failed_timeout: Duration::from_secs(15),
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! One participant's WebRTC connection to the SFU: the `rtc` peer connection plus what the
+//! SFU tracks about it (published track, subscriptions, negotiation, speaking).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::{configure_nack, configure_rtcp_reports};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use crate::rewrite::SequenceRewriter;
+use crate::speaking::SpeakingDetector;
+use crate::{PeerId, RoomId, SfuConfig, SfuError};
+
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+/// Where a peer is in the offer/answer dance. The client offers once (join); after that only
+/// the server offers, one at a time, so offers never cross (no glare).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Negotiation {
+    Stable,
+    /// A server offer is out; changes made meanwhile wait for its answer.
+    AwaitingAnswer { changed_since: bool },
+}
+
+/// Lifecycle of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    Connecting { since: Instant },
+    Connected,
+    /// ICE or DTLS failed, or the peer closed: remove it.
+    Failed,
+}
+
+/// An outgoing stream: one publisher's audio, sent to this peer on its own m-line and SSRC.
+#[derive(Debug)]
+struct Subscription {
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    rewriter: SequenceRewriter,
+    first_seq: u16,
+    first_ts: u32,
+}
+
+/// RTP that arrived from this peer's client, to be forwarded by the shard.
+#[derive(Debug)]
+pub struct InboundRtp {
+    pub packet: rtc::rtp::Packet,
+    pub audio_level: Option<u8>,
+}
+
+pub struct Peer {
+    pub id: PeerId,
+    pub room: RoomId,
+    pub ufrag: String,
+    pub state: PeerState,
+    pub negotiation: Negotiation,
+    pub muted: bool,
+    pub speaking: SpeakingDetector,
+    /// RTP has arrived from the client.
+    pub publishing: bool,
+    publishing_announced: bool,
+    pc: RTCPeerConnection,
+    local_addr: SocketAddr,
+    audio_level_id: Option<u8>,
+    subscriptions: HashMap<PeerId, Subscription>,
+    /// Senders of publishers who left: their m-lines are reused before new ones are added, so
+    /// the SDP doesn't grow with every join and leave.
+    idle_senders: Vec<RTCRtpSenderId>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.id)
+            .field("room", &self.room)
+            .field("state", &self.state)
+            .field("subscriptions", &self.subscriptions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        // In-band FEC on, as browsers send it; DTX is the sender's choice and passes through.
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// The `a=extmap` id the client chose for RFC 6464 audio levels, if it offered them.
+fn audio_level_extmap_id(sdp: &str) -> Option<u8> {
+    sdp.lines().find_map(|line| {
+        let rest = line.strip_prefix("a=extmap:")?;
+        let (id, uri) = rest.split_once(' ')?;
+        let uri = uri.split_whitespace().next()?;
+        if uri != AUDIO_LEVEL_URI {
+            return None;
+        }
+        id.split('/').next()?.parse().ok()
+    })
+}
+
+fn random_token(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+}
+
+impl Peer {
+    /// Creates the server side of a client's offer and returns the answer SDP.
+    ///
+    /// # Errors
+    /// [`SfuError::Sdp`] when the offer can't be used.
+    pub fn answer_offer(
+        id: PeerId,
+        room: RoomId,
+        offer_sdp: String,
+        local_addr: SocketAddr,
+        advertised: SocketAddr,
+        config: &SfuConfig,
+        now: Instant,
+    ) -> Result<(Self, String), SfuError> {
+        let sdp_err = |e: rtc::shared::error::Error| SfuError::Sdp(e.to_string());
+        // The server picks its own ICE username fragment so the shard can route STUN by it.
+        let ufrag = random_token(16);
+        let settings = SettingEngineBuilder::new()
+            .with_lite(true)
+            .with_ice_credentials(ufrag.clone(), random_token(32))
+            .with_answering_dtls_role(RTCDtlsRole::Server)
+            .with_ice_timeouts(Some(config.ice_disconnected_timeout), Some(config.ice_failed_timeout), None)
+            .build();
+        let mut media = MediaEngine::default();
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: opus_codec(),
+                    payload_type: OPUS_PAYLOAD_TYPE,
+                    ..Default::default()
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(sdp_err)?;
+        media
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: AUDIO_LEVEL_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .map_err(sdp_err)?;
+        // Sender/receiver reports and NACK (where the client negotiates it). No congestion
+        // control: a few Opus streams don't need it.
+        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(settings)
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .build(now)
+            .map_err(sdp_err)?;
+
+        let audio_level_id = audio_level_extmap_id(&offer_sdp);
+        let offer = RTCSessionDescription::offer(offer_sdp).map_err(sdp_err)?;
+        pc.set_remote_description(now, offer).map_err(sdp_err)?;
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: advertised.ip().to_string(),
+                port: advertised.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(sdp_err)?;
+        let candidate = RTCIceCandidate::from(&candidate).to_json().map_err(sdp_err)?;
+        pc.add_local_candidate(candidate).map_err(sdp_err)?;
+        let answer = pc.create_answer(None).map_err(sdp_err)?;
+        pc.set_local_description(now, answer).map_err(sdp_err)?;
+        let answer_sdp = pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or_else(|| SfuError::Sdp("no local description after answering".to_owned()))?;
+
+        Ok((
+            Self {
+                id,
+                room,
+                ufrag,
+                state: PeerState::Connecting { since: now },
+                negotiation: Negotiation::Stable,
+                muted: false,
+                speaking: SpeakingDetector::default(),
+                publishing: false,
+                publishing_announced: false,
+                pc,
+                local_addr,
+                audio_level_id,
+                subscriptions: HashMap::new(),
+                idle_senders: Vec::new(),
+            },
+            answer_sdp,
+        ))
+    }
+
+    /// Feeds one datagram from the client.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let msg = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.local_addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        if let Err(err) = self.pc.handle_read(msg) {
+            tracing::debug!(peer = self.id.0, error = %err, "datagram rejected");
+        }
+    }
+
+    /// The client's remote ICE candidate (trickle). An ICE-lite server doesn't need them to
+    /// connect, but takes them for completeness.
+    pub fn add_remote_candidate(&mut self, candidate: RTCIceCandidateInit) -> Result<(), SfuError> {
+        self.pc
+            .add_remote_candidate(candidate)
+            .map_err(|e| SfuError::Candidate(e.to_string()))
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Err(err) = self.pc.handle_timeout(now) {
+            tracing::debug!(peer = self.id.0, error = %err, "timeout handling failed");
+        }
+    }
+
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.pc.poll_timeout()
+    }
+
+    /// Datagrams to send, as (destination, bytes).
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, BytesMut)> {
+        self.pc.poll_write().map(|m| (m.transport.peer_addr, m.message))
+    }
+
+    /// Processes the connection's events; returns the RTP received from the client.
+    pub fn poll_inbound(&mut self, inbound: &mut Vec<InboundRtp>) {
+        while let Some(event) = self.pc.poll_event() {
+            match event {
+                RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
+                    tracing::debug!(peer = self.id.0, %state, "ice state");
+                    if state == RTCIceConnectionState::Failed {
+                        self.state = PeerState::Failed;
+                    }
+                }
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                    tracing::debug!(peer = self.id.0, %state, "connection state");
+                    match state {
+                        RTCPeerConnectionState::Connected => self.state = PeerState::Connected,
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => self.state = PeerState::Failed,
+                        _ => {}
+                    }
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    tracing::debug!(peer = self.id.0, track = %init.track_id, ssrc = init.ssrc, "client track open");
+                }
+                _ => {}
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            if let RTCMessage::RtpPacket(_track, packet) = message {
+                let audio_level = self
+                    .audio_level_id
+                    .and_then(|id| packet.header.get_extension(id))
+                    .and_then(|ext| ext.first().copied())
+                    .map(|b| b & 0x7f);
+                self.publishing = true;
+                inbound.push(InboundRtp { packet, audio_level });
+            }
+        }
+    }
+
+    pub fn is_publishing_announced(&self) -> bool {
+        self.publishing_announced
+    }
+
+    pub fn mark_publishing_announced(&mut self) {
+        self.publishing_announced = true;
+    }
+
+    pub fn is_subscribed_to(&self, publisher: PeerId) -> bool {
+        self.subscriptions.contains_key(&publisher)
+    }
+
+    /// Starts sending `publisher`'s audio to this peer (takes effect after renegotiation).
+    ///
+    /// # Errors
+    /// [`SfuError::Negotiation`] when the connection refuses the new sender.
+    pub fn subscribe(&mut self, publisher: PeerId) -> Result<(), SfuError> {
+        if self.subscriptions.contains_key(&publisher) {
+            return Ok(());
+        }
+        let ssrc = rand::random::<u32>();
+        // The stream id names the publisher, so the client can tell whose audio a track is.
+        let track = MediaStreamTrack::new(
+            format!("p{}", publisher.0),
+            format!("a{}-{ssrc}", publisher.0),
+            format!("participant {}", publisher.0),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                active: true,
+                codec: opus_codec(),
+                ..Default::default()
+            }],
+        );
+        let neg = |e: rtc::shared::error::Error| SfuError::Negotiation(e.to_string());
+        let sender = match self.idle_senders.pop() {
+            Some(sender) => {
+                let mut s = self.pc.rtp_sender(sender).ok_or_else(|| SfuError::Negotiation("idle sender vanished".to_owned()))?;
+                s.replace_track(track).map_err(neg)?;
+                s.set_streams(vec![format!("p{}", publisher.0)]);
+                if let Some(mut t) = self.pc.rtp_transceiver(sender.into()) {
+                    t.set_direction(RTCRtpTransceiverDirection::Sendonly);
+                }
+                sender
+            }
+            None => {
+                let init = RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: vec![format!("p{}", publisher.0)],
+                    send_encodings: vec![],
+                };
+                let transceiver = self.pc.add_transceiver_from_track(track, Some(init)).map_err(neg)?;
+                self.pc
+                    .rtp_transceiver(transceiver)
+                    .and_then(|t| t.sender())
+                    .ok_or_else(|| SfuError::Negotiation("new transceiver has no sender".to_owned()))?
+            }
+        };
+        self.subscriptions.insert(
+            publisher,
+            Subscription {
+                sender,
+                ssrc,
+                rewriter: SequenceRewriter::new(),
+                first_seq: rand::random(),
+                first_ts: rand::random(),
+            },
+        );
+        self.mark_changed();
+        Ok(())
+    }
+
+    /// Stops sending `publisher`'s audio; its m-line goes inactive and is kept for reuse.
+    pub fn unsubscribe(&mut self, publisher: PeerId) {
+        let Some(sub) = self.subscriptions.remove(&publisher) else {
+            return;
+        };
+        if let Some(mut t) = self.pc.rtp_transceiver(sub.sender.into()) {
+            t.set_direction(RTCRtpTransceiverDirection::Inactive);
+        }
+        self.idle_senders.push(sub.sender);
+        self.mark_changed();
+    }
+
+    fn mark_changed(&mut self) {
+        if let Negotiation::AwaitingAnswer { .. } = self.negotiation {
+            self.negotiation = Negotiation::AwaitingAnswer { changed_since: true };
+        }
+    }
+
+    /// Forwards one publisher packet to this peer under the subscription's SSRC and numbering.
+    /// Returns false when the packet could not be written (counted as dropped).
+    pub fn forward(&mut self, now: Instant, publisher: PeerId, source: &rtc::rtp::Packet) -> bool {
+        let Some(sub) = self.subscriptions.get_mut(&publisher) else {
+            return false;
+        };
+        let (seq, ts) = sub.rewriter.rewrite(
+            source.header.ssrc,
+            source.header.sequence_number,
+            source.header.timestamp,
+            sub.first_seq,
+            sub.first_ts,
+        );
+        let mut packet = source.clone();
+        packet.header.ssrc = sub.ssrc;
+        packet.header.sequence_number = seq;
+        packet.header.timestamp = ts;
+        packet.header.payload_type = OPUS_PAYLOAD_TYPE;
+        // Extension ids are negotiated per leg; the publisher's mean nothing here.
+        packet.header.extension = false;
+        packet.header.extensions.clear();
+        packet.header.extension_profile = 0;
+        let sender = sub.sender;
+        match self.pc.rtp_sender(sender) {
+            Some(mut s) => s.write_rtp(now, packet).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Starts a server offer if subscriptions changed and no offer is out. Returns the SDP to
+    /// send to the client.
+    ///
+    /// # Errors
+    /// [`SfuError::Negotiation`] when the offer can't be made.
+    pub fn poll_offer(&mut self, now: Instant, changed: bool) -> Result<Option<String>, SfuError> {
+        if !changed || self.negotiation != Negotiation::Stable {
+            return Ok(None);
+        }
+        let neg = |e: rtc::shared::error::Error| SfuError::Negotiation(e.to_string());
+        let offer = self.pc.create_offer(None).map_err(neg)?;
+        let sdp = offer.sdp.clone();
+        self.pc.set_local_description(now, offer).map_err(neg)?;
+        self.negotiation = Negotiation::AwaitingAnswer { changed_since: false };
+        Ok(Some(sdp))
+    }
+
+    /// The client's answer to our last offer. Returns whether another offer is needed for
+    /// changes made while this one was out.
+    ///
+    /// # Errors
+    /// [`SfuError::OutOfOrder`] with no offer out; [`SfuError::Sdp`] for a bad answer.
+    pub fn handle_answer(&mut self, now: Instant, sdp: String) -> Result<bool, SfuError> {
+        let Negotiation::AwaitingAnswer { changed_since } = self.negotiation else {
+            return Err(SfuError::OutOfOrder("answer without an outstanding offer"));
+        };
+        let answer = RTCSessionDescription::answer(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        self.pc
+            .set_remote_description(now, answer)
+            .map_err(|e| SfuError::Sdp(e.to_string()))?;
+        self.negotiation = Negotiation::Stable;
+        Ok(changed_since)
+    }
+
+    pub fn close(&mut self) {
+        let _ = self.pc.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audio_level_extmap_id_is_read_from_the_offer() {
+        let sdp = "v=0\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=extmap:3 http://x\r\n";
+        assert_eq!(audio_level_extmap_id(sdp), Some(1));
+        let sdp = "a=extmap:5/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level vad=on\r\n";
+        assert_eq!(audio_level_extmap_id(sdp), Some(5));
+        assert_eq!(audio_level_extmap_id("a=extmap:2 http://x\r\n"), None);
+    }
+}

@@ -1,0 +1,487 @@
+//! A shard: one UDP socket, the peers pinned to it and their rooms, driven by one task.
+//!
+//! [`ShardCore`] is the sans-I/O part: datagrams, commands and timeouts go in; datagrams to
+//! send and the next deadline come out. [`spawn`] wraps it in a tokio task with the socket.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::peer::{InboundRtp, Peer, PeerState};
+use crate::speaking::ActiveSpeaker;
+use crate::tap::{TapPacket, TapSender};
+use crate::{CloseReason, Command, EventSender, PeerEvent, PeerId, RoomId, SfuConfig, SfuError, stun};
+
+/// How often speaking hangovers and connect timeouts are checked when nothing else happens.
+const TICK: Duration = Duration::from_millis(100);
+
+struct PeerEntry {
+    peer: Peer,
+    events: EventSender,
+}
+
+#[derive(Default)]
+struct RoomState {
+    peers: Vec<PeerId>,
+    active_speaker: ActiveSpeaker<PeerId>,
+}
+
+/// The state of one shard, without I/O.
+pub struct ShardCore {
+    config: SfuConfig,
+    local_addr: SocketAddr,
+    advertised: SocketAddr,
+    peers: HashMap<PeerId, PeerEntry>,
+    rooms: HashMap<RoomId, RoomState>,
+    taps: Vec<TapSender>,
+    by_ufrag: HashMap<String, PeerId>,
+    by_addr: HashMap<SocketAddr, PeerId>,
+    transmits: VecDeque<(SocketAddr, BytesMut)>,
+    inbound: Vec<InboundRtp>,
+}
+
+impl ShardCore {
+    pub fn new(config: SfuConfig, local_addr: SocketAddr) -> Self {
+        let advertised = SocketAddr::new(config.public_ip.unwrap_or(local_addr.ip()), local_addr.port());
+        Self {
+            config,
+            local_addr,
+            advertised,
+            peers: HashMap::new(),
+            rooms: HashMap::new(),
+            taps: Vec::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            transmits: VecDeque::new(),
+            inbound: Vec::new(),
+        }
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Routes one datagram to its peer: STUN by username fragment, everything else by the
+    /// address that peer has answered a connectivity check from.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        metrics::counter!("sfu_packets_in_total").increment(1);
+        metrics::counter!("sfu_bytes_in_total").increment(data.len() as u64);
+        let peer = if stun::is_stun(data) {
+            stun::local_ufrag(data).and_then(|u| self.by_ufrag.get(u)).copied()
+        } else {
+            self.by_addr.get(&from).copied()
+        };
+        let Some(id) = peer else {
+            metrics::counter!("sfu_packets_dropped_total", "reason" => "unknown_source").increment(1);
+            return;
+        };
+        if let Some(entry) = self.peers.get_mut(&id) {
+            entry.peer.handle_datagram(now, from, data);
+        }
+        self.drain_peer(now, id);
+    }
+
+    pub(crate) fn handle_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Join {
+                room,
+                peer,
+                offer,
+                events,
+                reply,
+            } => {
+                let result = self.join(now, room, peer, offer, events);
+                let _ = reply.send(result);
+                self.drain_peer(now, peer);
+            }
+            Command::Answer { peer, sdp, reply } => {
+                let result = match self.peers.get_mut(&peer) {
+                    None => Err(SfuError::UnknownPeer),
+                    Some(entry) => entry.peer.handle_answer(now, sdp).map(|again| {
+                        if again {
+                            self.negotiate(now, peer);
+                        }
+                    }),
+                };
+                let _ = reply.send(result);
+                self.drain_peer(now, peer);
+            }
+            Command::Candidate { peer, candidate } => {
+                if let Some(entry) = self.peers.get_mut(&peer) {
+                    if let Err(err) = entry.peer.add_remote_candidate(candidate) {
+                        tracing::debug!(peer = peer.0, error = %err, "remote candidate ignored");
+                    }
+                }
+            }
+            Command::Leave { peer } => self.remove_peer(now, peer, None),
+            Command::SetMuted { peer, muted } => {
+                let Some(entry) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                entry.peer.muted = muted;
+                let room = entry.peer.room;
+                if muted && entry.peer.speaking.is_speaking() {
+                    entry.peer.speaking = Default::default();
+                    self.broadcast(room, &PeerEvent::Speaking { peer, speaking: false });
+                }
+            }
+            Command::Tap { sender } => self.taps.push(sender),
+        }
+    }
+
+    fn join(&mut self, now: Instant, room: RoomId, id: PeerId, offer: String, events: EventSender) -> Result<String, SfuError> {
+        let (mut peer, answer) = Peer::answer_offer(id, room, offer, self.local_addr, self.advertised, &self.config, now)?;
+        // Subscribe the newcomer to everyone already publishing; one server offer brings them.
+        let publishers: Vec<PeerId> = self
+            .rooms
+            .get(&room)
+            .map(|r| r.peers.iter().copied().filter(|p| self.peers.get(p).is_some_and(|e| e.peer.publishing)).collect())
+            .unwrap_or_default();
+        for publisher in &publishers {
+            peer.subscribe(*publisher)?;
+        }
+        for publisher in &publishers {
+            let _ = events.send(PeerEvent::TrackPublished { peer: *publisher });
+        }
+        self.by_ufrag.insert(peer.ufrag.clone(), id);
+        self.peers.insert(id, PeerEntry { peer, events });
+        let room_state = self.rooms.entry(room).or_default();
+        if room_state.peers.is_empty() {
+            metrics::gauge!("sfu_rooms").increment(1.0);
+        }
+        room_state.peers.push(id);
+        metrics::gauge!("sfu_participants").increment(1.0);
+        if !publishers.is_empty() {
+            self.negotiate(now, id);
+        }
+        tracing::info!(room = room.0, peer = id.0, "peer joined the media plane");
+        Ok(answer)
+    }
+
+    /// Sends a server offer to `id` if its subscriptions changed and none is outstanding.
+    fn negotiate(&mut self, now: Instant, id: PeerId) {
+        let Some(entry) = self.peers.get_mut(&id) else {
+            return;
+        };
+        match entry.peer.poll_offer(now, true) {
+            Ok(Some(sdp)) => {
+                let _ = entry.events.send(PeerEvent::Offer { sdp });
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(peer = id.0, error = %err, "renegotiation failed"),
+        }
+    }
+
+    fn broadcast(&self, room: RoomId, event: &PeerEvent) {
+        if let Some(state) = self.rooms.get(&room) {
+            for p in &state.peers {
+                if let Some(entry) = self.peers.get(p) {
+                    let _ = entry.events.send(event.clone());
+                }
+            }
+        }
+    }
+
+    /// Removes a peer and everything that points at it; the room's others lose its track.
+    fn remove_peer(&mut self, now: Instant, id: PeerId, reason: Option<CloseReason>) {
+        let Some(mut entry) = self.peers.remove(&id) else {
+            return;
+        };
+        entry.peer.close();
+        // Flush what close() produced (DTLS close_notify) to the client.
+        while let Some(t) = entry.peer.poll_transmit() {
+            self.transmits.push_back(t);
+        }
+        if let Some(reason) = reason {
+            let _ = entry.events.send(PeerEvent::Closed { reason });
+        }
+        self.by_ufrag.remove(&entry.peer.ufrag);
+        self.by_addr.retain(|_, p| *p != id);
+        metrics::gauge!("sfu_participants").decrement(1.0);
+        let room = entry.peer.room;
+        let mut others = Vec::new();
+        if let Some(state) = self.rooms.get_mut(&room) {
+            state.peers.retain(|p| *p != id);
+            state.active_speaker.remove(id);
+            others = state.peers.clone();
+            if state.peers.is_empty() {
+                self.rooms.remove(&room);
+                metrics::gauge!("sfu_rooms").decrement(1.0);
+            }
+        }
+        for other in others {
+            if let Some(e) = self.peers.get_mut(&other) {
+                if e.peer.is_subscribed_to(id) {
+                    e.peer.unsubscribe(id);
+                    let _ = e.events.send(PeerEvent::TrackUnpublished { peer: id });
+                    self.negotiate(now, other);
+                    self.drain_peer(now, other);
+                }
+            }
+        }
+        tracing::info!(room = room.0, peer = id.0, ?reason, "peer left the media plane");
+    }
+
+    /// Collects what a peer produced: its datagrams, its state changes, and the RTP it
+    /// received, which is forwarded to the room right here.
+    fn drain_peer(&mut self, now: Instant, id: PeerId) {
+        let mut inbound = std::mem::take(&mut self.inbound);
+        let (room, state, muted) = {
+            let Some(entry) = self.peers.get_mut(&id) else {
+                return;
+            };
+            let was_connected = entry.peer.state == PeerState::Connected;
+            entry.peer.poll_inbound(&mut inbound);
+            let first_media = entry.peer.publishing && !inbound.is_empty() && !entry.peer.is_publishing_announced();
+            if first_media {
+                entry.peer.mark_publishing_announced();
+            }
+            if !was_connected && entry.peer.state == PeerState::Connected {
+                let _ = entry.events.send(PeerEvent::Connected);
+            }
+            let room = entry.peer.room;
+            if first_media {
+                self.on_first_media(now, room, id);
+            }
+            let entry = match self.peers.get_mut(&id) {
+                Some(e) => e,
+                None => return,
+            };
+            while let Some((addr, bytes)) = entry.peer.poll_transmit() {
+                if stun::is_binding_success(&bytes) {
+                    // The agent answered a check that passed message integrity: from now on
+                    // this address speaks for this peer.
+                    self.by_addr.insert(addr, id);
+                }
+                self.transmits.push_back((addr, bytes));
+            }
+            (room, entry.peer.state, entry.peer.muted)
+        };
+        if state == PeerState::Failed {
+            inbound.clear();
+            self.inbound = inbound;
+            self.remove_peer(now, id, Some(CloseReason::Failed));
+            return;
+        }
+        if !inbound.is_empty() {
+            self.forward(now, room, id, muted, &mut inbound);
+        }
+        inbound.clear();
+        self.inbound = inbound;
+    }
+
+    /// A publisher's first packet: every other peer of the room subscribes to it.
+    fn on_first_media(&mut self, now: Instant, room: RoomId, publisher: PeerId) {
+        let others: Vec<PeerId> = self
+            .rooms
+            .get(&room)
+            .map(|r| r.peers.iter().copied().filter(|p| *p != publisher).collect())
+            .unwrap_or_default();
+        self.broadcast(room, &PeerEvent::TrackPublished { peer: publisher });
+        for other in others {
+            let Some(entry) = self.peers.get_mut(&other) else {
+                continue;
+            };
+            if let Err(err) = entry.peer.subscribe(publisher) {
+                tracing::warn!(peer = other.0, error = %err, "subscription failed");
+                continue;
+            }
+            self.negotiate(now, other);
+        }
+    }
+
+    fn forward(&mut self, now: Instant, room: RoomId, publisher: PeerId, muted: bool, inbound: &mut [InboundRtp]) {
+        let started = Instant::now();
+        let subscribers: Vec<PeerId> = match self.rooms.get(&room) {
+            Some(r) => r.peers.iter().copied().filter(|p| *p != publisher).collect(),
+            None => return,
+        };
+        for rtp in inbound.iter() {
+            if let Some(level) = rtp.audio_level {
+                if !muted {
+                    self.update_speaking(now, room, publisher, level);
+                }
+            }
+            if muted {
+                metrics::counter!("sfu_packets_dropped_total", "reason" => "muted").increment(1);
+                continue;
+            }
+            if !self.taps.is_empty() {
+                self.offer_to_taps(now, room, publisher, &rtp.packet);
+            }
+            for sub in &subscribers {
+                if let Some(entry) = self.peers.get_mut(sub) {
+                    if !entry.peer.forward(now, publisher, &rtp.packet) {
+                        metrics::counter!("sfu_packets_dropped_total", "reason" => "not_subscribed").increment(1);
+                    }
+                }
+            }
+        }
+        for sub in &subscribers {
+            if let Some(entry) = self.peers.get_mut(sub) {
+                while let Some(t) = entry.peer.poll_transmit() {
+                    self.transmits.push_back(t);
+                }
+            }
+        }
+        metrics::histogram!("sfu_forward_duration_seconds").record(started.elapsed().as_secs_f64());
+    }
+
+    fn offer_to_taps(&mut self, now: Instant, room: RoomId, peer: PeerId, packet: &rtc::rtp::Packet) {
+        self.taps.retain(|tap| {
+            if tap.room != room {
+                return true;
+            }
+            tap.offer(TapPacket {
+                room,
+                peer,
+                sequence: packet.header.sequence_number,
+                rtp_timestamp: packet.header.timestamp,
+                arrival: now,
+                payload: packet.payload.clone(),
+            })
+        });
+    }
+
+    fn update_speaking(&mut self, now: Instant, room: RoomId, peer: PeerId, level: u8) {
+        let changed = self.peers.get_mut(&peer).and_then(|e| e.peer.speaking.handle_level(now, level));
+        if let Some(speaking) = changed {
+            self.broadcast(room, &PeerEvent::Speaking { peer, speaking });
+        }
+        self.update_active_speaker(now, room);
+    }
+
+    fn update_active_speaker(&mut self, now: Instant, room: RoomId) {
+        let Some(state) = self.rooms.get(&room) else {
+            return;
+        };
+        let loudest = state
+            .peers
+            .iter()
+            .filter_map(|p| self.peers.get(p).map(|e| (*p, &e.peer.speaking)))
+            .filter(|(_, s)| s.is_speaking())
+            .min_by(|a, b| a.1.level().total_cmp(&b.1.level()))
+            .map(|(p, _)| p);
+        let changed = self.rooms.get_mut(&room).and_then(|s| s.active_speaker.update(now, loudest));
+        if let Some(peer) = changed {
+            self.broadcast(room, &PeerEvent::ActiveSpeaker { peer });
+        }
+    }
+
+    /// Drives every peer's timers, speaking hangovers and connect timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let Some(entry) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if entry.peer.poll_timeout().is_some_and(|t| t <= now) {
+                entry.peer.handle_timeout(now);
+            }
+            if let PeerState::Connecting { since } = entry.peer.state {
+                if now.duration_since(since) >= self.config.connect_timeout {
+                    self.remove_peer(now, id, Some(CloseReason::ConnectTimeout));
+                    continue;
+                }
+            }
+            let room = entry.peer.room;
+            if let Some(speaking) = entry.peer.speaking.handle_timeout(now) {
+                self.broadcast(room, &PeerEvent::Speaking { peer: id, speaking });
+            }
+            self.drain_peer(now, id);
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, BytesMut)> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        if self.peers.is_empty() {
+            return None;
+        }
+        let tick = now + TICK;
+        let earliest = self.peers.values_mut().filter_map(|e| e.peer.poll_timeout()).min();
+        Some(earliest.map_or(tick, |t| t.min(tick)))
+    }
+
+    /// Closes every peer (shutdown).
+    pub fn close_all(&mut self, now: Instant) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.remove_peer(now, id, Some(CloseReason::Failed));
+        }
+    }
+}
+
+/// The handle to a running shard.
+#[derive(Debug)]
+pub struct ShardHandle {
+    pub local_addr: SocketAddr,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl ShardHandle {
+    pub(crate) fn send(&self, command: Command) -> Result<(), SfuError> {
+        self.commands.send(command).map_err(|_| SfuError::ShuttingDown)
+    }
+}
+
+/// Binds shard `index`'s socket and starts its loop. The loop ends when every handle is gone.
+///
+/// # Errors
+/// [`SfuError::Bind`] when the socket can't be bound.
+pub async fn spawn(index: usize, config: &SfuConfig) -> Result<ShardHandle, SfuError> {
+    let port = if config.port == 0 { 0 } else { config.port.saturating_add(u16::try_from(index).unwrap_or(0)) };
+    let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, port))
+        .await
+        .map_err(|e| SfuError::Bind(format!("{}:{port}: {e}", config.bind_ip)))?;
+    let local_addr = socket.local_addr().map_err(|e| SfuError::Bind(e.to_string()))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let core = ShardCore::new(config.clone(), local_addr);
+    tokio::spawn(run(core, socket, rx));
+    Ok(ShardHandle { local_addr, commands: tx })
+}
+
+async fn run(mut core: ShardCore, socket: UdpSocket, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        while let Some((addr, bytes)) = core.poll_transmit() {
+            metrics::counter!("sfu_packets_out_total").increment(1);
+            metrics::counter!("sfu_bytes_out_total").increment(bytes.len() as u64);
+            if let Err(err) = socket.send_to(&bytes, addr).await {
+                tracing::debug!(%addr, error = %err, "send failed");
+            }
+        }
+        let deadline = core.poll_timeout(Instant::now()).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                Some(command) => core.handle_command(Instant::now(), command),
+                None => break,
+            },
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((n, from)) => {
+                    core.handle_datagram(Instant::now(), from, &buf[..n]);
+                    // Take what else is queued before flushing, to batch the work.
+                    for _ in 0..32 {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((n, from)) => core.handle_datagram(Instant::now(), from, &buf[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(err) => tracing::debug!(error = %err, "recv failed"),
+            },
+            () = tokio::time::sleep_until(deadline.into()) => core.handle_timeout(Instant::now()),
+        }
+    }
+    core.close_all(Instant::now());
+    while let Some((addr, bytes)) = core.poll_transmit() {
+        let _ = socket.send_to(&bytes, addr).await;
+    }
+}
