@@ -1,1 +1,5 @@
-fn main() {}
+//! `webcall-bench`: load generator (subcommands arrive with the issues that need them).
+
+fn main() {
+    eprintln!("webcall-bench: no subcommand yet");
+}

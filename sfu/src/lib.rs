@@ -25,8 +25,8 @@ pub mod stun;
 pub mod tap;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -79,17 +79,30 @@ pub enum CloseReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerEvent {
     /// A server-initiated offer (tracks came or went); answer it with [`Sfu::answer`].
-    Offer { sdp: String },
+    Offer {
+        sdp: String,
+    },
     /// ICE and DTLS are up.
     Connected,
     /// A participant of the room started sending audio (its stream id is `p<peer>`).
-    TrackPublished { peer: PeerId },
+    TrackPublished {
+        peer: PeerId,
+    },
     /// A participant's audio is gone (left, failed).
-    TrackUnpublished { peer: PeerId },
-    Speaking { peer: PeerId, speaking: bool },
-    ActiveSpeaker { peer: PeerId },
+    TrackUnpublished {
+        peer: PeerId,
+    },
+    Speaking {
+        peer: PeerId,
+        speaking: bool,
+    },
+    ActiveSpeaker {
+        peer: PeerId,
+    },
     /// This peer's media connection is gone; the client must rejoin for media.
-    Closed { reason: CloseReason },
+    Closed {
+        reason: CloseReason,
+    },
 }
 
 pub type EventSender = mpsc::UnboundedSender<PeerEvent>;
@@ -167,7 +180,12 @@ impl Sfu {
     ///
     /// # Errors
     /// [`SfuError::Sdp`] for an unusable offer.
-    pub async fn join(&self, room: RoomId, offer: String, events: EventSender) -> Result<(PeerId, String), SfuError> {
+    pub async fn join(
+        &self,
+        room: RoomId,
+        offer: String,
+        events: EventSender,
+    ) -> Result<(PeerId, String), SfuError> {
         let peer = PeerId(self.next_peer.fetch_add(1, Ordering::Relaxed));
         let (reply, answer) = oneshot::channel();
         self.shard(room).send(Command::Join {
@@ -187,7 +205,8 @@ impl Sfu {
     /// [`SfuError::OutOfOrder`] without an outstanding offer, [`SfuError::Sdp`] for a bad one.
     pub async fn answer(&self, room: RoomId, peer: PeerId, sdp: String) -> Result<(), SfuError> {
         let (reply, done) = oneshot::channel();
-        self.shard(room).send(Command::Answer { peer, sdp, reply })?;
+        self.shard(room)
+            .send(Command::Answer { peer, sdp, reply })?;
         done.await.map_err(|_| SfuError::ShuttingDown)?
     }
 
@@ -195,8 +214,14 @@ impl Sfu {
     ///
     /// # Errors
     /// [`SfuError::ShuttingDown`] when the media plane is stopping.
-    pub fn add_candidate(&self, room: RoomId, peer: PeerId, candidate: IceCandidate) -> Result<(), SfuError> {
-        self.shard(room).send(Command::Candidate { peer, candidate })
+    pub fn add_candidate(
+        &self,
+        room: RoomId,
+        peer: PeerId,
+        candidate: IceCandidate,
+    ) -> Result<(), SfuError> {
+        self.shard(room)
+            .send(Command::Candidate { peer, candidate })
     }
 
     /// Removes the peer: its audio disappears for everyone, who are renegotiated.

@@ -8,17 +8,21 @@ use std::time::Instant;
 use bytes::BytesMut;
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::RTCPeerConnection;
-use rtc::peer_connection::RTCPeerConnectionBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::interceptor_registry::{configure_nack, configure_rtcp_reports};
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_rtcp_reports,
+};
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit};
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -40,13 +44,17 @@ const OPUS_PAYLOAD_TYPE: u8 = 111;
 pub enum Negotiation {
     Stable,
     /// A server offer is out; changes made meanwhile wait for its answer.
-    AwaitingAnswer { changed_since: bool },
+    AwaitingAnswer {
+        changed_since: bool,
+    },
 }
 
 /// Lifecycle of a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerState {
-    Connecting { since: Instant },
+    Connecting {
+        since: Instant,
+    },
     Connected,
     /// ICE or DTLS failed, or the peer closed: remove it.
     Failed,
@@ -60,6 +68,16 @@ struct Subscription {
     rewriter: SequenceRewriter,
     first_seq: u16,
     first_ts: u32,
+    /// Sending starts only once the client has answered an offer that announced this
+    /// stream; packets on an SSRC it doesn't know yet would be bound to an anonymous track.
+    stage: SubscriptionStage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubscriptionStage {
+    Pending,
+    Offered,
+    Live,
 }
 
 /// RTP that arrived from this peer's client, to be forwarded by the shard.
@@ -84,9 +102,9 @@ pub struct Peer {
     local_addr: SocketAddr,
     audio_level_id: Option<u8>,
     subscriptions: HashMap<PeerId, Subscription>,
-    /// Senders of publishers who left: their m-lines are reused before new ones are added, so
-    /// the SDP doesn't grow with every join and leave.
-    idle_senders: Vec<RTCRtpSenderId>,
+    /// Subscriptions of publishers who left: their m-lines are reused before new ones are
+    /// added, so the SDP doesn't grow with every join and leave.
+    idle: Vec<Subscription>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -111,6 +129,26 @@ fn opus_codec() -> RTCRtpCodec {
     }
 }
 
+/// The track a subscriber receives for `publisher`: the stream id names the publisher, so the
+/// client can tell whose audio it is.
+fn outgoing_track(publisher: PeerId, ssrc: u32) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        format!("p{}", publisher.0),
+        format!("a{}-{ssrc}", publisher.0),
+        format!("participant {}", publisher.0),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            active: true,
+            codec: opus_codec(),
+            ..Default::default()
+        }],
+    )
+}
+
 /// The `a=extmap` id the client chose for RFC 6464 audio levels, if it offered them.
 fn audio_level_extmap_id(sdp: &str) -> Option<u8> {
     sdp.lines().find_map(|line| {
@@ -128,7 +166,9 @@ fn random_token(len: usize) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut rng = rand::thread_rng();
-    (0..len).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 impl Peer {
@@ -152,7 +192,11 @@ impl Peer {
             .with_lite(true)
             .with_ice_credentials(ufrag.clone(), random_token(32))
             .with_answering_dtls_role(RTCDtlsRole::Server)
-            .with_ice_timeouts(Some(config.ice_disconnected_timeout), Some(config.ice_failed_timeout), None)
+            .with_ice_timeouts(
+                Some(config.ice_disconnected_timeout),
+                Some(config.ice_failed_timeout),
+                None,
+            )
             .build();
         let mut media = MediaEngine::default();
         media
@@ -160,7 +204,6 @@ impl Peer {
                 RTCRtpCodecParameters {
                     rtp_codec: opus_codec(),
                     payload_type: OPUS_PAYLOAD_TYPE,
-                    ..Default::default()
                 },
                 RtpCodecKind::Audio,
             )
@@ -200,7 +243,9 @@ impl Peer {
         }
         .new_candidate_host()
         .map_err(sdp_err)?;
-        let candidate = RTCIceCandidate::from(&candidate).to_json().map_err(sdp_err)?;
+        let candidate = RTCIceCandidate::from(&candidate)
+            .to_json()
+            .map_err(sdp_err)?;
         pc.add_local_candidate(candidate).map_err(sdp_err)?;
         let answer = pc.create_answer(None).map_err(sdp_err)?;
         pc.set_local_description(now, answer).map_err(sdp_err)?;
@@ -224,7 +269,7 @@ impl Peer {
                 local_addr,
                 audio_level_id,
                 subscriptions: HashMap::new(),
-                idle_senders: Vec::new(),
+                idle: Vec::new(),
             },
             answer_sdp,
         ))
@@ -267,7 +312,9 @@ impl Peer {
 
     /// Datagrams to send, as (destination, bytes).
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, BytesMut)> {
-        self.pc.poll_write().map(|m| (m.transport.peer_addr, m.message))
+        self.pc
+            .poll_write()
+            .map(|m| (m.transport.peer_addr, m.message))
     }
 
     /// Processes the connection's events; returns the RTP received from the client.
@@ -284,7 +331,9 @@ impl Peer {
                     tracing::debug!(peer = self.id.0, %state, "connection state");
                     match state {
                         RTCPeerConnectionState::Connected => self.state = PeerState::Connected,
-                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => self.state = PeerState::Failed,
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                            self.state = PeerState::Failed
+                        }
                         _ => {}
                     }
                 }
@@ -302,7 +351,10 @@ impl Peer {
                     .and_then(|ext| ext.first().copied())
                     .map(|b| b & 0x7f);
                 self.publishing = true;
-                inbound.push(InboundRtp { packet, audio_level });
+                inbound.push(InboundRtp {
+                    packet,
+                    audio_level,
+                });
             }
         }
     }
@@ -327,57 +379,56 @@ impl Peer {
         if self.subscriptions.contains_key(&publisher) {
             return Ok(());
         }
-        let ssrc = rand::random::<u32>();
-        // The stream id names the publisher, so the client can tell whose audio a track is.
-        let track = MediaStreamTrack::new(
-            format!("p{}", publisher.0),
-            format!("a{}-{ssrc}", publisher.0),
-            format!("participant {}", publisher.0),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                active: true,
-                codec: opus_codec(),
-                ..Default::default()
-            }],
-        );
         let neg = |e: rtc::shared::error::Error| SfuError::Negotiation(e.to_string());
-        let sender = match self.idle_senders.pop() {
-            Some(sender) => {
-                let mut s = self.pc.rtp_sender(sender).ok_or_else(|| SfuError::Negotiation("idle sender vanished".to_owned()))?;
-                s.replace_track(track).map_err(neg)?;
-                s.set_streams(vec![format!("p{}", publisher.0)]);
-                if let Some(mut t) = self.pc.rtp_transceiver(sender.into()) {
+        let stream = format!("p{}", publisher.0);
+        let subscription = match self.idle.pop() {
+            Some(mut idle) => {
+                // Reuse a freed m-line: same SSRC, and the rewriter carries its numbering on,
+                // so to the receiver it is one stream that paused and resumed with a new
+                // source (and a new msid naming the new publisher).
+                if let Some(mut t) = self.pc.rtp_transceiver(idle.sender.into()) {
                     t.set_direction(RTCRtpTransceiverDirection::Sendonly);
                 }
+                let mut sender = self
+                    .pc
+                    .rtp_sender(idle.sender)
+                    .ok_or_else(|| SfuError::Negotiation("idle sender vanished".to_owned()))?;
                 sender
+                    .replace_track(outgoing_track(publisher, idle.ssrc))
+                    .map_err(neg)?;
+                sender.set_streams(vec![stream]);
+                idle.stage = SubscriptionStage::Pending;
+                idle
             }
             None => {
+                let ssrc = rand::random::<u32>();
                 let init = RTCRtpTransceiverInit {
                     direction: RTCRtpTransceiverDirection::Sendonly,
-                    streams: vec![format!("p{}", publisher.0)],
+                    streams: vec![stream],
                     send_encodings: vec![],
                 };
-                let transceiver = self.pc.add_transceiver_from_track(track, Some(init)).map_err(neg)?;
-                self.pc
+                let transceiver = self
+                    .pc
+                    .add_transceiver_from_track(outgoing_track(publisher, ssrc), Some(init))
+                    .map_err(neg)?;
+                let sender = self
+                    .pc
                     .rtp_transceiver(transceiver)
                     .and_then(|t| t.sender())
-                    .ok_or_else(|| SfuError::Negotiation("new transceiver has no sender".to_owned()))?
+                    .ok_or_else(|| {
+                        SfuError::Negotiation("new transceiver has no sender".to_owned())
+                    })?;
+                Subscription {
+                    sender,
+                    ssrc,
+                    rewriter: SequenceRewriter::new(),
+                    first_seq: rand::random(),
+                    first_ts: rand::random(),
+                    stage: SubscriptionStage::Pending,
+                }
             }
         };
-        self.subscriptions.insert(
-            publisher,
-            Subscription {
-                sender,
-                ssrc,
-                rewriter: SequenceRewriter::new(),
-                first_seq: rand::random(),
-                first_ts: rand::random(),
-            },
-        );
+        self.subscriptions.insert(publisher, subscription);
         self.mark_changed();
         Ok(())
     }
@@ -390,13 +441,15 @@ impl Peer {
         if let Some(mut t) = self.pc.rtp_transceiver(sub.sender.into()) {
             t.set_direction(RTCRtpTransceiverDirection::Inactive);
         }
-        self.idle_senders.push(sub.sender);
+        self.idle.push(sub);
         self.mark_changed();
     }
 
     fn mark_changed(&mut self) {
         if let Negotiation::AwaitingAnswer { .. } = self.negotiation {
-            self.negotiation = Negotiation::AwaitingAnswer { changed_since: true };
+            self.negotiation = Negotiation::AwaitingAnswer {
+                changed_since: true,
+            };
         }
     }
 
@@ -406,6 +459,9 @@ impl Peer {
         let Some(sub) = self.subscriptions.get_mut(&publisher) else {
             return false;
         };
+        if sub.stage != SubscriptionStage::Live {
+            return true;
+        }
         let (seq, ts) = sub.rewriter.rewrite(
             source.header.ssrc,
             source.header.sequence_number,
@@ -424,7 +480,13 @@ impl Peer {
         packet.header.extension_profile = 0;
         let sender = sub.sender;
         match self.pc.rtp_sender(sender) {
-            Some(mut s) => s.write_rtp(now, packet).is_ok(),
+            Some(mut s) => match s.write_rtp(now, packet) {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::trace!(peer = self.id.0, error = %err, "write_rtp failed");
+                    false
+                }
+            },
             None => false,
         }
     }
@@ -442,7 +504,14 @@ impl Peer {
         let offer = self.pc.create_offer(None).map_err(neg)?;
         let sdp = offer.sdp.clone();
         self.pc.set_local_description(now, offer).map_err(neg)?;
-        self.negotiation = Negotiation::AwaitingAnswer { changed_since: false };
+        self.negotiation = Negotiation::AwaitingAnswer {
+            changed_since: false,
+        };
+        for sub in self.subscriptions.values_mut() {
+            if sub.stage == SubscriptionStage::Pending {
+                sub.stage = SubscriptionStage::Offered;
+            }
+        }
         Ok(Some(sdp))
     }
 
@@ -455,11 +524,17 @@ impl Peer {
         let Negotiation::AwaitingAnswer { changed_since } = self.negotiation else {
             return Err(SfuError::OutOfOrder("answer without an outstanding offer"));
         };
-        let answer = RTCSessionDescription::answer(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let answer =
+            RTCSessionDescription::answer(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
         self.pc
             .set_remote_description(now, answer)
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         self.negotiation = Negotiation::Stable;
+        for sub in self.subscriptions.values_mut() {
+            if sub.stage == SubscriptionStage::Offered {
+                sub.stage = SubscriptionStage::Live;
+            }
+        }
         Ok(changed_since)
     }
 

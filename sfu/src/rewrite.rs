@@ -39,7 +39,14 @@ impl SequenceRewriter {
 
     /// Rewrites one packet's header fields. `first_seq`/`first_ts` pick where a fresh output
     /// stream starts (random in production, fixed in tests).
-    pub fn rewrite(&mut self, ssrc: u32, seq: u16, ts: u32, first_seq: u16, first_ts: u32) -> (u16, u32) {
+    pub fn rewrite(
+        &mut self,
+        ssrc: u32,
+        seq: u16,
+        ts: u32,
+        first_seq: u16,
+        first_ts: u32,
+    ) -> (u16, u32) {
         let state = match self.state {
             None => State {
                 source_ssrc: ssrc,
@@ -51,7 +58,8 @@ impl SequenceRewriter {
             },
             Some(s) => {
                 let jump = seq.wrapping_sub(s.last_in_seq);
-                let restarted = s.source_ssrc != ssrc || (jump > MAX_SEQ_JUMP && jump < u16::MAX - MAX_SEQ_JUMP);
+                let restarted = s.source_ssrc != ssrc
+                    || (jump > MAX_SEQ_JUMP && jump < u16::MAX - MAX_SEQ_JUMP);
                 if restarted {
                     // Continue right after the last packet we sent.
                     let next_seq = s.last_out_seq.wrapping_add(1);

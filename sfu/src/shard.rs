@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 use crate::peer::{InboundRtp, Peer, PeerState};
 use crate::speaking::ActiveSpeaker;
 use crate::tap::{TapPacket, TapSender};
-use crate::{CloseReason, Command, EventSender, PeerEvent, PeerId, RoomId, SfuConfig, SfuError, stun};
+use crate::{
+    stun, CloseReason, Command, EventSender, PeerEvent, PeerId, RoomId, SfuConfig, SfuError,
+};
 
 /// How often speaking hangovers and connect timeouts are checked when nothing else happens.
 const TICK: Duration = Duration::from_millis(100);
@@ -46,7 +48,10 @@ pub struct ShardCore {
 
 impl ShardCore {
     pub fn new(config: SfuConfig, local_addr: SocketAddr) -> Self {
-        let advertised = SocketAddr::new(config.public_ip.unwrap_or(local_addr.ip()), local_addr.port());
+        let advertised = SocketAddr::new(
+            config.public_ip.unwrap_or(local_addr.ip()),
+            local_addr.port(),
+        );
         Self {
             config,
             local_addr,
@@ -70,13 +75,18 @@ impl ShardCore {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         metrics::counter!("sfu_packets_in_total").increment(1);
         metrics::counter!("sfu_bytes_in_total").increment(data.len() as u64);
-        let peer = if stun::is_stun(data) {
-            stun::local_ufrag(data).and_then(|u| self.by_ufrag.get(u)).copied()
-        } else {
-            self.by_addr.get(&from).copied()
-        };
+        // Requests carry our ufrag; responses and keepalives don't, and go by address.
+        let by_ufrag = stun::is_stun(data)
+            .then(|| {
+                stun::local_ufrag(data)
+                    .and_then(|u| self.by_ufrag.get(u))
+                    .copied()
+            })
+            .flatten();
+        let peer = by_ufrag.or_else(|| self.by_addr.get(&from).copied());
         let Some(id) = peer else {
-            metrics::counter!("sfu_packets_dropped_total", "reason" => "unknown_source").increment(1);
+            metrics::counter!("sfu_packets_dropped_total", "reason" => "unknown_source")
+                .increment(1);
             return;
         };
         if let Some(entry) = self.peers.get_mut(&id) {
@@ -126,20 +136,47 @@ impl ShardCore {
                 let room = entry.peer.room;
                 if muted && entry.peer.speaking.is_speaking() {
                     entry.peer.speaking = Default::default();
-                    self.broadcast(room, &PeerEvent::Speaking { peer, speaking: false });
+                    self.broadcast(
+                        room,
+                        &PeerEvent::Speaking {
+                            peer,
+                            speaking: false,
+                        },
+                    );
                 }
             }
             Command::Tap { sender } => self.taps.push(sender),
         }
     }
 
-    fn join(&mut self, now: Instant, room: RoomId, id: PeerId, offer: String, events: EventSender) -> Result<String, SfuError> {
-        let (mut peer, answer) = Peer::answer_offer(id, room, offer, self.local_addr, self.advertised, &self.config, now)?;
+    fn join(
+        &mut self,
+        now: Instant,
+        room: RoomId,
+        id: PeerId,
+        offer: String,
+        events: EventSender,
+    ) -> Result<String, SfuError> {
+        let (mut peer, answer) = Peer::answer_offer(
+            id,
+            room,
+            offer,
+            self.local_addr,
+            self.advertised,
+            &self.config,
+            now,
+        )?;
         // Subscribe the newcomer to everyone already publishing; one server offer brings them.
         let publishers: Vec<PeerId> = self
             .rooms
             .get(&room)
-            .map(|r| r.peers.iter().copied().filter(|p| self.peers.get(p).is_some_and(|e| e.peer.publishing)).collect())
+            .map(|r| {
+                r.peers
+                    .iter()
+                    .copied()
+                    .filter(|p| self.peers.get(p).is_some_and(|e| e.peer.publishing))
+                    .collect()
+            })
             .unwrap_or_default();
         for publisher in &publishers {
             peer.subscribe(*publisher)?;
@@ -169,6 +206,7 @@ impl ShardCore {
         };
         match entry.peer.poll_offer(now, true) {
             Ok(Some(sdp)) => {
+                tracing::trace!(peer = id.0, %sdp, "server offer");
                 let _ = entry.events.send(PeerEvent::Offer { sdp });
             }
             Ok(None) => {}
@@ -223,7 +261,12 @@ impl ShardCore {
                 }
             }
         }
-        tracing::info!(room = room.0, peer = id.0, ?reason, "peer left the media plane");
+        tracing::info!(
+            room = room.0,
+            peer = id.0,
+            ?reason,
+            "peer left the media plane"
+        );
     }
 
     /// Collects what a peer produced: its datagrams, its state changes, and the RTP it
@@ -236,7 +279,9 @@ impl ShardCore {
             };
             let was_connected = entry.peer.state == PeerState::Connected;
             entry.peer.poll_inbound(&mut inbound);
-            let first_media = entry.peer.publishing && !inbound.is_empty() && !entry.peer.is_publishing_announced();
+            let first_media = entry.peer.publishing
+                && !inbound.is_empty()
+                && !entry.peer.is_publishing_announced();
             if first_media {
                 entry.peer.mark_publishing_announced();
             }
@@ -279,7 +324,13 @@ impl ShardCore {
         let others: Vec<PeerId> = self
             .rooms
             .get(&room)
-            .map(|r| r.peers.iter().copied().filter(|p| *p != publisher).collect())
+            .map(|r| {
+                r.peers
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != publisher)
+                    .collect()
+            })
             .unwrap_or_default();
         self.broadcast(room, &PeerEvent::TrackPublished { peer: publisher });
         for other in others {
@@ -294,10 +345,22 @@ impl ShardCore {
         }
     }
 
-    fn forward(&mut self, now: Instant, room: RoomId, publisher: PeerId, muted: bool, inbound: &mut [InboundRtp]) {
+    fn forward(
+        &mut self,
+        now: Instant,
+        room: RoomId,
+        publisher: PeerId,
+        muted: bool,
+        inbound: &mut [InboundRtp],
+    ) {
         let started = Instant::now();
         let subscribers: Vec<PeerId> = match self.rooms.get(&room) {
-            Some(r) => r.peers.iter().copied().filter(|p| *p != publisher).collect(),
+            Some(r) => r
+                .peers
+                .iter()
+                .copied()
+                .filter(|p| *p != publisher)
+                .collect(),
             None => return,
         };
         for rtp in inbound.iter() {
@@ -331,7 +394,13 @@ impl ShardCore {
         metrics::histogram!("sfu_forward_duration_seconds").record(started.elapsed().as_secs_f64());
     }
 
-    fn offer_to_taps(&mut self, now: Instant, room: RoomId, peer: PeerId, packet: &rtc::rtp::Packet) {
+    fn offer_to_taps(
+        &mut self,
+        now: Instant,
+        room: RoomId,
+        peer: PeerId,
+        packet: &rtc::rtp::Packet,
+    ) {
         self.taps.retain(|tap| {
             if tap.room != room {
                 return true;
@@ -348,7 +417,10 @@ impl ShardCore {
     }
 
     fn update_speaking(&mut self, now: Instant, room: RoomId, peer: PeerId, level: u8) {
-        let changed = self.peers.get_mut(&peer).and_then(|e| e.peer.speaking.handle_level(now, level));
+        let changed = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|e| e.peer.speaking.handle_level(now, level));
         if let Some(speaking) = changed {
             self.broadcast(room, &PeerEvent::Speaking { peer, speaking });
         }
@@ -366,7 +438,10 @@ impl ShardCore {
             .filter(|(_, s)| s.is_speaking())
             .min_by(|a, b| a.1.level().total_cmp(&b.1.level()))
             .map(|(p, _)| p);
-        let changed = self.rooms.get_mut(&room).and_then(|s| s.active_speaker.update(now, loudest));
+        let changed = self
+            .rooms
+            .get_mut(&room)
+            .and_then(|s| s.active_speaker.update(now, loudest));
         if let Some(peer) = changed {
             self.broadcast(room, &PeerEvent::ActiveSpeaker { peer });
         }
@@ -405,7 +480,11 @@ impl ShardCore {
             return None;
         }
         let tick = now + TICK;
-        let earliest = self.peers.values_mut().filter_map(|e| e.peer.poll_timeout()).min();
+        let earliest = self
+            .peers
+            .values_mut()
+            .filter_map(|e| e.peer.poll_timeout())
+            .min();
         Some(earliest.map_or(tick, |t| t.min(tick)))
     }
 
@@ -427,7 +506,9 @@ pub struct ShardHandle {
 
 impl ShardHandle {
     pub(crate) fn send(&self, command: Command) -> Result<(), SfuError> {
-        self.commands.send(command).map_err(|_| SfuError::ShuttingDown)
+        self.commands
+            .send(command)
+            .map_err(|_| SfuError::ShuttingDown)
     }
 }
 
@@ -436,18 +517,33 @@ impl ShardHandle {
 /// # Errors
 /// [`SfuError::Bind`] when the socket can't be bound.
 pub async fn spawn(index: usize, config: &SfuConfig) -> Result<ShardHandle, SfuError> {
-    let port = if config.port == 0 { 0 } else { config.port.saturating_add(u16::try_from(index).unwrap_or(0)) };
+    let port = if config.port == 0 {
+        0
+    } else {
+        config
+            .port
+            .saturating_add(u16::try_from(index).unwrap_or(0))
+    };
     let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, port))
         .await
         .map_err(|e| SfuError::Bind(format!("{}:{port}: {e}", config.bind_ip)))?;
-    let local_addr = socket.local_addr().map_err(|e| SfuError::Bind(e.to_string()))?;
+    let local_addr = socket
+        .local_addr()
+        .map_err(|e| SfuError::Bind(e.to_string()))?;
     let (tx, rx) = mpsc::unbounded_channel();
     let core = ShardCore::new(config.clone(), local_addr);
     tokio::spawn(run(core, socket, rx));
-    Ok(ShardHandle { local_addr, commands: tx })
+    Ok(ShardHandle {
+        local_addr,
+        commands: tx,
+    })
 }
 
-async fn run(mut core: ShardCore, socket: UdpSocket, mut commands: mpsc::UnboundedReceiver<Command>) {
+async fn run(
+    mut core: ShardCore,
+    socket: UdpSocket,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
     let mut buf = vec![0u8; 2048];
     loop {
         while let Some((addr, bytes)) = core.poll_transmit() {
@@ -457,7 +553,9 @@ async fn run(mut core: ShardCore, socket: UdpSocket, mut commands: mpsc::Unbound
                 tracing::debug!(%addr, error = %err, "send failed");
             }
         }
-        let deadline = core.poll_timeout(Instant::now()).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let deadline = core
+            .poll_timeout(Instant::now())
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             biased;
             command = commands.recv() => match command {

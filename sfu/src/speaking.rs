@@ -51,8 +51,14 @@ impl SpeakingDetector {
     }
 
     fn update(&mut self, now: Instant) -> Option<bool> {
-        let loud_recently = self.last_loud.is_some_and(|t| now.duration_since(t) < HANGOVER);
-        let speaking = if self.speaking { loud_recently } else { self.smoothed <= START_LEVEL };
+        let loud_recently = self
+            .last_loud
+            .is_some_and(|t| now.duration_since(t) < HANGOVER);
+        let speaking = if self.speaking {
+            loud_recently
+        } else {
+            self.smoothed <= START_LEVEL
+        };
         if speaking == self.speaking {
             return None;
         }
@@ -175,12 +181,27 @@ mod tests {
     fn the_active_speaker_switches_only_after_the_hold() {
         let t0 = Instant::now();
         let mut a = ActiveSpeaker::default();
-        assert_eq!(a.update(t0, Some(1)), Some(1), "the first speaker is active at once");
+        assert_eq!(
+            a.update(t0, Some(1)),
+            Some(1),
+            "the first speaker is active at once"
+        );
         assert_eq!(a.update(t0 + FRAME, Some(2)), None);
-        assert_eq!(a.update(t0 + FRAME * 5, Some(1)), None, "a short interjection doesn't switch");
+        assert_eq!(
+            a.update(t0 + FRAME * 5, Some(1)),
+            None,
+            "a short interjection doesn't switch"
+        );
         assert_eq!(a.update(t0 + FRAME * 6, Some(2)), None);
-        assert_eq!(a.update(t0 + FRAME * 6 + ACTIVE_SPEAKER_HOLD, Some(2)), Some(2));
-        assert_eq!(a.update(t0 + Duration::from_secs(5), None), None, "silence keeps the last one");
+        assert_eq!(
+            a.update(t0 + FRAME * 6 + ACTIVE_SPEAKER_HOLD, Some(2)),
+            Some(2)
+        );
+        assert_eq!(
+            a.update(t0 + Duration::from_secs(5), None),
+            None,
+            "silence keeps the last one"
+        );
         assert_eq!(a.current(), Some(2));
     }
 }

@@ -4,8 +4,8 @@
 //! falls behind loses packets (counted per tap and in `sfu_tap_dropped_packets_total`); it can
 //! never slow forwarding down.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -110,6 +110,9 @@ mod tests {
         assert_eq!(rx.try_recv().map(|p| p.sequence), Some(1));
         assert!(rx.try_recv().is_none());
         drop(rx);
-        assert!(!tx.offer(packet(9)), "a closed tap reports itself for removal");
+        assert!(
+            !tx.offer(packet(9)),
+            "a closed tap reports itself for removal"
+        );
     }
 }

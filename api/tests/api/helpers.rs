@@ -35,7 +35,8 @@ async fn fresh_database_url() -> Option<String> {
         .ok()
         .filter(|v| !v.is_empty())?;
     // CI gives each run its own prefix so it can drop exactly the databases it made.
-    let prefix = std::env::var("WEBCALL_TEST_DB_PREFIX").unwrap_or_else(|_| "webcall_t_".to_owned());
+    let prefix =
+        std::env::var("WEBCALL_TEST_DB_PREFIX").unwrap_or_else(|_| "webcall_t_".to_owned());
     let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await

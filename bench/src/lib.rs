@@ -1,0 +1,9 @@
+//! Clients that talk to a WebCall server the way a browser does, for tests and load runs.
+//!
+//! - [`rtc_client`]: a WebRTC audio client on the sans-I/O `rtc` core with its own UDP socket:
+//!   offers one Opus track, answers server offers, publishes a tone, counts what it receives
+//!   per remote participant.
+//! - [`tone`]: an Opus-encoded test tone, 20 ms per packet.
+
+pub mod rtc_client;
+pub mod tone;

@@ -1,0 +1,469 @@
+//! A WebRTC audio client: the browser's side of a call, on the sans-I/O `rtc` core.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_rtcp_reports,
+};
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::tone::{ToneSource, FRAME_SAMPLES};
+
+const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("webrtc: {0}")]
+    Rtc(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("opus: {0}")]
+    Opus(#[from] opus::Error),
+    #[error("client stopped")]
+    Stopped,
+}
+
+fn rtc_err(e: rtc::shared::error::Error) -> ClientError {
+    ClientError::Rtc(e.to_string())
+}
+
+/// What arrived from one remote participant (keyed by the stream id `p<peer>`).
+#[derive(Debug, Clone, Default)]
+pub struct StreamStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub ssrcs: Vec<u32>,
+    /// Sequence numbers that never arrived between the first and last one seen.
+    pub missing: u64,
+    last_seq: Option<u16>,
+    pub first_at: Option<Instant>,
+    pub last_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientStats {
+    pub connected_after: Option<Duration>,
+    pub failed: bool,
+    pub sent_packets: u64,
+    pub streams: HashMap<String, StreamStats>,
+}
+
+impl ClientStats {
+    pub fn packets_from(&self, stream: &str) -> u64 {
+        self.streams.get(stream).map_or(0, |s| s.packets)
+    }
+}
+
+enum Command {
+    SetAnswer(String, oneshot::Sender<Result<(), ClientError>>),
+    HandleOffer(String, oneshot::Sender<Result<String, ClientError>>),
+    Publish(bool),
+    Stop,
+    Vanish,
+}
+
+/// A running client. Dropping it stops the client without a goodbye (like a crashed tab).
+pub struct RtcClient {
+    commands: mpsc::UnboundedSender<Command>,
+    stats: Arc<Mutex<ClientStats>>,
+    pub local_addr: SocketAddr,
+}
+
+impl RtcClient {
+    /// Binds a UDP socket on 127.0.0.1, creates the offer (one sendrecv Opus track) and starts
+    /// the client loop. Publishing a `tone_hz` sine starts right away unless paused.
+    ///
+    /// # Errors
+    /// When the socket, the encoder or the offer can't be made.
+    pub async fn start(tone_hz: f32) -> Result<(Self, String), ClientError> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        let local_addr = socket.local_addr()?;
+        let now = Instant::now();
+        let mut media = MediaEngine::default();
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: opus(),
+                    payload_type: 111,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(rtc_err)?;
+        media
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: AUDIO_LEVEL_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .map_err(rtc_err)?;
+        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .build(now)
+            .map_err(rtc_err)?;
+        let ssrc = rand::random::<u32>();
+        let track = MediaStreamTrack::new(
+            "mic".to_owned(),
+            "mic-audio".to_owned(),
+            "microphone".to_owned(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                active: true,
+                codec: opus(),
+                ..Default::default()
+            }],
+        );
+        let sender = pc.add_track(track).map_err(rtc_err)?;
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: local_addr.ip().to_string(),
+                port: local_addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(rtc_err)?;
+        pc.add_local_candidate(
+            RTCIceCandidate::from(&candidate)
+                .to_json()
+                .map_err(rtc_err)?,
+        )
+        .map_err(rtc_err)?;
+        let offer = pc.create_offer(None).map_err(rtc_err)?;
+        let offer_sdp = offer.sdp.clone();
+        pc.set_local_description(now, offer).map_err(rtc_err)?;
+        let level_id = extmap_id(&offer_sdp, AUDIO_LEVEL_URI);
+
+        let stats = Arc::new(Mutex::new(ClientStats::default()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            pc,
+            socket,
+            local_addr,
+            sender,
+            ssrc,
+            level_id,
+            tone: ToneSource::new(tone_hz)?,
+            publishing: true,
+            seq: rand::random(),
+            timestamp: rand::random(),
+            started: now,
+            stats: stats.clone(),
+            track_streams: HashMap::new(),
+            ssrc_streams: HashMap::new(),
+        };
+        tokio::spawn(driver.run(rx));
+        Ok((
+            Self {
+                commands: tx,
+                stats,
+                local_addr,
+            },
+            offer_sdp,
+        ))
+    }
+
+    /// The server's answer to our offer.
+    ///
+    /// # Errors
+    /// When the answer is unusable.
+    pub async fn set_answer(&self, sdp: String) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetAnswer(sdp, tx))
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// A server offer (renegotiation); returns our answer.
+    ///
+    /// # Errors
+    /// When the offer is unusable.
+    pub async fn handle_offer(&self, sdp: String) -> Result<String, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::HandleOffer(sdp, tx))
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Pauses or resumes sending the tone (the track stays).
+    pub fn set_publishing(&self, on: bool) {
+        let _ = self.commands.send(Command::Publish(on));
+    }
+
+    /// A second handle to the same client, for a task that answers server offers.
+    pub fn clone_handle(&self) -> RtcClient {
+        RtcClient {
+            commands: self.commands.clone(),
+            stats: self.stats.clone(),
+            local_addr: self.local_addr,
+        }
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Closes the connection politely (DTLS close).
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
+    }
+
+    /// Goes silent without a goodbye, like a tab that crashed or a laptop that lost Wi-Fi.
+    pub fn vanish(&self) {
+        let _ = self.commands.send(Command::Vanish);
+    }
+}
+
+fn opus() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|line| {
+        let (id, rest) = line.strip_prefix("a=extmap:")?.split_once(' ')?;
+        (rest.split_whitespace().next()? == uri).then_some(())?;
+        id.split('/').next()?.parse().ok()
+    })
+}
+
+struct Driver {
+    pc: RTCPeerConnection,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    level_id: Option<u8>,
+    tone: ToneSource,
+    publishing: bool,
+    seq: u16,
+    timestamp: u32,
+    started: Instant,
+    stats: Arc<Mutex<ClientStats>>,
+    track_streams: HashMap<String, String>,
+    /// `a=ssrc:<ssrc> msid:<stream> <track>` of the latest remote description: the SFU may
+    /// reuse an m-line (and its SSRC) for another participant, and says so in the SDP.
+    ssrc_streams: HashMap<u32, String>,
+}
+
+fn ssrc_streams(sdp: &str) -> HashMap<u32, String> {
+    sdp.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("a=ssrc:")?;
+            let (ssrc, attr) = rest.split_once(' ')?;
+            let stream = attr.strip_prefix("msid:")?.split_whitespace().next()?;
+            Some((ssrc.parse().ok()?, stream.to_owned()))
+        })
+        .collect()
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut buf = vec![0u8; 2048];
+        let mut frames = tokio::time::interval(Duration::from_millis(20));
+        frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            self.flush().await;
+            let deadline = self
+                .pc
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Vanish) => return,
+                    None | Some(Command::Stop) => {
+                        let _ = self.pc.close();
+                        self.flush().await;
+                        return;
+                    }
+                    Some(Command::SetAnswer(sdp, reply)) => {
+                        self.ssrc_streams = ssrc_streams(&sdp);
+                        let result = RTCSessionDescription::answer(sdp)
+                            .and_then(|a| self.pc.set_remote_description(Instant::now(), a))
+                            .map_err(rtc_err);
+                        let _ = reply.send(result);
+                    }
+                    Some(Command::HandleOffer(sdp, reply)) => {
+                        let _ = reply.send(self.answer(sdp));
+                    }
+                    Some(Command::Publish(on)) => self.publishing = on,
+                },
+                received = self.socket.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = received {
+                        let msg = TaggedBytesMut {
+                            now: Instant::now(),
+                            transport: TransportContext {
+                                local_addr: self.local_addr,
+                                peer_addr: from,
+                                ecn: None,
+                                transport_protocol: TransportProtocol::UDP,
+                            },
+                            message: BytesMut::from(&buf[..n]),
+                        };
+                        let _ = self.pc.handle_read(msg);
+                    }
+                }
+                _ = frames.tick() => self.send_frame(),
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    let _ = self.pc.handle_timeout(Instant::now());
+                }
+            }
+            self.poll();
+        }
+    }
+
+    fn answer(&mut self, sdp: String) -> Result<String, ClientError> {
+        let now = Instant::now();
+        self.ssrc_streams = ssrc_streams(&sdp);
+        let offer = RTCSessionDescription::offer(sdp).map_err(rtc_err)?;
+        self.pc
+            .set_remote_description(now, offer)
+            .map_err(rtc_err)?;
+        let answer = self.pc.create_answer(None).map_err(rtc_err)?;
+        let sdp = answer.sdp.clone();
+        self.pc
+            .set_local_description(now, answer)
+            .map_err(rtc_err)?;
+        Ok(sdp)
+    }
+
+    fn send_frame(&mut self) {
+        if !self.publishing {
+            return;
+        }
+        let Ok(payload) = self.tone.next_frame() else {
+            return;
+        };
+        self.seq = self.seq.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
+        let mut packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type: 111,
+                sequence_number: self.seq,
+                timestamp: self.timestamp,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: Bytes::from(payload),
+        };
+        if let Some(id) = self.level_id {
+            // Voice flag + -20 dBov: a participant who is talking.
+            let _ = packet
+                .header
+                .set_extension(id, Bytes::from_static(&[0x80 | 20]));
+        }
+        if let Some(mut sender) = self.pc.rtp_sender(self.sender) {
+            if sender.write_rtp(Instant::now(), packet).is_ok() {
+                if let Ok(mut s) = self.stats.lock() {
+                    s.sent_packets += 1;
+                }
+            }
+        }
+    }
+
+    fn poll(&mut self) {
+        while let Some(event) = self.pc.poll_event() {
+            match event {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                    if let Ok(mut s) = self.stats.lock() {
+                        match state {
+                            RTCPeerConnectionState::Connected => {
+                                s.connected_after.get_or_insert(self.started.elapsed());
+                            }
+                            RTCPeerConnectionState::Failed => s.failed = true,
+                            _ => {}
+                        }
+                    }
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    let stream = init
+                        .stream_ids
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| init.track_id.clone());
+                    self.track_streams.insert(init.track_id, stream);
+                }
+                _ => {}
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            if let RTCMessage::RtpPacket(track, packet) = message {
+                let stream = self
+                    .ssrc_streams
+                    .get(&packet.header.ssrc)
+                    .or_else(|| self.track_streams.get(&track))
+                    .cloned()
+                    .unwrap_or(track);
+                let Ok(mut stats) = self.stats.lock() else {
+                    continue;
+                };
+                let s = stats.streams.entry(stream).or_default();
+                let now = Instant::now();
+                s.packets += 1;
+                s.bytes += packet.payload.len() as u64;
+                if !s.ssrcs.contains(&packet.header.ssrc) {
+                    s.ssrcs.push(packet.header.ssrc);
+                }
+                if let Some(last) = s.last_seq {
+                    let gap = packet.header.sequence_number.wrapping_sub(last);
+                    if gap > 1 && gap < 1000 {
+                        s.missing += u64::from(gap - 1);
+                    }
+                }
+                s.last_seq = Some(packet.header.sequence_number);
+                s.first_at.get_or_insert(now);
+                s.last_at = Some(now);
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(msg) = self.pc.poll_write() {
+            let _ = self
+                .socket
+                .send_to(&msg.message, msg.transport.peer_addr)
+                .await;
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The media plane end to end on loopback: real WebRTC clients (ICE, DTLS, SRTP, Opus) join
+//! rooms of a running `Sfu` directly, without the HTTP/WebSocket layer.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bench::rtc_client::RtcClient;
+use sfu::{CloseReason, PeerEvent, PeerId, RoomId, Sfu, SfuConfig};
+use tokio::sync::mpsc;
+
+struct Participant {
+    client: RtcClient,
+    peer: PeerId,
+    events: Arc<Mutex<Vec<PeerEvent>>>,
+}
+
+impl Participant {
+    fn stream(&self) -> String {
+        format!("p{}", self.peer.0)
+    }
+
+    fn from(&self, other: &Participant) -> u64 {
+        self.client.stats().packets_from(&other.stream())
+    }
+
+    fn saw(&self, wanted: &PeerEvent) -> bool {
+        self.events
+            .lock()
+            .map(|e| e.contains(wanted))
+            .unwrap_or(false)
+    }
+}
+
+async fn start_sfu(config: SfuConfig) -> Sfu {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    Sfu::start(SfuConfig {
+        shards: 2,
+        ..config
+    })
+    .await
+    .expect("sfu starts")
+}
+
+/// Joins like a browser would through signaling: offer, answer, then answer every server offer.
+async fn join(sfu: &Sfu, room: RoomId, tone_hz: f32) -> Participant {
+    let (client, offer) = RtcClient::start(tone_hz).await.expect("client");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (peer, answer) = sfu.join(room, offer, tx).await.expect("join");
+    client.set_answer(answer).await.expect("answer applies");
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let client_commands = client.clone_handle();
+    let sfu = sfu.clone();
+    let log = events.clone();
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            if let PeerEvent::Offer { sdp } = &event {
+                match client_commands.handle_offer(sdp.clone()).await {
+                    Ok(answer) => {
+                        if let Err(err) = sfu.answer(room, peer, answer).await {
+                            panic!("server refused our answer: {err}");
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+            if let Ok(mut log) = log.lock() {
+                log.push(event);
+            }
+        }
+    });
+    Participant {
+        client,
+        peer,
+        events,
+    }
+}
+
+async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_participant_receives_every_other_participants_audio() {
+    let sfu = start_sfu(SfuConfig::default()).await;
+    let room = RoomId(7);
+    let a = join(&sfu, room, 440.0).await;
+    let b = join(&sfu, room, 550.0).await;
+    let c = join(&sfu, room, 660.0).await;
+    let all = [&a, &b, &c];
+    wait_until("everyone hears everyone", || {
+        all.iter().all(|me| {
+            all.iter()
+                .filter(|o| o.peer != me.peer)
+                .all(|o| me.from(o) >= 50)
+        })
+    })
+    .await;
+    for me in all {
+        let stats = me.client.stats();
+        assert!(stats.connected_after.is_some());
+        assert_eq!(
+            stats.packets_from(&me.stream()),
+            0,
+            "nobody hears themselves"
+        );
+        for other in all.iter().filter(|o| o.peer != me.peer) {
+            let s = &stats.streams[&other.stream()];
+            assert_eq!(s.ssrcs.len(), 1, "one SSRC per forwarded stream");
+            assert_eq!(s.missing, 0, "no loss on loopback");
+        }
+    }
+    // A second room on the same media plane doesn't hear the first.
+    let d = join(&sfu, RoomId(8), 770.0).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(d.client.stats().streams.is_empty(), "rooms are isolated");
+    assert!(a.saw(&PeerEvent::TrackPublished { peer: b.peer }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_participant_is_not_forwarded_whatever_the_client_sends() {
+    let sfu = start_sfu(SfuConfig::default()).await;
+    let room = RoomId(1);
+    let a = join(&sfu, room, 440.0).await;
+    let b = join(&sfu, room, 550.0).await;
+    wait_until("b hears a", || b.from(&a) >= 25).await;
+    sfu.set_muted(room, a.peer, true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_mute = b.from(&a);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(b.from(&a), at_mute, "nothing forwarded while muted");
+    assert!(a.from(&b) > 0, "the muted participant still hears the room");
+    sfu.set_muted(room, a.peer, false);
+    wait_until("b hears a again", || b.from(&a) >= at_mute + 25).await;
+    let s = &b.client.stats().streams[&a.stream()];
+    assert_eq!(s.ssrcs.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_removes_the_track_for_everyone_and_a_late_joiner_hears_the_rest() {
+    let sfu = start_sfu(SfuConfig::default()).await;
+    let room = RoomId(2);
+    let a = join(&sfu, room, 440.0).await;
+    let b = join(&sfu, room, 550.0).await;
+    let c = join(&sfu, room, 660.0).await;
+    wait_until("b and c hear a", || b.from(&a) >= 25 && c.from(&a) >= 25).await;
+    sfu.leave(room, a.peer);
+    a.client.stop();
+    wait_until("others are told a's track is gone", || {
+        b.saw(&PeerEvent::TrackUnpublished { peer: a.peer })
+            && c.saw(&PeerEvent::TrackUnpublished { peer: a.peer })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = b.from(&a);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(b.from(&a), before, "a's audio stopped");
+    // b and c still hear each other after the renegotiation.
+    let bc = b.from(&c);
+    wait_until("b still hears c", || b.from(&c) >= bc + 25).await;
+    // A late joiner gets both remaining participants (reusing the freed m-line server side).
+    let d = join(&sfu, room, 880.0).await;
+    wait_until("d hears b and c", || d.from(&b) >= 25 && d.from(&c) >= 25).await;
+    wait_until("b hears d", || b.from(&d) >= 25).await;
+    assert_eq!(d.from(&a), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_vanishes_is_removed_after_the_ice_timeout() {
+    let sfu = start_sfu(SfuConfig {
+        ice_disconnected_timeout: Duration::from_millis(800),
+        ice_failed_timeout: Duration::from_millis(1500),
+        ..SfuConfig::default()
+    })
+    .await;
+    let room = RoomId(3);
+    let a = join(&sfu, room, 440.0).await;
+    let b = join(&sfu, room, 550.0).await;
+    wait_until("b hears a", || b.from(&a) >= 25).await;
+    a.client.vanish();
+    wait_until("b is told a is gone", || {
+        b.saw(&PeerEvent::TrackUnpublished { peer: a.peer })
+    })
+    .await;
+    assert!(a.saw(&PeerEvent::Closed {
+        reason: CloseReason::Failed
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_media_tap_sees_each_speaker_and_a_slow_consumer_only_loses_its_own_packets() {
+    let sfu = start_sfu(SfuConfig::default()).await;
+    let room = RoomId(4);
+    let mut tap = sfu.tap(room, 1000);
+    let slow_tap = sfu.tap(room, 4);
+    let a = join(&sfu, room, 440.0).await;
+    let b = join(&sfu, room, 550.0).await;
+    wait_until("audio flows", || b.from(&a) >= 50 && a.from(&b) >= 50).await;
+    let mut seen = std::collections::HashSet::new();
+    while let Some(packet) = tap.try_recv() {
+        assert_eq!(packet.room, room);
+        assert!(!packet.payload.is_empty());
+        seen.insert(packet.peer);
+    }
+    assert!(seen.contains(&a.peer) && seen.contains(&b.peer), "{seen:?}");
+    assert!(slow_tap.dropped() > 0, "the slow tap dropped and counted");
+    let a_stats = a.client.stats();
+    assert_eq!(
+        a_stats.streams[&b.stream()].missing,
+        0,
+        "forwarding lost nothing meanwhile"
+    );
+}
