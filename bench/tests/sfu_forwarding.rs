@@ -8,6 +8,8 @@ use bench::rtc_client::RtcClient;
 use sfu::{CloseReason, PeerEvent, PeerId, RoomId, Sfu, SfuConfig};
 use tokio::sync::mpsc;
 
+static NEXT_PEER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 struct Participant {
     client: RtcClient,
     peer: PeerId,
@@ -48,7 +50,8 @@ async fn start_sfu(config: SfuConfig) -> Sfu {
 async fn join(sfu: &Sfu, room: RoomId, tone_hz: f32) -> Participant {
     let (client, offer) = RtcClient::start(tone_hz).await.expect("client");
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let (peer, answer) = sfu.join(room, offer, tx).await.expect("join");
+    let peer = PeerId(NEXT_PEER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let answer = sfu.join(room, peer, offer, tx).await.expect("join");
     client.set_answer(answer).await.expect("answer applies");
     let events = Arc::new(Mutex::new(Vec::new()));
     let client_commands = client.clone_handle();
@@ -218,4 +221,37 @@ async fn the_media_tap_sees_each_speaker_and_a_slow_consumer_only_loses_its_own_
         0,
         "forwarding lost nothing meanwhile"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_offer_or_a_second_join_is_refused_and_the_room_goes_on() {
+    let sfu = start_sfu(SfuConfig::default()).await;
+    let room = RoomId(5);
+    let a = join(&sfu, room, 440.0).await;
+    let b = join(&sfu, room, 550.0).await;
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let garbage = sfu
+        .join(
+            room,
+            PeerId(9_999),
+            "this is not SDP".to_owned(),
+            tx.clone(),
+        )
+        .await;
+    assert!(matches!(garbage, Err(sfu::SfuError::Sdp(_))), "{garbage:?}");
+    let (_c, offer) = RtcClient::start(300.0).await.expect("client");
+    let twice = sfu.join(room, a.peer, offer, tx).await;
+    assert!(
+        matches!(twice, Err(sfu::SfuError::OutOfOrder(_))),
+        "{twice:?}"
+    );
+    let stray_answer = sfu.answer(room, b.peer, "v=0".to_owned()).await;
+    assert!(
+        matches!(stray_answer, Err(sfu::SfuError::OutOfOrder(_))),
+        "{stray_answer:?}"
+    );
+    wait_until("a and b still hear each other", || {
+        b.from(&a) >= 50 && a.from(&b) >= 50
+    })
+    .await;
 }

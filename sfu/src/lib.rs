@@ -25,7 +25,6 @@ pub mod stun;
 pub mod tap;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -142,7 +141,6 @@ pub(crate) enum Command {
 #[derive(Clone, Debug)]
 pub struct Sfu {
     shards: Arc<Vec<shard::ShardHandle>>,
-    next_peer: Arc<AtomicU64>,
 }
 
 impl Sfu {
@@ -159,7 +157,6 @@ impl Sfu {
         tracing::info!(shards = count, addrs = ?shards.iter().map(|s| s.local_addr).collect::<Vec<_>>(), "media plane listening (UDP)");
         Ok(Self {
             shards: Arc::new(shards),
-            next_peer: Arc::new(AtomicU64::new(1)),
         })
     }
 
@@ -174,19 +171,20 @@ impl Sfu {
         &self.shards[index]
     }
 
-    /// Joins `room` with the client's SDP offer. Returns the new peer and the SDP answer;
-    /// the peer's events arrive on `events` (a server offer with the room's other tracks
-    /// follows right after).
+    /// Joins `room` as `peer` (unique on this node; signaling uses its participant id) with
+    /// the client's SDP offer, and returns the SDP answer. The peer's events arrive on
+    /// `events`; a server offer with the room's other tracks follows right after.
     ///
     /// # Errors
-    /// [`SfuError::Sdp`] for an unusable offer.
+    /// [`SfuError::Sdp`] for an unusable offer, [`SfuError::OutOfOrder`] if `peer` is
+    /// already joined.
     pub async fn join(
         &self,
         room: RoomId,
+        peer: PeerId,
         offer: String,
         events: EventSender,
-    ) -> Result<(PeerId, String), SfuError> {
-        let peer = PeerId(self.next_peer.fetch_add(1, Ordering::Relaxed));
+    ) -> Result<String, SfuError> {
         let (reply, answer) = oneshot::channel();
         self.shard(room).send(Command::Join {
             room,
@@ -195,8 +193,7 @@ impl Sfu {
             events,
             reply,
         })?;
-        let sdp = answer.await.map_err(|_| SfuError::ShuttingDown)??;
-        Ok((peer, sdp))
+        answer.await.map_err(|_| SfuError::ShuttingDown)?
     }
 
     /// The client's answer to the last [`PeerEvent::Offer`].

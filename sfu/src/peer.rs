@@ -149,6 +149,30 @@ fn outgoing_track(publisher: PeerId, ssrc: u32) -> MediaStreamTrack {
     )
 }
 
+/// The parser accepts nearly anything; refuse what is plainly not a client's audio offer
+/// before it becomes a peer connection.
+fn validate_offer(sdp: &str) -> Result<(), SfuError> {
+    const MAX_SDP_BYTES: usize = 32 * 1024;
+    if sdp.len() > MAX_SDP_BYTES {
+        return Err(SfuError::Sdp(format!(
+            "offer is larger than {MAX_SDP_BYTES} bytes"
+        )));
+    }
+    if !sdp.starts_with("v=0") {
+        return Err(SfuError::Sdp("offer does not start with v=0".to_owned()));
+    }
+    let media: Vec<&str> = sdp.lines().filter(|l| l.starts_with("m=")).collect();
+    if !media.iter().any(|m| m.starts_with("m=audio ")) {
+        return Err(SfuError::Sdp("offer has no audio section".to_owned()));
+    }
+    if media.len() > 4 {
+        return Err(SfuError::Sdp(
+            "offer has too many media sections".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// The `a=extmap` id the client chose for RFC 6464 audio levels, if it offered them.
 fn audio_level_extmap_id(sdp: &str) -> Option<u8> {
     sdp.lines().find_map(|line| {
@@ -228,6 +252,7 @@ impl Peer {
             .build(now)
             .map_err(sdp_err)?;
 
+        validate_offer(&offer_sdp)?;
         let audio_level_id = audio_level_extmap_id(&offer_sdp);
         let offer = RTCSessionDescription::offer(offer_sdp).map_err(sdp_err)?;
         pc.set_remote_description(now, offer).map_err(sdp_err)?;

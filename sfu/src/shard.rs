@@ -105,8 +105,11 @@ impl ShardCore {
                 reply,
             } => {
                 let result = self.join(now, room, peer, offer, events);
+                let joined = result.is_ok();
                 let _ = reply.send(result);
-                self.drain_peer(now, peer);
+                if joined {
+                    self.drain_peer(now, peer);
+                }
             }
             Command::Answer { peer, sdp, reply } => {
                 let result = match self.peers.get_mut(&peer) {
@@ -157,6 +160,11 @@ impl ShardCore {
         offer: String,
         events: EventSender,
     ) -> Result<String, SfuError> {
+        if self.peers.contains_key(&id) {
+            return Err(SfuError::OutOfOrder(
+                "this participant already has a media connection",
+            ));
+        }
         let (mut peer, answer) = Peer::answer_offer(
             id,
             room,
