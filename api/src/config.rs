@@ -40,6 +40,19 @@ pub struct RateLimits {
     pub room_create_per_min: u32,
 }
 
+/// Where the SFU's UDP sockets listen and what address they advertise to browsers.
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    /// `SFU_BIND`, default `BIND`.
+    pub bind: IpAddr,
+    /// `SFU_PUBLIC_IP`: the address browsers reach (behind 1:1 NAT); default the bind address.
+    pub public_ip: Option<IpAddr>,
+    /// `SFU_UDP_PORT`: first UDP port (shard i uses port + i); 0 picks free ports.
+    pub udp_port: u16,
+    /// `SFU_SHARDS`: media loops (one UDP socket each); default the number of cores.
+    pub shards: usize,
+}
+
 /// STUN/TURN servers handed to clients so they can reach the SFU.
 #[derive(Debug, Clone, Default)]
 pub struct IceServers {
@@ -67,6 +80,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub static_dir: PathBuf,
     pub ice: IceServers,
+    pub media: MediaSettings,
     pub cors_origins: Vec<HeaderValue>,
     pub bcrypt_cost: u32,
     pub jwt_ttl: Duration,
@@ -225,6 +239,8 @@ impl Settings {
             "a number of bytes",
         )?;
 
+        let media = media_settings(&get, bind)?;
+
         Ok(Self {
             app_env,
             bind,
@@ -237,6 +253,7 @@ impl Settings {
             data_dir: get("DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from),
             static_dir: get("STATIC_DIR").map_or_else(|| PathBuf::from("./static"), PathBuf::from),
             ice,
+            media,
             cors_origins,
             bcrypt_cost,
             jwt_ttl: Duration::from_secs(jwt_ttl_secs),
@@ -245,6 +262,51 @@ impl Settings {
             max_body_bytes,
         })
     }
+}
+
+fn media_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    bind: IpAddr,
+) -> Result<MediaSettings, ConfigError> {
+    let media_bind = parse_or("SFU_BIND", get("SFU_BIND"), bind, "an IP address")?;
+    let public_ip: Option<IpAddr> = match get("SFU_PUBLIC_IP") {
+        None => None,
+        Some(raw) => Some(raw.parse().map_err(|_| {
+            invalid(
+                "SFU_PUBLIC_IP",
+                format!("expected an IP address, got {raw:?}"),
+            )
+        })?),
+    };
+    if media_bind.is_unspecified() && public_ip.is_none() {
+        // 0.0.0.0 can't be put in an ICE candidate: browsers need the address to send to.
+        return Err(invalid(
+            "SFU_PUBLIC_IP",
+            "must be set (the address browsers reach) when the media plane binds to all interfaces",
+        ));
+    }
+    let udp_port = parse_or(
+        "SFU_UDP_PORT",
+        get("SFU_UDP_PORT"),
+        0u16,
+        "a UDP port number (0 = any free port)",
+    )?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let shards = parse_or(
+        "SFU_SHARDS",
+        get("SFU_SHARDS"),
+        cores,
+        "a number of media loops",
+    )?;
+    if !(1..=64).contains(&shards) {
+        return Err(invalid("SFU_SHARDS", "must be between 1 and 64"));
+    }
+    Ok(MediaSettings {
+        bind: media_bind,
+        public_ip,
+        udp_port,
+        shards,
+    })
 }
 
 fn parse_or<T: std::str::FromStr>(
@@ -337,6 +399,10 @@ mod tests {
             (&[("CORS_ORIGINS", "https://a.example/")], "CORS_ORIGINS"),
             (&[("BCRYPT_COST", "40")], "BCRYPT_COST"),
             (&[("RATE_LIMIT_LOGIN", "0")], "RATE_LIMIT_LOGIN"),
+            (&[("BIND", "0.0.0.0")], "SFU_PUBLIC_IP"),
+            (&[("SFU_PUBLIC_IP", "example.org")], "SFU_PUBLIC_IP"),
+            (&[("SFU_UDP_PORT", "99999")], "SFU_UDP_PORT"),
+            (&[("SFU_SHARDS", "0")], "SFU_SHARDS"),
         ];
         for (pairs, var) in cases {
             let err = settings(pairs).expect_err(var);

@@ -1,0 +1,26 @@
+// @ts-check
+// Entry of call.html: joins the room named in the URL fragment (#room=ID&token=JWT; the
+// fragment never reaches the server or its logs) and plays everyone else's audio.
+
+import { Call } from './call.js';
+import { onLeave, playRemote, showStatus } from './ui/call-view.js';
+
+const params = new URLSearchParams(location.hash.slice(1));
+const roomId = Number(params.get('room'));
+const token = params.get('token') ?? sessionStorage.getItem('webcall.token') ?? '';
+
+if (!roomId || !token) {
+  showStatus('open this page as call.html#room=<id>&token=<jwt>');
+} else {
+  const call = new Call(roomId, token, {
+    onStatus: showStatus,
+    onRemoteStream: (id, stream) => {
+      for (const track of stream.getAudioTracks()) call.trackStreams.set(track.id, id);
+      playRemote(id, stream);
+    },
+  });
+  // Exposed for the browser tests, which read getStats() through it.
+  Object.assign(window, { webcall: call });
+  onLeave(() => call.leave());
+  call.join().catch((err) => showStatus(`failed: ${err}`));
+}

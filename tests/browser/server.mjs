@@ -1,0 +1,66 @@
+// Starts the real `webcall` binary on 127.0.0.1 with a fresh data directory, and talks to
+// its HTTP API like a client would.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const root = resolve(import.meta.dirname, '..', '..');
+export const REGISTRATION_SECRET = 'browser-test-secret';
+export const PASSWORD = 'correct horse battery';
+
+/**
+ * @returns {Promise<{base: string, stop: () => void, api: (path: string, opts?: {method?: string, token?: string, body?: unknown}) => Promise<any>}>}
+ */
+export async function startServer() {
+  const binary = process.env.WEBCALL_BIN ?? join(root, 'target', 'debug', 'webcall');
+  const dataDir = mkdtempSync(join(tmpdir(), 'webcall-browser-'));
+  const child = spawn(binary, ['serve'], {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH,
+      PORT: '0',
+      BIND: '127.0.0.1',
+      DATA_DIR: dataDir,
+      STATIC_DIR: join(root, 'static'),
+      REGISTRATION_SECRET,
+      BCRYPT_COST: '4',
+      RATE_LIMIT_REGISTER: '1000',
+      RATE_LIMIT_LOGIN: '1000',
+      RATE_LIMIT_ROOM_CREATE: '1000',
+      RUST_LOG: process.env.RUST_LOG ?? 'info',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const base = await new Promise((resolveBase, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not start in 30 s')), 30_000);
+    child.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (process.env.WEBCALL_LOG) console.error(line);
+      try {
+        const entry = JSON.parse(line);
+        if (entry.addr && entry.message?.startsWith('webcall listening')) {
+          clearTimeout(timer);
+          resolveBase(`http://${entry.addr}`);
+        }
+      } catch {
+        // not a JSON log line
+      }
+    });
+  });
+  const api = async (path, { method = 'GET', token, body } = {}) => {
+    const headers = { 'content-type': 'application/json' };
+    if (token) headers.authorization = `Bearer ${token}`;
+    const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+  const stop = () => {
+    child.kill('SIGTERM');
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  return { base, stop, api };
+}
