@@ -241,6 +241,15 @@ async fn only_the_owner_changes_roles_and_every_change_is_broadcast() {
     );
 }
 
+/// (what, method, path, body, expected status as owner, moderator, member, outsider)
+type MatrixRow = (
+    &'static str,
+    Method,
+    String,
+    Option<serde_json::Value>,
+    [u16; 4],
+);
+
 /// The HTTP side of the matrix: every role (and an outsider) against chat, presence, role
 /// changes and removal. The WebSocket side is covered by the mute and removal tests.
 #[tokio::test]
@@ -255,8 +264,7 @@ async fn the_authorization_matrix_holds_over_http_for_every_role_and_an_outsider
         ("member", &c.bob),
         ("outsider", &c.eve),
     ];
-    // (what, method, path, body, expected status per role in the order above)
-    let reads: [(&str, Method, String, Option<serde_json::Value>, [u16; 4]); 4] = [
+    let reads: [MatrixRow; 4] = [
         (
             "read chat",
             Method::GET,

@@ -279,7 +279,10 @@ async fn two_nodes_on_one_redis_deliver_chat_and_dms_across_nodes() {
     let got = b.recv_type("chat").await;
     assert_eq!(got["message"]["text"], "hello from A");
     // alice sees her own message first, then bob's from node B.
-    assert_eq!(a.recv_type("chat").await["message"]["id"], got["message"]["id"]);
+    assert_eq!(
+        a.recv_type("chat").await["message"]["id"],
+        got["message"]["id"]
+    );
     let via_http = node_b.post_chat(&bob, room, "hello from B").await;
     assert_eq!(a.recv_type("chat").await["message"]["id"], via_http["id"]);
 
