@@ -213,10 +213,12 @@ where
 /// Waits for the next event of a joined socket; never completes when not joined.
 async fn next_event(
     joined: &mut Option<Joined>,
+    watching: &mut Option<broadcast::Receiver<Arc<Outbound>>>,
 ) -> Result<Arc<Outbound>, broadcast::error::RecvError> {
-    match joined {
-        Some(j) => j.rx.recv().await,
-        None => std::future::pending().await,
+    match (joined, watching) {
+        (Some(j), _) => j.rx.recv().await,
+        (None, Some(rx)) => rx.recv().await,
+        (None, None) => std::future::pending().await,
     }
 }
 
@@ -241,6 +243,8 @@ pub async fn run_room<Si, St, E>(
     let config = hub.config();
     let mut conn = Conn::new(sink);
     let mut joined: Option<Joined> = None;
+    // Before `join` (and after `leave`) the socket still watches the room for its removal.
+    let mut watching = Some(hub.watch_room(session.room_id));
     let mut ticker = tokio::time::interval(config.ping_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker.reset();
@@ -270,13 +274,16 @@ pub async fn run_room<Si, St, E>(
                     }
                 }
             }
-            event = next_event(&mut joined) => match event {
+            event = next_event(&mut joined, &mut watching) => match event {
                 Ok(out) => forward_room_event(&session, joined.as_ref(), &mut conn, &out).await,
+                Err(broadcast::error::RecvError::Lagged(_)) if joined.is_none() => Ok(()),
                 Err(broadcast::error::RecvError::Lagged(n)) => conn
                     .send(&ServerMessage::error(None, codes::LAGGED, format!("{n} events were dropped because this socket fell behind; `sync` after your last message id")))
                     .await
                     .map_err(|Gone| Exit::Closed),
-                Err(broadcast::error::RecvError::Closed) => Ok(()),
+                // The registry keeps a room while anyone subscribes; if that ever broke,
+                // ending the socket beats spinning on a closed channel.
+                Err(broadcast::error::RecvError::Closed) => Err(Exit::Closed),
             },
             _ = ticker.tick() => {
                 if last_seen.elapsed() >= config.idle_timeout {
@@ -293,7 +300,13 @@ pub async fn run_room<Si, St, E>(
         if conn.abusive() {
             break Exit::Abuse;
         }
+        match (&joined, &watching) {
+            (Some(_), Some(_)) => watching = None,
+            (None, None) => watching = Some(hub.watch_room(room_id)),
+            _ => {}
+        }
     };
+    drop(watching);
 
     if let Some(j) = joined.take() {
         drop(j.rx);
@@ -321,17 +334,19 @@ where
     Si::Error: Display,
 {
     match &out.message {
-        // The joiner learned it from `joined`.
-        ServerMessage::ParticipantJoined { participant }
-            if joined.is_some_and(|j| j.participant_id == participant.participant_id) =>
-        {
-            Ok(())
-        }
         ServerMessage::MemberRemoved { user_id, .. } if *user_id == session.user_id => {
             conn.send_frame(Frame::Text(out.json.clone()))
                 .await
                 .map_err(|Gone| Exit::Closed)?;
             Err(Exit::Removed)
+        }
+        // Not in the call: nothing else is for this socket.
+        _ if joined.is_none() => Ok(()),
+        // The joiner learned it from `joined`.
+        ServerMessage::ParticipantJoined { participant }
+            if joined.is_some_and(|j| j.participant_id == participant.participant_id) =>
+        {
+            Ok(())
         }
         _ => conn
             .send_frame(Frame::Text(out.json.clone()))

@@ -207,6 +207,11 @@ impl Hub {
         }
     }
 
+    /// Events of a room for a socket that isn't in the call: it only acts on its removal.
+    pub fn watch_room(&self, room_id: RoomId) -> broadcast::Receiver<Arc<Outbound>> {
+        self.rooms.watch(room_id)
+    }
+
     /// A socket that never joined (or left) is done with the room.
     pub fn release_room(&self, room_id: RoomId) {
         self.rooms.release(room_id);

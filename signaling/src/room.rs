@@ -84,6 +84,21 @@ impl RoomRegistry {
         (snapshot, rx)
     }
 
+    /// Subscribes a socket that isn't in the call (yet) to the room's events, so it learns of
+    /// its own removal.
+    pub fn watch(&self, room_id: RoomId) -> broadcast::Receiver<Arc<Outbound>> {
+        let mut rooms = self.lock();
+        let capacity = self.capacity;
+        rooms
+            .entry(room_id)
+            .or_insert_with(|| Room {
+                participants: BTreeMap::new(),
+                tx: broadcast::channel(capacity).0,
+            })
+            .tx
+            .subscribe()
+    }
+
     /// Records a participant connected to another node.
     pub fn join_remote(&self, room_id: RoomId, info: ParticipantInfo) {
         let mut rooms = self.lock();

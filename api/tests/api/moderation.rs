@@ -139,6 +139,10 @@ async fn removed_members_lose_their_socket_and_cannot_rejoin_until_added_again()
     alice.join().await;
     mo.join().await;
     let bob_participant = bob.join().await["participant_id"].clone();
+    // A second tab that never joined the call is closed too.
+    let mut bob_lurking = app.room_ws(&c.bob, c.room).await;
+    bob_lurking.send(json!({"type": "ping"})).await;
+    bob_lurking.recv_type("pong").await;
 
     // A member can't remove anyone; a moderator can't remove the owner.
     bob.send(json!({"type": "remove", "user_id": app.user_id(&c.carl).await}))
@@ -153,6 +157,7 @@ async fn removed_members_lose_their_socket_and_cannot_rejoin_until_added_again()
     assert_eq!(mo.recv_type("ack").await["request_id"], "r");
     let (seen, code) = bob.closed().await;
     assert_eq!(code, Some(4003));
+    assert_eq!(bob_lurking.closed().await.1, Some(4003));
     assert!(seen
         .iter()
         .any(|m| m["type"] == "member_removed" && m["user_id"] == bob_id));
