@@ -38,6 +38,8 @@ pub struct RateLimits {
     pub register_per_min: u32,
     pub login_per_min: u32,
     pub room_create_per_min: u32,
+    /// Chat messages and DMs per minute per user.
+    pub chat_per_min: u32,
 }
 
 /// Where the SFU's UDP sockets listen and what address they advertise to browsers.
@@ -88,6 +90,8 @@ pub struct Settings {
     /// Take the client address from `X-Forwarded-For` (only behind a reverse proxy you run).
     pub trust_proxy: bool,
     pub max_body_bytes: usize,
+    /// A WebSocket that sends nothing, not even a pong, for this long is dropped.
+    pub ws_idle_timeout: Duration,
 }
 
 impl Settings {
@@ -230,6 +234,7 @@ impl Settings {
                 get("RATE_LIMIT_ROOM_CREATE"),
                 30,
             )?,
+            chat_per_min: per_minute("RATE_LIMIT_CHAT", get("RATE_LIMIT_CHAT"), 60)?,
         };
         let trust_proxy = parse_or("TRUST_PROXY", get("TRUST_PROXY"), false, "true or false")?;
         let max_body_bytes = parse_or(
@@ -240,6 +245,18 @@ impl Settings {
         )?;
 
         let media = media_settings(&get, bind)?;
+        let ws_idle_secs = parse_or(
+            "WS_IDLE_TIMEOUT_SECS",
+            get("WS_IDLE_TIMEOUT_SECS"),
+            30u64,
+            "a number of seconds",
+        )?;
+        if !(1..=3600).contains(&ws_idle_secs) {
+            return Err(invalid(
+                "WS_IDLE_TIMEOUT_SECS",
+                "must be between 1 and 3600",
+            ));
+        }
 
         Ok(Self {
             app_env,
@@ -260,6 +277,7 @@ impl Settings {
             rate_limits,
             trust_proxy,
             max_body_bytes,
+            ws_idle_timeout: Duration::from_secs(ws_idle_secs),
         })
     }
 }
@@ -403,6 +421,8 @@ mod tests {
             (&[("SFU_PUBLIC_IP", "example.org")], "SFU_PUBLIC_IP"),
             (&[("SFU_UDP_PORT", "99999")], "SFU_UDP_PORT"),
             (&[("SFU_SHARDS", "0")], "SFU_SHARDS"),
+            (&[("RATE_LIMIT_CHAT", "-1")], "RATE_LIMIT_CHAT"),
+            (&[("WS_IDLE_TIMEOUT_SECS", "0")], "WS_IDLE_TIMEOUT_SECS"),
         ];
         for (pairs, var) in cases {
             let err = settings(pairs).expect_err(var);

@@ -8,6 +8,7 @@
 //! - [`app`]: use cases and the permission rules.
 //! - [`ratelimit`]: in-process or Redis-shared GCRA limits.
 //! - [`http`]: routes, extractors, middleware, OpenAPI.
+//! - [`realtime`]: the WebSockets' use cases, axum socket adapter, Redis bus.
 //! - [`server`] and [`cli`]: start-up, shutdown, the command line.
 
 pub mod app;
@@ -19,6 +20,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ratelimit;
+pub mod realtime;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;

@@ -10,11 +10,15 @@ use axum::Router;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
+use signaling::{Bus, Hub, HubConfig, LocalBus, NoMedia};
+
+use crate::app::chat::RoomLocks;
 use crate::auth::{PasswordHasher, TokenService};
 use crate::config::Settings;
 use crate::db::{Store, StoreError};
 use crate::http::{self, ApiContext};
 use crate::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
+use crate::realtime::RedisBus;
 use crate::secrets::{self, SecretError, SecretOrigin};
 use crate::telemetry;
 
@@ -60,15 +64,18 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StartError> {
     Ok(Store::connect(&url).await?)
 }
 
-async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, StartError> {
+async fn connect_redis(
+    url: &str,
+) -> Result<(redis::Client, redis::aio::ConnectionManager), StartError> {
     let client = redis::Client::open(url).map_err(|e| StartError::Redis(e.to_string()))?;
-    tokio::time::timeout(
+    let conn = tokio::time::timeout(
         Duration::from_secs(5),
-        redis::aio::ConnectionManager::new(client),
+        redis::aio::ConnectionManager::new(client.clone()),
     )
     .await
     .map_err(|_| StartError::Redis("no answer within 5 s".to_owned()))?
-    .map_err(|e| StartError::Redis(e.to_string()))
+    .map_err(|e| StartError::Redis(e.to_string()))?;
+    Ok((client, conn))
 }
 
 fn announce_secret(name: &str, origin: &SecretOrigin, secret: &SecretString) {
@@ -99,7 +106,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Prepares everything `serve` needs: secrets, migrated database, Redis, rate limits.
+    /// Prepares everything `serve` needs: secrets, migrated database, Redis, rate limits, and
+    /// the hub of WebSocket connections with its bus.
     ///
     /// # Errors
     /// A [`StartError`] naming what is wrong.
@@ -127,6 +135,23 @@ impl Server {
             Some(url) => Some(connect_redis(url).await?),
             None => None,
         };
+        // With Redis, events cross nodes through it; without, they stay in this process.
+        let bus: Arc<dyn Bus> = match &redis {
+            Some((client, conn)) => Arc::new(
+                RedisBus::connect(client, conn.clone(), &settings.redis_prefix)
+                    .await
+                    .map_err(|e| StartError::Redis(format!("bus subscription: {e}")))?,
+            ),
+            None => Arc::new(LocalBus::new()),
+        };
+        let hub = Hub::new(
+            rand::random::<u32>(),
+            HubConfig::with_idle_timeout(settings.ws_idle_timeout),
+            bus,
+            Arc::new(NoMedia),
+        );
+        hub.start();
+        let redis = redis.map(|(_, conn)| conn);
         let limiter = match &redis {
             Some(conn) => RateLimiter::Redis(RedisLimiter::new(
                 conn.clone(),
@@ -150,6 +175,8 @@ impl Server {
                 limiter,
                 redis,
                 metrics: telemetry::metrics_handle(),
+                hub,
+                chat_locks: Arc::new(RoomLocks::new()),
             },
         })
     }
@@ -170,6 +197,13 @@ impl Server {
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
+        // WebSockets outlive their HTTP request, so graceful shutdown doesn't wait for them:
+        // tell them to close (participants leave with reason `shutdown`).
+        let hub = self.ctx.hub.clone();
+        let shutdown = async move {
+            shutdown.await;
+            hub.shutdown();
+        };
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

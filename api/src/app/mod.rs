@@ -2,5 +2,8 @@
 //! call one function here and shape the answer; they hold no business rules.
 
 pub mod accounts;
+pub mod chat;
+pub mod dm;
+pub mod keys;
 pub mod permissions;
 pub mod rooms;

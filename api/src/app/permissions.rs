@@ -1,7 +1,12 @@
-//! Who may do what in a room. This is the only place that decides; every use case asks here.
+//! Who may do what in a room. This is the only place that decides; every use case (HTTP or
+//! WebSocket) asks here.
 //!
 //! Non-members are told the room doesn't exist ([`Denied::NotMember`] -> 404) rather than
 //! that they may not see it, so room ids can't be probed for existence.
+//!
+//! Actions on another member carry that member's role: moderation only goes downwards
+//! (owner > moderator > member), so a moderator can't mute or remove another moderator or the
+//! owner, and nobody can act on the owner.
 
 use crate::domain::Role;
 use crate::error::Error;
@@ -14,6 +19,23 @@ pub enum Action {
     /// Add a user with the given role.
     AddMember(Role),
     DeleteRoom,
+    /// Read the chat history and who is in the call.
+    ReadChat,
+    SendChat,
+    JoinCall,
+    /// Mute or unmute yourself.
+    MuteSelf,
+    /// Mute a participant whose member has this role (server-enforced).
+    MuteOther(Role),
+    /// Lift a moderator's mute on a participant with this role and ask them to unmute.
+    RequestUnmute(Role),
+    /// Remove a member with this role from the room.
+    RemoveMember(Role),
+    /// Change the role of a member who has role `from` to `to`.
+    ChangeRole {
+        from: Role,
+        to: Role,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +53,19 @@ impl From<Denied> for Error {
     }
 }
 
+/// Moderation needs a moderator or the owner, and a target of a lower role.
+fn moderate(actor: Role, target: Role, what: &'static str) -> Result<(), Denied> {
+    if actor < Role::Moderator {
+        return Err(Denied::Forbidden(what));
+    }
+    if target >= actor {
+        return Err(Denied::Forbidden(
+            "moderators act on members only, and nobody acts on the owner",
+        ));
+    }
+    Ok(())
+}
+
 /// Decides whether a user with `role` in the room (`None`: not a member) may do `action`.
 ///
 /// # Errors
@@ -38,7 +73,12 @@ impl From<Denied> for Error {
 pub fn authorize(role: Option<Role>, action: Action) -> Result<(), Denied> {
     let role = role.ok_or(Denied::NotMember)?;
     match action {
-        Action::ViewRoom | Action::ListMembers => Ok(()),
+        Action::ViewRoom
+        | Action::ListMembers
+        | Action::ReadChat
+        | Action::SendChat
+        | Action::JoinCall
+        | Action::MuteSelf => Ok(()),
         Action::DeleteRoom if role == Role::Owner => Ok(()),
         Action::DeleteRoom => Err(Denied::Forbidden("only the room owner can delete the room")),
         // A room has exactly one owner; there is no way to add a second one.
@@ -53,6 +93,33 @@ pub fn authorize(role: Option<Role>, action: Action) -> Result<(), Denied> {
         Action::AddMember(Role::Member) => Err(Denied::Forbidden(
             "only the owner and moderators can add members",
         )),
+        Action::MuteOther(target) => moderate(
+            role,
+            target,
+            "only the owner and moderators can mute others",
+        ),
+        Action::RequestUnmute(target) => moderate(
+            role,
+            target,
+            "only the owner and moderators can ask others to unmute",
+        ),
+        Action::RemoveMember(target) => moderate(
+            role,
+            target,
+            "only the owner and moderators can remove members",
+        ),
+        Action::ChangeRole { .. } if role != Role::Owner => {
+            Err(Denied::Forbidden("only the owner can change roles"))
+        }
+        Action::ChangeRole {
+            from: Role::Owner, ..
+        }
+        | Action::ChangeRole {
+            to: Role::Owner, ..
+        } => Err(Denied::Forbidden(
+            "a room has one owner; ownership can't be given or taken",
+        )),
+        Action::ChangeRole { .. } => Ok(()),
     }
 }
 
@@ -73,6 +140,64 @@ mod tests {
             (AddMember(Moderator), true, false, false),
             (AddMember(Owner), false, false, false),
             (DeleteRoom, true, false, false),
+            (ReadChat, true, true, true),
+            (SendChat, true, true, true),
+            (JoinCall, true, true, true),
+            (MuteSelf, true, true, true),
+            (MuteOther(Member), true, true, false),
+            (MuteOther(Moderator), true, false, false),
+            (MuteOther(Owner), false, false, false),
+            (RequestUnmute(Member), true, true, false),
+            (RequestUnmute(Moderator), true, false, false),
+            (RequestUnmute(Owner), false, false, false),
+            (RemoveMember(Member), true, true, false),
+            (RemoveMember(Moderator), true, false, false),
+            (RemoveMember(Owner), false, false, false),
+            (
+                ChangeRole {
+                    from: Member,
+                    to: Moderator,
+                },
+                true,
+                false,
+                false,
+            ),
+            (
+                ChangeRole {
+                    from: Moderator,
+                    to: Member,
+                },
+                true,
+                false,
+                false,
+            ),
+            (
+                ChangeRole {
+                    from: Member,
+                    to: Member,
+                },
+                true,
+                false,
+                false,
+            ),
+            (
+                ChangeRole {
+                    from: Member,
+                    to: Owner,
+                },
+                false,
+                false,
+                false,
+            ),
+            (
+                ChangeRole {
+                    from: Owner,
+                    to: Member,
+                },
+                false,
+                false,
+                false,
+            ),
         ];
         for (action, owner, moderator, member) in table {
             for (role, allowed) in [(Owner, owner), (Moderator, moderator), (Member, member)] {

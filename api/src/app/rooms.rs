@@ -1,5 +1,8 @@
 //! Rooms and their members. Each use case checks [`authorize`] before it touches anything.
 
+use signaling::bus::RoomEvent;
+use signaling::Hub;
+
 use super::permissions::{authorize, Action};
 use crate::db::{now_millis, MemberRow, RoomRow, Store, StoreError};
 use crate::domain::{Role, RoomName, Username};
@@ -111,4 +114,122 @@ pub async fn add_member(
 pub async fn members(store: &Store, user_id: i64, room_id: i64) -> Result<Vec<MemberRow>> {
     authorized(store, user_id, room_id, Action::ListMembers).await?;
     Ok(store.members(room_id).await?)
+}
+
+/// The role of `target` in the room, after checking the actor may see the room at all.
+async fn target_role(
+    store: &Store,
+    actor_role: Option<Role>,
+    room_id: i64,
+    target: i64,
+) -> Result<Role> {
+    authorize(actor_role, Action::ViewRoom)?;
+    store
+        .member_role(room_id, target)
+        .await?
+        .ok_or(Error::NotFound("member"))
+}
+
+/// Removes `target` from the room: the membership goes, and every node closes the target's
+/// sockets (and media) in the room. They can't rejoin until added again.
+///
+/// # Errors
+/// 404 for an unknown room, non-member actor or target; 403 when the actor doesn't outrank
+/// the target.
+pub async fn remove_member(
+    store: &Store,
+    hub: &Hub,
+    user_id: i64,
+    room_id: i64,
+    target: i64,
+) -> Result<()> {
+    let actor_role = store.member_role(room_id, user_id).await?;
+    let role = target_role(store, actor_role, room_id, target).await?;
+    authorize(actor_role, Action::RemoveMember(role))?;
+    if !store.remove_member(room_id, target).await? {
+        return Err(Error::NotFound("member"));
+    }
+    tracing::info!(room_id, user_id, member_id = target, "member removed");
+    let event = RoomEvent::MemberRemoved {
+        user_id: target,
+        by_user_id: user_id,
+    };
+    if let Err(err) = hub.publish_room(room_id, event).await {
+        // The membership is gone, so the next command on their socket fails anyway.
+        tracing::error!(room_id, error = %err, "removal not broadcast");
+    }
+    Ok(())
+}
+
+/// Changes a member's role (owner only; ownership can't move).
+///
+/// # Errors
+/// 404 unknown room, non-member or target; 403 for anyone but the owner, or for the owner role.
+pub async fn change_role(
+    store: &Store,
+    hub: &Hub,
+    user_id: i64,
+    room_id: i64,
+    target: i64,
+    to: Role,
+) -> Result<MemberRow> {
+    let actor_role = store.member_role(room_id, user_id).await?;
+    let from = target_role(store, actor_role, room_id, target).await?;
+    authorize(actor_role, Action::ChangeRole { from, to })?;
+    store.set_member_role(room_id, target, to).await?;
+    tracing::info!(
+        room_id,
+        user_id,
+        member_id = target,
+        role = to.as_str(),
+        "role changed"
+    );
+    let event = RoomEvent::RoleChanged {
+        user_id: target,
+        role: to.into(),
+        by_user_id: user_id,
+    };
+    if let Err(err) = hub.publish_room(room_id, event).await {
+        tracing::error!(room_id, error = %err, "role change not broadcast");
+    }
+    store
+        .members(room_id)
+        .await?
+        .into_iter()
+        .find(|m| m.user_id == target)
+        .ok_or(Error::NotFound("member"))
+}
+
+/// A member and whether they are online (a user socket open) and in the call.
+#[derive(Debug, Clone)]
+pub struct MemberPresence {
+    pub member: MemberRow,
+    pub online: bool,
+    /// Participants of this member in the call now (tabs, devices).
+    pub in_call: usize,
+}
+
+/// # Errors
+/// 404 for an unknown room or a non-member.
+pub async fn presence(
+    store: &Store,
+    hub: &Hub,
+    user_id: i64,
+    room_id: i64,
+) -> Result<Vec<MemberPresence>> {
+    authorized(store, user_id, room_id, Action::ListMembers).await?;
+    let participants = hub.participants(room_id);
+    Ok(store
+        .members(room_id)
+        .await?
+        .into_iter()
+        .map(|member| MemberPresence {
+            online: hub.is_online(member.user_id),
+            in_call: participants
+                .iter()
+                .filter(|p| p.user_id == member.user_id)
+                .count(),
+            member,
+        })
+        .collect())
 }

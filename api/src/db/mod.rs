@@ -1,10 +1,13 @@
-//! The store: users, rooms and membership on SQLite (embedded default) or PostgreSQL.
+//! The store: users, rooms, membership, chat, keys and DMs on SQLite (embedded default) or PostgreSQL.
 //!
 //! One implementation serves both databases through sqlx's `Any` driver. The dialect
 //! differences live in the two migration folders (identity columns, types); the queries here
 //! are the portable subset (`$n` parameters, `RETURNING`, Unix-millisecond timestamps).
 //! That keeps one copy of every query instead of two that drift apart.
 
+mod chat;
+mod dm;
+mod keys;
 mod rooms;
 mod users;
 
@@ -14,6 +17,9 @@ use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
+pub use chat::ChatRow;
+pub use dm::{ConversationRow, DmBody, DmRow};
+pub use keys::KeyRow;
 pub use rooms::{MemberRow, RoomRow};
 pub use users::{UserRow, UserWithHash};
 

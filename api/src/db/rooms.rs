@@ -183,4 +183,37 @@ impl Store {
             })
             .collect()
     }
+
+    /// Changes a member's role; returns whether the user was a member.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] on a database failure.
+    pub async fn set_member_role(
+        &self,
+        room_id: i64,
+        user_id: i64,
+        role: Role,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE room_members SET role = $1 WHERE room_id = $2 AND user_id = $3")
+                .bind(role.as_str())
+                .bind(room_id)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Ends a membership; returns whether there was one.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] on a database failure.
+    pub async fn remove_member(&self, room_id: i64, user_id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2")
+            .bind(room_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
 }

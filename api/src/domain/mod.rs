@@ -1,11 +1,15 @@
 //! Validated value types. Input from the network is parsed into these at the edge, so the
 //! rest of the code never sees an unchecked username, password or room name.
 
+mod chat_text;
+mod e2ee;
 mod password;
 mod role;
 mod room_name;
 mod username;
 
+pub use chat_text::ChatText;
+pub use e2ee::{KeyId, Opaque, PublicJwk};
 pub use password::Password;
 pub use role::{ParseRoleError, Role};
 pub use room_name::RoomName;

@@ -40,3 +40,13 @@ impl std::str::FromStr for Role {
         }
     }
 }
+
+impl From<Role> for signaling::protocol::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Owner => signaling::protocol::Role::Owner,
+            Role::Moderator => signaling::protocol::Role::Moderator,
+            Role::Member => signaling::protocol::Role::Member,
+        }
+    }
+}

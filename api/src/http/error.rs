@@ -56,10 +56,11 @@ pub fn body_for_status(status: StatusCode) -> ErrorBody {
     ErrorBody::new(code, message)
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let message = self.to_string();
-        let (status, code, field) = match &self {
+impl Error {
+    /// The status, stable code and (for validation errors) field of this error, shared by
+    /// HTTP responses and WebSocket `error` messages.
+    pub fn classify(&self) -> (StatusCode, &'static str, Option<&'static str>) {
+        match self {
             Error::Validation(v) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",
@@ -80,12 +81,19 @@ impl IntoResponse for Error {
             ),
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
-            Error::Internal(detail) => {
-                // Logged here, once, inside the request's span (with its request id).
-                tracing::error!(error = %detail, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
-            }
-        };
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        let (status, code, field) = self.classify();
+        if let Error::Internal(detail) = &self {
+            // Logged here, once, inside the request's span (with its request id).
+            tracing::error!(error = %detail, "internal error");
+        }
         let message = match self {
             Error::Internal(_) => "internal server error".to_owned(),
             _ => message,

@@ -86,6 +86,13 @@ pub struct AuthUser {
     pub created_at: i64,
 }
 
+fn bearer(parts: &Parts) -> Option<&str> {
+    let header = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+}
+
 impl FromRequestParts<ApiContext> for AuthUser {
     type Rejection = Error;
 
@@ -93,15 +100,13 @@ impl FromRequestParts<ApiContext> for AuthUser {
         parts: &mut Parts,
         ctx: &ApiContext,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(Error::Unauthorized)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or(Error::Unauthorized)?;
+        let token = bearer(parts).ok_or(Error::Unauthorized)?;
+        AuthUser::from_token(ctx, token).await
+    }
+}
+
+impl AuthUser {
+    async fn from_token(ctx: &ApiContext, token: &str) -> Result<Self, Error> {
         let claims = ctx.tokens.verify(token.trim())?;
         let user_id = claims.user_id().ok_or(Error::Unauthorized)?;
         let user = ctx
@@ -114,6 +119,34 @@ impl FromRequestParts<ApiContext> for AuthUser {
             username: user.username,
             created_at: user.created_at,
         })
+    }
+}
+
+/// The signed-in user of a WebSocket request: `Authorization: Bearer`, or `?token=` because
+/// browsers can't set headers on a WebSocket. (Request logs carry the path only, never the
+/// query, so the token doesn't end up in them.)
+#[derive(Debug, Clone)]
+pub struct WsUser(pub AuthUser);
+
+impl FromRequestParts<ApiContext> for WsUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &ApiContext,
+    ) -> Result<Self, Self::Rejection> {
+        let token = match bearer(parts) {
+            Some(token) => token.to_owned(),
+            None => parts
+                .uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("token="))
+                .map(str::to_owned)
+                .ok_or(Error::Unauthorized)?,
+        };
+        Ok(WsUser(AuthUser::from_token(ctx, &token).await?))
     }
 }
 

@@ -1,12 +1,16 @@
 //! The HTTP application: routes, shared state and the middleware stack.
 
 mod auth;
+mod chat;
+mod dm;
 pub mod error;
 pub mod extract;
+mod keys;
 pub mod middleware;
 mod openapi;
 mod ops;
 mod rooms;
+mod ws;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -30,6 +34,9 @@ use tracing::Span;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use signaling::Hub;
+
+use crate::app::chat::RoomLocks;
 use crate::auth::{PasswordHasher, TokenService};
 use crate::config::{AppEnv, Settings};
 use crate::db::Store;
@@ -48,6 +55,9 @@ pub struct ApiContext {
     pub limiter: RateLimiter,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub metrics: PrometheusHandle,
+    /// This node's calls and user sockets, and the bus to the other nodes.
+    pub hub: Arc<Hub>,
+    pub chat_locks: Arc<RoomLocks>,
 }
 
 impl ApiContext {
@@ -58,6 +68,21 @@ impl ApiContext {
     pub async fn rate_limit(&self, bucket: Bucket, ip: IpAddr) -> Result<(), Error> {
         self.limiter
             .check(bucket, &ip.to_string())
+            .await
+            .map_err(|limited| Error::RateLimited {
+                retry_after: limited.retry_after,
+            })
+    }
+}
+
+impl ApiContext {
+    /// Charges one request to `bucket` for the signed-in user.
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] with the time to wait.
+    pub async fn rate_limit_user(&self, bucket: Bucket, user_id: i64) -> Result<(), Error> {
+        self.limiter
+            .check(bucket, &format!("user:{user_id}"))
             .await
             .map_err(|limited| Error::RateLimited {
                 retry_after: limited.retry_after,
@@ -94,7 +119,11 @@ pub fn api_routes() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
             "/api/v1",
             OpenApiRouter::new()
                 .merge(auth::router())
-                .merge(rooms::router()),
+                .merge(rooms::router())
+                .merge(chat::router())
+                .merge(keys::router())
+                .merge(dm::router())
+                .merge(ws::router()),
         )
         .merge(ops::router())
         .split_for_parts()

@@ -6,11 +6,15 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "WebCall API", description = "Self-hosted audio calls: auth, rooms, members."),
+    info(title = "WebCall API", description = "Self-hosted audio calls: auth, rooms, members, chat, DMs."),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Registration and sign-in"),
-        (name = "rooms", description = "Rooms and membership"),
+        (name = "rooms", description = "Rooms, membership, roles, presence"),
+        (name = "chat", description = "Room chat"),
+        (name = "keys", description = "Public keys for end-to-end encrypted DMs"),
+        (name = "dm", description = "Direct messages"),
+        (name = "realtime", description = "WebSockets (protocol: docs/protocol.md)"),
         (name = "ops", description = "Health and metrics"),
     )
 )]

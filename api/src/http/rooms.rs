@@ -1,6 +1,6 @@
 //! `/api/v1/rooms/*`: rooms and their members.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -13,7 +13,7 @@ use super::{timestamp, ApiContext};
 use crate::app::rooms::{self, RoomView};
 use crate::db::MemberRow;
 use crate::domain::{Role, ValidationError};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ratelimit::Bucket;
 
 pub fn router() -> OpenApiRouter<ApiContext> {
@@ -21,6 +21,108 @@ pub fn router() -> OpenApiRouter<ApiContext> {
         .routes(routes!(create_room, list_rooms))
         .routes(routes!(get_room, delete_room))
         .routes(routes!(add_member, list_members))
+        .routes(routes!(change_role, remove_member))
+        .routes(routes!(presence))
+}
+
+/// The `{id}` and `{user_id}` of a member route; anything that isn't an id is a 404.
+fn member_path(raw: &(String, String)) -> Result<(i64, i64)> {
+    let id = |s: &str| s.parse::<i64>().ok().filter(|v| *v > 0);
+    match (id(&raw.0), id(&raw.1)) {
+        (Some(room), Some(user)) => Ok((room, user)),
+        (None, _) => Err(Error::NotFound("room")),
+        (_, None) => Err(Error::NotFound("member")),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangeRoleRequest {
+    /// `moderator` or `member`.
+    pub role: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PresenceDto {
+    pub user_id: i64,
+    pub username: String,
+    pub role: Role,
+    /// Has a user WebSocket (`/api/v1/ws`) open.
+    pub online: bool,
+    /// In the room's call now.
+    pub in_call: bool,
+    /// Participants of this member in the call (tabs, devices).
+    pub participants: usize,
+}
+
+/// Change a member's role (owner only). Broadcast to the room as `role_changed`.
+#[utoipa::path(patch, path = "/rooms/{id}/members/{user_id}", tag = "rooms", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Room id"), ("user_id" = i64, Path, description = "The member")),
+    request_body = ChangeRoleRequest,
+    responses(
+        (status = 200, description = "The member with the new role", body = MemberDto),
+        (status = 403, description = "Not the owner, or the owner role involved", body = ErrorBody),
+        (status = 404, description = "No such room or member", body = ErrorBody),
+        (status = 422, description = "Unknown role", body = ErrorBody),
+    ))]
+async fn change_role(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    Path(raw): Path<(String, String)>,
+    Json(req): Json<ChangeRoleRequest>,
+) -> Result<axum::Json<MemberDto>> {
+    let (room_id, target) = member_path(&raw)?;
+    let role: Role = req
+        .role
+        .parse()
+        .map_err(|e: crate::domain::ParseRoleError| ValidationError::new("role", e.to_string()))?;
+    let member = rooms::change_role(&ctx.store, &ctx.hub, user.id, room_id, target, role).await?;
+    Ok(axum::Json(member.into()))
+}
+
+/// Remove a member: their sockets and media in the room are closed, and they can't rejoin
+/// until added again. Owner removes anyone else; moderators remove members.
+#[utoipa::path(delete, path = "/rooms/{id}/members/{user_id}", tag = "rooms", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Room id"), ("user_id" = i64, Path, description = "The member")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "The caller doesn't outrank the member", body = ErrorBody),
+        (status = 404, description = "No such room or member", body = ErrorBody),
+    ))]
+async fn remove_member(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    Path(raw): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let (room_id, target) = member_path(&raw)?;
+    rooms::remove_member(&ctx.store, &ctx.hub, user.id, room_id, target).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Members with presence: online (user socket open) and in the call.
+#[utoipa::path(get, path = "/rooms/{id}/presence", tag = "rooms", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Room id")),
+    responses(
+        (status = 200, description = "Every member, owner first", body = [PresenceDto]),
+        (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
+    ))]
+async fn presence(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    RoomId(room_id): RoomId,
+) -> Result<axum::Json<Vec<PresenceDto>>> {
+    let list = rooms::presence(&ctx.store, &ctx.hub, user.id, room_id).await?;
+    Ok(axum::Json(
+        list.into_iter()
+            .map(|p| PresenceDto {
+                user_id: p.member.user_id,
+                username: p.member.username,
+                role: p.member.role,
+                online: p.online,
+                in_call: p.in_call > 0,
+                participants: p.in_call,
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

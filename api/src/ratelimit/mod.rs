@@ -1,4 +1,5 @@
-//! Rate limits for the endpoints that attract abuse (register, login, room creation).
+//! Rate limits for the endpoints that attract abuse (register, login, room creation), and
+//! for chat messages and DMs per user.
 //!
 //! Both implementations are GCRA with a burst of `n` and a refill of `n` per minute, keyed by
 //! bucket and client address: in process (governor) by default, or in Redis so that every node
@@ -20,16 +21,24 @@ pub enum Bucket {
     Register,
     Login,
     RoomCreate,
+    /// Room chat messages and DMs, keyed by user id (over HTTP and WebSocket alike).
+    Chat,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 3] = [Bucket::Register, Bucket::Login, Bucket::RoomCreate];
+    pub const ALL: [Bucket; 4] = [
+        Bucket::Register,
+        Bucket::Login,
+        Bucket::RoomCreate,
+        Bucket::Chat,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Bucket::Register => "register",
             Bucket::Login => "login",
             Bucket::RoomCreate => "room_create",
+            Bucket::Chat => "chat",
         }
     }
 
@@ -38,6 +47,7 @@ impl Bucket {
             Bucket::Register => limits.register_per_min,
             Bucket::Login => limits.login_per_min,
             Bucket::RoomCreate => limits.room_create_per_min,
+            Bucket::Chat => limits.chat_per_min,
         }
     }
 }
@@ -55,7 +65,7 @@ pub enum RateLimiter {
 }
 
 impl RateLimiter {
-    /// Takes one request from `bucket`'s budget for `key` (the client address).
+    /// Takes one request from `bucket`'s budget for `key` (the client address, or the user).
     ///
     /// # Errors
     /// [`Limited`] when the budget is spent.

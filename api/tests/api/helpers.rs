@@ -280,3 +280,173 @@ pub async fn raw_get(base: &str, raw_path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+/// A WebSocket client of the test server.
+pub struct Ws {
+    inner: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+/// How long a test waits for an expected WebSocket message.
+pub const WS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl TestApp {
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws{}{path}", self.base.trim_start_matches("http"))
+    }
+
+    /// Opens `path` with `?token=`; panics unless the upgrade succeeds.
+    pub async fn ws(&self, path: &str, token: &str) -> Ws {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = self.ws_url(&format!("{path}{sep}token={token}"));
+        let (inner, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket upgrade");
+        Ws { inner }
+    }
+
+    pub async fn room_ws(&self, token: &str, room: i64) -> Ws {
+        self.ws(&format!("/api/v1/rooms/{room}/ws"), token).await
+    }
+
+    pub async fn user_ws(&self, token: &str) -> Ws {
+        self.ws("/api/v1/ws", token).await
+    }
+
+    /// A WebSocket request that must be refused before the upgrade: its status and body.
+    pub async fn ws_refused(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = self.ws_url(path).into_client_request().expect("request");
+        if let Some(token) = bearer {
+            req.headers_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok(_) => panic!("{path}: upgrade was accepted"),
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                let status = res.status().as_u16();
+                let body = res
+                    .body()
+                    .as_ref()
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or(Value::Null);
+                (status, body)
+            }
+            Err(other) => panic!("{path}: {other}"),
+        }
+    }
+
+    /// Posts a chat message over HTTP; returns the stored message.
+    pub async fn post_chat(&self, token: &str, room: i64, text: &str) -> Value {
+        let (status, body) = json_of(
+            self.post(
+                &format!("/api/v1/rooms/{room}/messages"),
+                Some(token),
+                json!({ "text": text }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// The user id of a token.
+    pub async fn user_id(&self, token: &str) -> i64 {
+        let (_, me) = json_of(self.get("/api/v1/auth/me", Some(token)).await).await;
+        me["id"].as_i64().expect("id")
+    }
+}
+
+impl Ws {
+    pub async fn send(&mut self, message: Value) {
+        self.send_text(message.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let text: String = text.into();
+        self.inner
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next JSON message (pings and pongs skipped); panics after [`WS_WAIT`].
+    pub async fn recv(&mut self) -> Value {
+        match tokio::time::timeout(WS_WAIT, self.next_text()).await {
+            Ok(Some(text)) => serde_json::from_str(&text).expect("server sends JSON"),
+            Ok(None) => panic!("socket closed while a message was expected"),
+            Err(_) => panic!("no message within {WS_WAIT:?}"),
+        }
+    }
+
+    async fn next_text(&mut self) -> Option<String> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            match self.inner.next().await? {
+                Ok(Message::Text(text)) => return Some(text.as_str().to_owned()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The next message of type `kind`, skipping others.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let message = self.recv().await;
+            if message["type"] == kind {
+                return message;
+            }
+        }
+    }
+
+    /// Sends `join` and returns `joined`.
+    pub async fn join(&mut self) -> Value {
+        self.send(json!({"type": "join"})).await;
+        self.recv_type("joined").await
+    }
+
+    /// Asserts that no text message arrives within `ms`.
+    pub async fn expect_silence(&mut self, ms: u64) {
+        let got =
+            tokio::time::timeout(std::time::Duration::from_millis(ms), self.next_text()).await;
+        if let Ok(Some(text)) = got {
+            panic!("unexpected message: {text}");
+        }
+    }
+
+    /// Reads until the server closes; returns the close code (messages before it are kept).
+    pub async fn closed(&mut self) -> (Vec<Value>, Option<u16>) {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let mut seen = Vec::new();
+        let read = async {
+            while let Some(frame) = self.inner.next().await {
+                match frame {
+                    Ok(Message::Text(text)) => {
+                        seen.push(serde_json::from_str(text.as_str()).expect("JSON"));
+                    }
+                    Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+            None
+        };
+        let code = tokio::time::timeout(WS_WAIT, read)
+            .await
+            .expect("socket closes in time");
+        (seen, code)
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.inner.close(None).await;
+    }
+}

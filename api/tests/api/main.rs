@@ -3,9 +3,13 @@
 
 mod auth;
 mod binary;
+mod chat;
+mod dm;
 mod hardening;
 mod helpers;
+mod moderation;
 mod observability;
 mod ratelimit;
+mod realtime;
 mod rooms;
 mod static_files;

@@ -1,0 +1,109 @@
+//! `/api/v1/keys`: users' public keys for end-to-end encrypted DMs.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::ErrorBody;
+use super::extract::{AuthUser, Json};
+use super::{timestamp, ApiContext};
+use crate::app::keys;
+use crate::db::KeyRow;
+use crate::error::{Error, Result};
+
+pub fn router() -> OpenApiRouter<ApiContext> {
+    OpenApiRouter::new()
+        .routes(routes!(put_key))
+        .routes(routes!(get_keys))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PutKeyRequest {
+    /// 1-64 characters of `[A-Za-z0-9_.-]`, chosen by the client; never reused for another key.
+    pub key_id: String,
+    /// The ECDH P-256 public key as exported by WebCrypto (`kty` EC, `crv` P-256, `x`, `y`).
+    #[schema(value_type = Object)]
+    pub jwk: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyDto {
+    pub key_id: String,
+    #[schema(value_type = Object)]
+    pub jwk: serde_json::Value,
+    pub created_at: String,
+}
+
+impl TryFrom<KeyRow> for KeyDto {
+    type Error = Error;
+
+    fn try_from(row: KeyRow) -> Result<Self> {
+        Ok(Self {
+            key_id: row.key_id,
+            jwk: serde_json::from_str(&row.jwk).map_err(Error::internal)?,
+            created_at: timestamp(row.created_at),
+        })
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserKeysDto {
+    pub username: String,
+    /// The key to encrypt to now; `null` when the user has published none.
+    pub current: Option<KeyDto>,
+    /// Every key the user published, current first, so old messages stay decryptable.
+    pub keys: Vec<KeyDto>,
+}
+
+/// Publish your current public key (rotation: publish a new key id).
+#[utoipa::path(put, path = "/keys", tag = "keys", security(("bearer" = [])), request_body = PutKeyRequest,
+    responses(
+        (status = 201, description = "Published; it is now your current key", body = KeyDto),
+        (status = 200, description = "This key id already names this key", body = KeyDto),
+        (status = 409, description = "The key id already names another key", body = ErrorBody),
+        (status = 422, description = "Bad key id, or the JWK is not a P-256 public key", body = ErrorBody),
+    ))]
+async fn put_key(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    Json(req): Json<PutKeyRequest>,
+) -> Result<(StatusCode, axum::Json<KeyDto>)> {
+    let (row, created) = keys::publish(&ctx.store, user.id, &req.key_id, &req.jwk).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(row.try_into()?)))
+}
+
+/// A user's public keys.
+#[utoipa::path(get, path = "/keys/{username}", tag = "keys", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses(
+        (status = 200, description = "Current key and all earlier ones", body = UserKeysDto),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ))]
+async fn get_keys(
+    State(ctx): State<ApiContext>,
+    _user: AuthUser,
+    Path(username): Path<String>,
+) -> Result<axum::Json<UserKeysDto>> {
+    let (user, rows) = keys::of_user(&ctx.store, &username).await?;
+    let keys = rows
+        .into_iter()
+        .map(KeyDto::try_from)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(axum::Json(UserKeysDto {
+        username: user.username,
+        current: keys.first().map(|k| KeyDto {
+            key_id: k.key_id.clone(),
+            jwk: k.jwk.clone(),
+            created_at: k.created_at.clone(),
+        }),
+        keys,
+    }))
+}

@@ -1,0 +1,87 @@
+//! The WebSockets: `/api/v1/rooms/{id}/ws` (call, chat, moderation) and `/api/v1/ws` (DMs,
+//! presence, later notifications). The protocol is in `docs/protocol.md`.
+
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::response::Response;
+use signaling::connection::{run_room, run_user, RoomSession};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::ErrorBody;
+use super::extract::{RoomId, WsUser};
+use super::ApiContext;
+use crate::app::rooms;
+use crate::error::Result;
+use crate::realtime::{adapt, ApiRoomService};
+
+pub fn router() -> OpenApiRouter<ApiContext> {
+    OpenApiRouter::new()
+        .routes(routes!(room_socket))
+        .routes(routes!(user_socket))
+}
+
+/// The transport refuses frames this many times the protocol's limit outright (closing the
+/// socket); between the two, the protocol answers `frame_too_large` and the socket lives on.
+const TRANSPORT_SLACK: usize = 4;
+
+/// Open a room's WebSocket (members only): join the call, chat, moderate.
+#[utoipa::path(get, path = "/rooms/{id}/ws", tag = "realtime", security(("bearer" = [])),
+    params(
+        ("id" = i64, Path, description = "Room id"),
+        ("token" = Option<String>, Query, description = "The JWT, for browsers that can't set Authorization on a WebSocket"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol (see docs/protocol.md)"),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+        (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
+    ))]
+async fn room_socket(
+    State(ctx): State<ApiContext>,
+    WsUser(user): WsUser,
+    RoomId(room_id): RoomId,
+    ws: WebSocketUpgrade,
+) -> Result<Response> {
+    // Refused before the upgrade, with the usual JSON error.
+    rooms::get(&ctx.store, user.id, room_id).await?;
+    let hub = ctx.hub.clone();
+    let limit = hub.config().max_frame_bytes * TRANSPORT_SLACK;
+    let service = Arc::new(ApiRoomService { ctx: ctx.clone() });
+    let session = RoomSession {
+        room_id,
+        user_id: user.id,
+        username: user.username,
+    };
+    Ok(ws
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = adapt(socket);
+            run_room(hub, service, session, sink, stream).await;
+        }))
+}
+
+/// Open the signed-in user's WebSocket: DMs and read receipts as they happen; being
+/// connected makes the user "online".
+#[utoipa::path(get, path = "/ws", tag = "realtime", security(("bearer" = [])),
+    params(("token" = Option<String>, Query, description = "The JWT, for browsers")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol (see docs/protocol.md)"),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+    ))]
+async fn user_socket(
+    State(ctx): State<ApiContext>,
+    WsUser(user): WsUser,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let hub = ctx.hub.clone();
+    let limit = hub.config().max_frame_bytes * TRANSPORT_SLACK;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = adapt(socket);
+            run_user(hub, user.id, sink, stream).await;
+        })
+}

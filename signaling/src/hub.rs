@@ -1,0 +1,446 @@
+//! The [`Hub`]: this node's rooms and user sockets, the bus that connects it to other nodes,
+//! and the dispatcher that applies what comes off the bus.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::bus::{Bus, BusError, BusEvent, Envelope, RoomEvent};
+use crate::media::MediaControl;
+use crate::protocol::{
+    LeaveReason, ParticipantId, ParticipantInfo, Role, RoomId, ServerMessage, UserId,
+};
+use crate::room::{Outbound, RoomRegistry};
+
+/// Connection limits and timers.
+#[derive(Debug, Clone, Copy)]
+pub struct HubConfig {
+    /// A socket that sends nothing (not even a pong) for this long is dropped.
+    pub idle_timeout: Duration,
+    /// How often the server pings; a third of the idle timeout leaves room for two misses.
+    pub ping_interval: Duration,
+    /// The largest text frame handled; larger ones are answered with `frame_too_large`.
+    pub max_frame_bytes: usize,
+    /// Events a slow socket may fall behind before it is told it lagged.
+    pub socket_buffer: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self::with_idle_timeout(Duration::from_secs(30))
+    }
+}
+
+impl HubConfig {
+    pub fn with_idle_timeout(idle_timeout: Duration) -> Self {
+        Self {
+            idle_timeout,
+            ping_interval: idle_timeout / 3,
+            max_frame_bytes: 16 * 1024,
+            socket_buffer: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct UserEntry {
+    tx: Option<broadcast::Sender<Arc<Outbound>>>,
+    local: u32,
+    /// Open user sockets per other node, as they last reported.
+    remote: HashMap<u32, u32>,
+}
+
+/// One node's view of calls and user sockets.
+pub struct Hub {
+    node_tag: u32,
+    sequence: AtomicU32,
+    config: HubConfig,
+    bus: Arc<dyn Bus>,
+    media: Arc<dyn MediaControl>,
+    rooms: RoomRegistry,
+    users: Mutex<HashMap<UserId, UserEntry>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("node_tag", &self.node_tag)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// `node_tag` must differ between nodes sharing a bus (it prefixes participant ids).
+    pub fn new(
+        node_tag: u32,
+        config: HubConfig,
+        bus: Arc<dyn Bus>,
+        media: Arc<dyn MediaControl>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            node_tag: node_tag & ((1 << ParticipantId::NODE_TAG_BITS) - 1),
+            sequence: AtomicU32::new(1),
+            rooms: RoomRegistry::new(config.socket_buffer),
+            config,
+            bus,
+            media,
+            users: Mutex::new(HashMap::new()),
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    /// Starts applying bus events. The task ends at [`Hub::shutdown`].
+    pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+        let hub = Arc::clone(self);
+        let mut rx = hub.bus.subscribe();
+        let mut stop = hub.shutdown.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    got = rx.recv() => match got {
+                        Ok(envelope) => hub.apply(envelope),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "bus dispatcher lagged; events lost on this node");
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    }
+
+    pub fn config(&self) -> HubConfig {
+        self.config
+    }
+
+    pub fn node_tag(&self) -> u32 {
+        self.node_tag
+    }
+
+    /// Tells every connection and the dispatcher to stop.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, UserEntry>> {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn next_participant_id(&self) -> ParticipantId {
+        ParticipantId::new(self.node_tag, self.sequence.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Publishes a room event to every node.
+    ///
+    /// # Errors
+    /// [`BusError`] when the bus refuses it.
+    pub async fn publish_room(&self, room_id: RoomId, event: RoomEvent) -> Result<(), BusError> {
+        self.publish(BusEvent::Room { room_id, event }).await
+    }
+
+    /// Sends `message` to every socket of `user_id`, on every node.
+    ///
+    /// # Errors
+    /// [`BusError`] when the bus refuses it.
+    pub async fn publish_user(
+        &self,
+        user_id: UserId,
+        message: ServerMessage,
+    ) -> Result<(), BusError> {
+        self.publish(BusEvent::User { user_id, message }).await
+    }
+
+    async fn publish(&self, event: BusEvent) -> Result<(), BusError> {
+        self.bus
+            .publish(Envelope {
+                origin: self.node_tag,
+                event,
+            })
+            .await
+    }
+
+    // ---- room calls ----
+
+    /// Puts a new local participant in the call; returns everyone in it and the receiver of
+    /// the room's events from now on. Others learn it through the bus.
+    pub async fn join(
+        &self,
+        room_id: RoomId,
+        info: ParticipantInfo,
+    ) -> (Vec<ParticipantInfo>, broadcast::Receiver<Arc<Outbound>>) {
+        let (participants, rx) = self.rooms.join_local(room_id, info.clone());
+        tracing::info!(room_id, participant_id = %info.participant_id, user_id = info.user_id, "participant joined");
+        if let Err(err) = self
+            .publish_room(room_id, RoomEvent::Joined { participant: info })
+            .await
+        {
+            tracing::warn!(room_id, error = %err, "could not announce a join");
+        }
+        (participants, rx)
+    }
+
+    /// Takes a local participant out of the call. Does nothing if it is already out (a
+    /// removal got there first).
+    pub async fn leave(&self, room_id: RoomId, participant: ParticipantId, reason: LeaveReason) {
+        let Some(info) = self.rooms.remove(room_id, participant) else {
+            return;
+        };
+        tracing::info!(room_id, participant_id = %participant, reason = ?reason, "participant left");
+        let event = RoomEvent::Left {
+            participant_id: participant,
+            user_id: info.user_id,
+            reason,
+        };
+        if let Err(err) = self.publish_room(room_id, event).await {
+            tracing::warn!(room_id, error = %err, "could not announce a leave");
+        }
+    }
+
+    /// Events of a room for a socket that isn't in the call: it only acts on its removal.
+    pub fn watch_room(&self, room_id: RoomId) -> broadcast::Receiver<Arc<Outbound>> {
+        self.rooms.watch(room_id)
+    }
+
+    /// A socket that never joined (or left) is done with the room.
+    pub fn release_room(&self, room_id: RoomId) {
+        self.rooms.release(room_id);
+    }
+
+    pub fn participant(&self, room_id: RoomId, id: ParticipantId) -> Option<ParticipantInfo> {
+        self.rooms.participant(room_id, id)
+    }
+
+    /// Everyone in the room's call now, on any node.
+    pub fn participants(&self, room_id: RoomId) -> Vec<ParticipantInfo> {
+        self.rooms.participants(room_id)
+    }
+
+    // ---- user sockets ----
+
+    /// Registers a user socket; returns the receiver of that user's messages.
+    pub async fn connect_user(&self, user_id: UserId) -> broadcast::Receiver<Arc<Outbound>> {
+        let (rx, count) = {
+            let mut users = self.users();
+            let entry = users.entry(user_id).or_default();
+            let tx = entry
+                .tx
+                .get_or_insert_with(|| broadcast::channel(self.config.socket_buffer).0);
+            let rx = tx.subscribe();
+            entry.local += 1;
+            (rx, entry.local)
+        };
+        self.announce_presence(user_id, count).await;
+        rx
+    }
+
+    pub async fn disconnect_user(&self, user_id: UserId) {
+        let count = {
+            let mut users = self.users();
+            let Some(entry) = users.get_mut(&user_id) else {
+                return;
+            };
+            entry.local = entry.local.saturating_sub(1);
+            let count = entry.local;
+            if count == 0 {
+                entry.tx = None;
+                if entry.remote.values().all(|n| *n == 0) {
+                    users.remove(&user_id);
+                }
+            }
+            count
+        };
+        self.announce_presence(user_id, count).await;
+    }
+
+    async fn announce_presence(&self, user_id: UserId, connections: u32) {
+        let event = BusEvent::Presence {
+            user_id,
+            node: self.node_tag,
+            connections,
+        };
+        if let Err(err) = self.publish(event).await {
+            tracing::warn!(user_id, error = %err, "could not announce presence");
+        }
+    }
+
+    /// Whether the user has a user socket open on any node.
+    pub fn is_online(&self, user_id: UserId) -> bool {
+        self.users()
+            .get(&user_id)
+            .is_some_and(|e| e.local > 0 || e.remote.values().any(|n| *n > 0))
+    }
+
+    // ---- the dispatcher ----
+
+    /// Applies one bus event to this node's view and sockets.
+    fn apply(&self, envelope: Envelope) {
+        let from_here = envelope.origin == self.node_tag;
+        match envelope.event {
+            BusEvent::Room { room_id, event } => self.apply_room(room_id, event, from_here),
+            BusEvent::User { user_id, message } => {
+                let tx = self.users().get(&user_id).and_then(|e| e.tx.clone());
+                if let Some(tx) = tx {
+                    let _ = tx.send(Outbound::new(message));
+                }
+            }
+            BusEvent::Presence {
+                user_id,
+                node,
+                connections,
+            } => {
+                if node != self.node_tag {
+                    let mut users = self.users();
+                    let entry = users.entry(user_id).or_default();
+                    entry.remote.insert(node, connections);
+                    entry.remote.retain(|_, n| *n > 0);
+                    if entry.local == 0 && entry.remote.is_empty() {
+                        users.remove(&user_id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_room(&self, room_id: RoomId, event: RoomEvent, from_here: bool) {
+        let rooms = &self.rooms;
+        match event {
+            RoomEvent::Joined { participant } => {
+                // The joining node applied it already, before subscribing the socket.
+                if !from_here {
+                    rooms.join_remote(room_id, participant.clone());
+                }
+                rooms.fan_out(room_id, ServerMessage::ParticipantJoined { participant });
+            }
+            RoomEvent::Left {
+                participant_id,
+                user_id,
+                reason,
+            } => {
+                if !from_here {
+                    rooms.remove(room_id, participant_id);
+                }
+                rooms.fan_out(
+                    room_id,
+                    ServerMessage::ParticipantLeft {
+                        participant_id,
+                        user_id,
+                        reason,
+                    },
+                );
+            }
+            RoomEvent::Chat { message } => {
+                rooms.fan_out(room_id, ServerMessage::Chat { message });
+            }
+            RoomEvent::MuteChanged {
+                participant_id,
+                muted,
+                mute_locked,
+                by_user_id,
+            } => {
+                let Some(info) = rooms.participant(room_id, participant_id) else {
+                    return;
+                };
+                if rooms.set_mute(room_id, participant_id, muted, mute_locked) == Some(true) {
+                    self.media.set_muted(room_id, participant_id, muted);
+                }
+                rooms.fan_out(
+                    room_id,
+                    ServerMessage::MuteChanged {
+                        participant_id,
+                        user_id: info.user_id,
+                        muted,
+                        mute_locked,
+                        by_user_id,
+                    },
+                );
+            }
+            RoomEvent::UnmuteRequested {
+                participant_id,
+                by_user_id,
+            } => {
+                let Some(info) = rooms.participant(room_id, participant_id) else {
+                    return;
+                };
+                // Asking to unmute lifts the moderator's lock; the participant decides.
+                rooms.set_mute(room_id, participant_id, info.muted, false);
+                rooms.fan_out(
+                    room_id,
+                    ServerMessage::UnmuteRequested {
+                        participant_id,
+                        user_id: info.user_id,
+                        by_user_id,
+                    },
+                );
+            }
+            RoomEvent::RoleChanged {
+                user_id,
+                role,
+                by_user_id,
+            } => {
+                rooms.set_role(room_id, user_id, role);
+                rooms.fan_out(
+                    room_id,
+                    ServerMessage::RoleChanged {
+                        user_id,
+                        role,
+                        by_user_id,
+                    },
+                );
+            }
+            RoomEvent::MemberRemoved {
+                user_id,
+                by_user_id,
+            } => {
+                // The removed user's sockets see this and close themselves.
+                rooms.fan_out(
+                    room_id,
+                    ServerMessage::MemberRemoved {
+                        user_id,
+                        by_user_id,
+                    },
+                );
+                for (info, local) in rooms.remove_user(room_id, user_id) {
+                    if local {
+                        self.media.remove_participant(room_id, info.participant_id);
+                    }
+                    rooms.fan_out(
+                        room_id,
+                        ServerMessage::ParticipantLeft {
+                            participant_id: info.participant_id,
+                            user_id,
+                            reason: LeaveReason::Removed,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A participant as it enters the call: unmuted, with its member role.
+pub fn participant_info(
+    id: ParticipantId,
+    user_id: UserId,
+    username: &str,
+    role: Role,
+) -> ParticipantInfo {
+    ParticipantInfo {
+        participant_id: id,
+        user_id,
+        username: username.to_owned(),
+        role,
+        muted: false,
+        mute_locked: false,
+    }
+}

@@ -1,0 +1,377 @@
+//! The wire protocol of both WebSockets (`/api/v1/rooms/{id}/ws` and `/api/v1/ws`): JSON text
+//! frames, one message per frame, tagged by `type` (see `docs/protocol.md`).
+//!
+//! Messages a client may want to correlate carry an optional, client-chosen `request_id` that
+//! the server echoes in the matching `ack`, `history` or `error`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A database id of a room.
+pub type RoomId = i64;
+/// A database id of a user.
+pub type UserId = i64;
+
+/// One connection's presence in a room's call. One user with two tabs is two participants.
+///
+/// The id is `node tag << 32 | sequence`, which stays below 2^53 so JavaScript clients read
+/// it exactly, and is unique across nodes sharing a bus as long as their tags differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ParticipantId(pub u64);
+
+impl ParticipantId {
+    /// Node tags are 20 bits wide: tag (20) + sequence (32) = 52 bits.
+    pub const NODE_TAG_BITS: u32 = 20;
+
+    pub fn new(node_tag: u32, sequence: u32) -> Self {
+        let tag = u64::from(node_tag) & ((1 << Self::NODE_TAG_BITS) - 1);
+        Self(tag << 32 | u64::from(sequence))
+    }
+}
+
+impl fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A member's role in a room, as the protocol spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Moderator,
+    Owner,
+}
+
+/// A stored room chat message. `text` is plain text; clients must never render it as HTML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: i64,
+    pub room_id: RoomId,
+    pub user_id: UserId,
+    pub username: String,
+    pub text: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A stored direct message. Either `text` (plain) or the four encrypted fields are set; the
+/// server treats the encrypted fields as opaque strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectMessage {
+    pub id: i64,
+    pub sender: String,
+    pub recipient: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciphertext: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_key_id: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339; `None` while the recipient hasn't marked it read.
+    #[serde(default)]
+    pub read_at: Option<String>,
+}
+
+/// Someone in the call right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub participant_id: ParticipantId,
+    pub user_id: UserId,
+    pub username: String,
+    pub role: Role,
+    pub muted: bool,
+    /// Muted by a moderator: the participant can't unmute until a moderator asks them to.
+    pub mute_locked: bool,
+}
+
+/// Why a participant left the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// Sent `leave`.
+    Left,
+    /// Closed the socket.
+    Closed,
+    /// Stopped answering pings (crashed tab, lost network).
+    Timeout,
+    /// Removed from the room by a moderator or the owner.
+    Removed,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Join the room's call (room socket). Answered with `joined`.
+    Join {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    /// Leave the call; the socket stays open and may `join` again.
+    Leave {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    /// Send a chat message to the room. Answered with `ack` (id and timestamp).
+    Chat {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        text: String,
+    },
+    /// Messages after `after` (oldest first), e.g. after a reconnect. Answered with `history`.
+    Sync {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        after: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Mute a participant; without `participant_id`, yourself.
+    Mute {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<ParticipantId>,
+    },
+    /// Unmute yourself (refused while a moderator's mute holds).
+    Unmute {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    /// Lift a moderator's mute and ask the participant to unmute (owner, moderators).
+    RequestUnmute {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        participant_id: ParticipantId,
+    },
+    /// Remove a user from the room (owner, moderators); same as `DELETE .../members/{id}`.
+    Remove {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        user_id: UserId,
+    },
+    /// Application-level keep-alive for clients that can't see WebSocket pings.
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+}
+
+impl ClientMessage {
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            ClientMessage::Join { request_id }
+            | ClientMessage::Leave { request_id }
+            | ClientMessage::Chat { request_id, .. }
+            | ClientMessage::Sync { request_id, .. }
+            | ClientMessage::Mute { request_id, .. }
+            | ClientMessage::Unmute { request_id }
+            | ClientMessage::RequestUnmute { request_id, .. }
+            | ClientMessage::Remove { request_id, .. }
+            | ClientMessage::Ping { request_id } => request_id.as_deref(),
+        }
+    }
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// You are in the call: who else is, your role and mute state.
+    Joined {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        room_id: RoomId,
+        participant_id: ParticipantId,
+        role: Role,
+        muted: bool,
+        /// Everyone in the call now, you included.
+        participants: Vec<ParticipantInfo>,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant_id: ParticipantId,
+        user_id: UserId,
+        reason: LeaveReason,
+    },
+    /// A command succeeded. For `chat`, with the stored message's id and timestamp.
+    Ack {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        created_at: Option<String>,
+    },
+    /// A room chat message, delivered to everyone in the call (the sender too), once, in one
+    /// order.
+    Chat {
+        message: ChatMessage,
+    },
+    /// The answer to `sync`: messages after the given id, oldest first.
+    History {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        messages: Vec<ChatMessage>,
+        /// More messages follow; `sync` again after the last id.
+        has_more: bool,
+    },
+    MuteChanged {
+        participant_id: ParticipantId,
+        user_id: UserId,
+        muted: bool,
+        mute_locked: bool,
+        by_user_id: UserId,
+    },
+    UnmuteRequested {
+        participant_id: ParticipantId,
+        user_id: UserId,
+        by_user_id: UserId,
+    },
+    RoleChanged {
+        user_id: UserId,
+        role: Role,
+        by_user_id: UserId,
+    },
+    /// The user is no longer a member; their sockets in this room are closed after this.
+    MemberRemoved {
+        user_id: UserId,
+        by_user_id: UserId,
+    },
+    /// A direct message to or from you (user socket).
+    Dm {
+        message: DirectMessage,
+    },
+    /// `reader` has read your messages up to `up_to` (user socket).
+    DmRead {
+        reader: String,
+        up_to: i64,
+    },
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        code: String,
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(request_id: Option<&str>, code: &str, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            request_id: request_id.map(str::to_owned),
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn ack(request_id: Option<&str>) -> Self {
+        ServerMessage::Ack {
+            request_id: request_id.map(str::to_owned),
+            message_id: None,
+            created_at: None,
+        }
+    }
+}
+
+/// Error codes of `error` messages that the connection itself raises (use cases add their
+/// own, the same codes as the HTTP API's: `not_found`, `forbidden`, `rate_limited`, ...).
+pub mod codes {
+    pub const MALFORMED_JSON: &str = "malformed_json";
+    pub const UNKNOWN_TYPE: &str = "unknown_type";
+    pub const INVALID_MESSAGE: &str = "invalid_message";
+    pub const FRAME_TOO_LARGE: &str = "frame_too_large";
+    pub const BINARY_UNSUPPORTED: &str = "binary_unsupported";
+    pub const NOT_JOINED: &str = "not_joined";
+    pub const ALREADY_JOINED: &str = "already_joined";
+    pub const NO_SUCH_PARTICIPANT: &str = "no_such_participant";
+    pub const MUTE_LOCKED: &str = "mute_locked";
+    pub const WRONG_SOCKET: &str = "wrong_socket";
+    pub const LAGGED: &str = "lagged";
+    pub const INTERNAL: &str = "internal_error";
+}
+
+/// Parses one text frame, telling malformed JSON, unknown types and bad fields apart.
+///
+/// # Errors
+/// `(code, message)` for an `error` reply.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, (&'static str, String)> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| (codes::MALFORMED_JSON, e.to_string()))?;
+    let Some(kind) = value.get("type").and_then(serde_json::Value::as_str) else {
+        return Err((
+            codes::INVALID_MESSAGE,
+            "a message is a JSON object with a string \"type\"".to_owned(),
+        ));
+    };
+    const KNOWN: &[&str] = &[
+        "join",
+        "leave",
+        "chat",
+        "sync",
+        "mute",
+        "unmute",
+        "request_unmute",
+        "remove",
+        "ping",
+    ];
+    if !KNOWN.contains(&kind) {
+        let kind: String = kind.chars().take(40).collect();
+        return Err((
+            codes::UNKNOWN_TYPE,
+            format!("unknown message type {kind:?}"),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| (codes::INVALID_MESSAGE, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_tagged_by_snake_case_type() {
+        let msg = parse_client_message(r#"{"type":"request_unmute","participant_id":7}"#);
+        assert_eq!(
+            msg,
+            Ok(ClientMessage::RequestUnmute {
+                request_id: None,
+                participant_id: ParticipantId(7)
+            })
+        );
+        let json = serde_json::to_value(ServerMessage::ack(Some("r1"))).expect("serializes");
+        assert_eq!(json, serde_json::json!({"type": "ack", "request_id": "r1"}));
+    }
+
+    #[test]
+    fn bad_frames_are_told_apart() {
+        let code = |t: &str| parse_client_message(t).expect_err(t).0;
+        assert_eq!(code("{nope"), codes::MALFORMED_JSON);
+        assert_eq!(code(r#"{"type":"dance"}"#), codes::UNKNOWN_TYPE);
+        assert_eq!(code(r#"[1,2]"#), codes::INVALID_MESSAGE);
+        assert_eq!(code(r#"{"type":"chat"}"#), codes::INVALID_MESSAGE);
+    }
+
+    #[test]
+    fn participant_ids_stay_exact_in_javascript() {
+        let id = ParticipantId::new(u32::MAX, u32::MAX);
+        assert!(id.0 < (1 << 53));
+    }
+}
