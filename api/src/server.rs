@@ -10,7 +10,9 @@ use axum::Router;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
-use signaling::{Bus, Hub, HubConfig, LocalBus, NoMedia};
+use sfu::{Sfu, SfuConfig};
+use signaling::protocol::IceServer;
+use signaling::{Bus, Hub, HubConfig, LocalBus, Media};
 
 use crate::app::chat::RoomLocks;
 use crate::auth::{PasswordHasher, TokenService};
@@ -39,6 +41,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("SFU_BIND/SFU_UDP_PORT: {0}")]
+    Media(String),
     #[error("BCRYPT_COST: {0}")]
     Hasher(crate::error::Error),
     #[error("server failed: {0}")]
@@ -76,6 +80,38 @@ async fn connect_redis(
     .map_err(|_| StartError::Redis("no answer within 5 s".to_owned()))?
     .map_err(|e| StartError::Redis(e.to_string()))?;
     Ok((client, conn))
+}
+
+/// Starts the SFU and collects the ICE servers handed to browsers in `joined`.
+async fn start_media(settings: &Settings) -> Result<Media, StartError> {
+    let config = SfuConfig {
+        bind_ip: settings.media.bind,
+        public_ip: settings.media.public_ip,
+        port: settings.media.udp_port,
+        shards: settings.media.shards,
+        ..SfuConfig::default()
+    };
+    let sfu = Sfu::start(config).await.map_err(|e| StartError::Media(e.to_string()))?;
+    let ice = &settings.ice;
+    let mut ice_servers = Vec::new();
+    if !ice.stun_urls.is_empty() {
+        ice_servers.push(IceServer {
+            urls: ice.stun_urls.clone(),
+            username: None,
+            credential: None,
+        });
+    }
+    if !ice.turn_urls.is_empty() {
+        ice_servers.push(IceServer {
+            urls: ice.turn_urls.clone(),
+            username: ice.turn_username.clone(),
+            credential: ice.turn_password.as_ref().map(|p| secrecy::ExposeSecret::expose_secret(p).to_owned()),
+        });
+    }
+    Ok(Media {
+        sfu,
+        ice_servers: Arc::new(ice_servers),
+    })
 }
 
 fn announce_secret(name: &str, origin: &SecretOrigin, secret: &SecretString) {
@@ -144,11 +180,12 @@ impl Server {
             ),
             None => Arc::new(LocalBus::new()),
         };
-        let hub = Hub::new(
+        let media = start_media(&settings).await?;
+        let hub = Hub::with_media(
             rand::random::<u32>(),
             HubConfig::with_idle_timeout(settings.ws_idle_timeout),
             bus,
-            Arc::new(NoMedia),
+            media,
         );
         hub.start();
         let redis = redis.map(|(_, conn)| conn);

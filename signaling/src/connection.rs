@@ -10,7 +10,7 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::bus::RoomEvent;
@@ -19,6 +19,7 @@ use crate::protocol::{
     codes, parse_client_message, ClientMessage, LeaveReason, ParticipantId, RoomId, ServerMessage,
     UserId,
 };
+use crate::media::{peer_of, room_of, to_client};
 use crate::room::Outbound;
 use crate::service::{RoomOp, RoomService, ServiceError};
 
@@ -227,6 +228,28 @@ struct Joined {
     rx: broadcast::Receiver<Arc<Outbound>>,
 }
 
+/// This socket's media connection in the SFU, while it has one.
+struct MediaLink {
+    events: mpsc::UnboundedReceiver<sfu::PeerEvent>,
+}
+
+/// Waits for the next SFU event of this socket's peer; never completes without media.
+async fn next_media_event(media: &mut Option<MediaLink>) -> Option<sfu::PeerEvent> {
+    match media {
+        Some(link) => link.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Ends this socket's media connection, if any.
+fn drop_media(hub: &Hub, room_id: RoomId, joined: Option<&Joined>, media: &mut Option<MediaLink>) {
+    if media.take().is_some() {
+        if let (Some(plane), Some(j)) = (hub.media_plane(), joined) {
+            plane.sfu.leave(room_of(room_id), peer_of(j.participant_id));
+        }
+    }
+}
+
 /// Serves one room socket until the client leaves, times out, is removed, or the node stops.
 pub async fn run_room<Si, St, E>(
     hub: Arc<Hub>,
@@ -243,6 +266,7 @@ pub async fn run_room<Si, St, E>(
     let config = hub.config();
     let mut conn = Conn::new(sink);
     let mut joined: Option<Joined> = None;
+    let mut media: Option<MediaLink> = None;
     // Before `join` (and after `leave`) the socket still watches the room for its removal.
     let mut watching = Some(hub.watch_room(session.room_id));
     let mut ticker = tokio::time::interval(config.ping_interval);
@@ -268,7 +292,7 @@ pub async fn run_room<Si, St, E>(
                             Ok(Incoming::Closed) => Err(Exit::Closed),
                             Ok(Incoming::Rejected | Incoming::Control) => Ok(()),
                             Ok(Incoming::Message(message)) => {
-                                handle_room_message(&hub, service.as_ref(), &session, &mut conn, &mut joined, message).await
+                                handle_room_message(&hub, service.as_ref(), &session, &mut conn, &mut joined, &mut media, message).await
                             }
                         }
                     }
@@ -284,6 +308,22 @@ pub async fn run_room<Si, St, E>(
                 // The registry keeps a room while anyone subscribes; if that ever broke,
                 // ending the socket beats spinning on a closed channel.
                 Err(broadcast::error::RecvError::Closed) => Err(Exit::Closed),
+            },
+            event = next_media_event(&mut media) => match event {
+                // The SFU dropped the peer (ICE failure) or is shutting down.
+                None => {
+                    media = None;
+                    Ok(())
+                }
+                Some(event) => {
+                    if matches!(event, sfu::PeerEvent::Closed { .. }) {
+                        media = None;
+                    }
+                    match to_client(event) {
+                        Some(message) => conn.send(&message).await.map_err(|Gone| Exit::Closed),
+                        None => Ok(()),
+                    }
+                }
             },
             _ = ticker.tick() => {
                 if last_seen.elapsed() >= config.idle_timeout {
@@ -307,6 +347,7 @@ pub async fn run_room<Si, St, E>(
         }
     };
     drop(watching);
+    drop_media(&hub, room_id, joined.as_ref(), &mut media);
 
     if let Some(j) = joined.take() {
         drop(j.rx);
@@ -361,6 +402,7 @@ async fn handle_room_message<Si>(
     session: &RoomSession,
     conn: &mut Conn<Si>,
     joined: &mut Option<Joined>,
+    media: &mut Option<MediaLink>,
     message: ClientMessage,
 ) -> Result<(), Exit>
 where
@@ -403,6 +445,10 @@ where
                         participant_id: id,
                         rx,
                     });
+                    let ice_servers = hub
+                        .media_plane()
+                        .map(|m| m.ice_servers.as_ref().clone())
+                        .unwrap_or_default();
                     conn.send(&ServerMessage::Joined {
                         request_id,
                         room_id,
@@ -410,12 +456,14 @@ where
                         role,
                         muted: false,
                         participants,
+                        ice_servers,
                     })
                     .await
                 }
             }
         }
         ClientMessage::Leave { .. } => {
+            drop_media(hub, room_id, joined.as_ref(), media);
             if let Some(j) = joined.take() {
                 drop(j.rx);
                 hub.leave(room_id, j.participant_id, LeaveReason::Left)
@@ -513,9 +561,85 @@ where
                 Err(err) => conn.fail(rid, err).await,
             }
         }
+        ClientMessage::Offer { sdp, .. } => {
+            start_media(hub, session, conn, joined.as_ref(), media, rid, sdp).await
+        }
+        ClientMessage::Answer { sdp, .. } => match (hub.media_plane(), me, media.is_some()) {
+            (None, ..) => conn.reject(rid, codes::MEDIA_UNAVAILABLE, "this server has no media plane").await,
+            (Some(_), _, false) | (Some(_), None, _) => {
+                conn.reject(rid, codes::MEDIA_OUT_OF_ORDER, "send `offer` first").await
+            }
+            (Some(plane), Some(id), true) => match plane.sfu.answer(room_of(room_id), peer_of(id), sdp).await {
+                Ok(()) => Ok(()),
+                Err(err @ sfu::SfuError::OutOfOrder(_)) => {
+                    conn.reject(rid, codes::MEDIA_OUT_OF_ORDER, err.to_string()).await
+                }
+                Err(err) => conn.reject(rid, codes::BAD_SDP, err.to_string()).await,
+            },
+        },
+        ClientMessage::IceCandidate { candidate, .. } => match (hub.media_plane(), me, media.is_some()) {
+            (Some(plane), Some(id), true) => {
+                let candidate = sfu::IceCandidate {
+                    candidate: candidate.candidate,
+                    sdp_mid: candidate.sdp_mid,
+                    sdp_mline_index: candidate.sdp_m_line_index,
+                    username_fragment: candidate.username_fragment,
+                    ..Default::default()
+                };
+                let _ = plane.sfu.add_candidate(room_of(room_id), peer_of(id), candidate);
+                Ok(())
+            }
+            // Candidates racing a restart or a failed offer are harmless: ignore them.
+            _ => Ok(()),
+        },
         ClientMessage::Ping { .. } => conn.send(&ServerMessage::Pong { request_id }).await,
     };
     sent.map_err(|Gone| Exit::Closed)
+}
+
+/// Joins the SFU with the client's offer and sends the answer. A participant already muted
+/// (by a moderator, before their media started) stays muted in the SFU too.
+async fn start_media<Si>(
+    hub: &Hub,
+    session: &RoomSession,
+    conn: &mut Conn<Si>,
+    joined: Option<&Joined>,
+    media: &mut Option<MediaLink>,
+    rid: Option<&str>,
+    sdp: String,
+) -> Result<(), Gone>
+where
+    Si: Sink<Frame> + Unpin,
+    Si::Error: Display,
+{
+    let Some(plane) = hub.media_plane() else {
+        return conn.reject(rid, codes::MEDIA_UNAVAILABLE, "this server has no media plane").await;
+    };
+    let Some(j) = joined else {
+        return conn.reject(rid, codes::NOT_JOINED, "send `join` first").await;
+    };
+    if media.is_some() {
+        return conn
+            .reject(rid, codes::MEDIA_OUT_OF_ORDER, "media is already running; answer the server's offers instead")
+            .await;
+    }
+    let (tx, events) = mpsc::unbounded_channel();
+    let room = room_of(session.room_id);
+    let peer = peer_of(j.participant_id);
+    match plane.sfu.join(room, peer, sdp, tx).await {
+        Ok(answer) => {
+            *media = Some(MediaLink { events });
+            if hub.participant(session.room_id, j.participant_id).is_some_and(|p| p.muted) {
+                plane.sfu.set_muted(room, peer, true);
+            }
+            conn.send(&ServerMessage::Answer {
+                request_id: rid.map(str::to_owned),
+                sdp: answer,
+            })
+            .await
+        }
+        Err(err) => conn.reject(rid, codes::BAD_SDP, err.to_string()).await,
+    }
 }
 
 async fn mute<Si>(

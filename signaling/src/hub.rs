@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::bus::{Bus, BusError, BusEvent, Envelope, RoomEvent};
-use crate::media::MediaControl;
+use crate::media::{Media, MediaControl};
 use crate::protocol::{
     LeaveReason, ParticipantId, ParticipantInfo, Role, RoomId, ServerMessage, UserId,
 };
@@ -40,7 +40,8 @@ impl HubConfig {
         Self {
             idle_timeout,
             ping_interval: idle_timeout / 3,
-            max_frame_bytes: 16 * 1024,
+            // SDP answers grow ~0.5 KiB per participant in the call.
+            max_frame_bytes: 64 * 1024,
             socket_buffer: 1024,
         }
     }
@@ -61,6 +62,8 @@ pub struct Hub {
     config: HubConfig,
     bus: Arc<dyn Bus>,
     media: Arc<dyn MediaControl>,
+    /// The SFU, when this node runs one; room sockets join it with SDP.
+    plane: Option<Media>,
     rooms: RoomRegistry,
     users: Mutex<HashMap<UserId, UserEntry>>,
     shutdown: watch::Sender<bool>,
@@ -90,9 +93,24 @@ impl Hub {
             config,
             bus,
             media,
+            plane: None,
             users: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
         })
+    }
+
+    /// A node whose room sockets carry media through `media`'s SFU.
+    pub fn with_media(node_tag: u32, config: HubConfig, bus: Arc<dyn Bus>, media: Media) -> Arc<Self> {
+        let mut hub = Self::new(node_tag, config, bus, Arc::new(media.clone()));
+        if let Some(h) = Arc::get_mut(&mut hub) {
+            h.plane = Some(media);
+        }
+        hub
+    }
+
+    /// The media plane, if this node has one.
+    pub fn media_plane(&self) -> Option<&Media> {
+        self.plane.as_ref()
     }
 
     /// Starts applying bus events. The task ends at [`Hub::shutdown`].

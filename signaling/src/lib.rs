@@ -20,4 +20,4 @@ pub mod service;
 
 pub use bus::{Bus, LocalBus};
 pub use hub::{Hub, HubConfig};
-pub use media::{MediaControl, NoMedia};
+pub use media::{Media, MediaControl, NoMedia};

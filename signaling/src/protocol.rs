@@ -94,6 +94,39 @@ pub struct ParticipantInfo {
     pub mute_locked: bool,
 }
 
+/// A STUN or TURN server, as `RTCConfiguration.iceServers` wants it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// `RTCIceCandidateInit`, as browsers serialize it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(default)]
+    pub sdp_mid: Option<String>,
+    #[serde(default, rename = "sdpMLineIndex")]
+    pub sdp_m_line_index: Option<u16>,
+    #[serde(default)]
+    pub username_fragment: Option<String>,
+}
+
+/// Why the server ended a participant's media connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaCloseReason {
+    /// ICE never connected.
+    ConnectTimeout,
+    /// ICE/DTLS failed or the client went silent.
+    Failed,
+}
+
 /// Why a participant left the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -162,6 +195,25 @@ pub enum ClientMessage {
         request_id: Option<String>,
         user_id: UserId,
     },
+    /// Start media: the client's SDP offer (one audio track). Answered with `answer`; the
+    /// server then sends `offer`s of its own as participants come and go.
+    Offer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        sdp: String,
+    },
+    /// The client's answer to the server's last `offer`.
+    Answer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        sdp: String,
+    },
+    /// A trickled ICE candidate (`RTCIceCandidate.toJSON()`).
+    IceCandidate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        candidate: IceCandidate,
+    },
     /// Application-level keep-alive for clients that can't see WebSocket pings.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,6 +232,9 @@ impl ClientMessage {
             | ClientMessage::Unmute { request_id }
             | ClientMessage::RequestUnmute { request_id, .. }
             | ClientMessage::Remove { request_id, .. }
+            | ClientMessage::Offer { request_id, .. }
+            | ClientMessage::Answer { request_id, .. }
+            | ClientMessage::IceCandidate { request_id, .. }
             | ClientMessage::Ping { request_id } => request_id.as_deref(),
         }
     }
@@ -199,6 +254,40 @@ pub enum ServerMessage {
         muted: bool,
         /// Everyone in the call now, you included.
         participants: Vec<ParticipantInfo>,
+        /// STUN/TURN servers for the client's `RTCPeerConnection` (empty: host candidates
+        /// only, e.g. on a LAN).
+        #[serde(default)]
+        ice_servers: Vec<IceServer>,
+    },
+    /// The server's answer to the client's `offer`.
+    Answer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        sdp: String,
+    },
+    /// A server offer: participants' tracks came or went. Reply with `answer`.
+    Offer {
+        sdp: String,
+    },
+    /// The participant's audio is flowing; its remote stream id is `p<participant_id>`.
+    TrackPublished {
+        participant_id: ParticipantId,
+    },
+    /// The participant's audio is gone (left, removed, media failed).
+    TrackUnpublished {
+        participant_id: ParticipantId,
+    },
+    Speaking {
+        participant_id: ParticipantId,
+        speaking: bool,
+    },
+    /// The loudest current speaker changed.
+    ActiveSpeaker {
+        participant_id: ParticipantId,
+    },
+    /// Your media connection ended (ICE failed or timed out); send a new `offer` to restart.
+    MediaClosed {
+        reason: MediaCloseReason,
     },
     ParticipantJoined {
         participant: ParticipantInfo,
@@ -306,6 +395,12 @@ pub mod codes {
     pub const WRONG_SOCKET: &str = "wrong_socket";
     pub const LAGGED: &str = "lagged";
     pub const INTERNAL: &str = "internal_error";
+    /// The server runs without a media plane.
+    pub const MEDIA_UNAVAILABLE: &str = "media_unavailable";
+    /// An SDP offer/answer or ICE candidate the media plane can't use.
+    pub const BAD_SDP: &str = "bad_sdp";
+    /// `answer` with no server offer out, or a second `offer` while media runs.
+    pub const MEDIA_OUT_OF_ORDER: &str = "media_out_of_order";
 }
 
 /// Parses one text frame, telling malformed JSON, unknown types and bad fields apart.
@@ -330,6 +425,9 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, (&'static str, 
         "unmute",
         "request_unmute",
         "remove",
+        "offer",
+        "answer",
+        "ice_candidate",
         "ping",
     ];
     if !KNOWN.contains(&kind) {

@@ -87,6 +87,7 @@ test('three browsers hear each other through the SFU', { timeout: 90_000 }, asyn
     if (Date.now() > deadline) assert.fail(`not everyone heard everyone: ${JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, 1000));
   }
+  console.log(JSON.stringify(last));
   for (const { me, inbound } of last) {
     assert.ok(me, 'joined with a participant id');
     assert.ok(!inbound.some((s) => s.streamId === `p${me}` && s.packets > 0), 'nobody hears themselves');

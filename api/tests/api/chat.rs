@@ -263,7 +263,7 @@ async fn bad_frames_get_errors_without_disturbing_anyone_and_abuse_closes_the_so
     assert_eq!(a.recv().await["code"], "unknown_type");
     a.send(json!({"type": "chat"})).await;
     assert_eq!(a.recv().await["code"], "invalid_message");
-    a.send_text(json!({"type": "chat", "text": "z".repeat(20_000)}).to_string())
+    a.send_text(json!({"type": "chat", "text": "z".repeat(70_000)}).to_string())
         .await;
     assert_eq!(a.recv().await["code"], "frame_too_large");
     b.expect_silence(200).await;
