@@ -91,7 +91,9 @@ async fn start_media(settings: &Settings) -> Result<Media, StartError> {
         shards: settings.media.shards,
         ..SfuConfig::default()
     };
-    let sfu = Sfu::start(config).await.map_err(|e| StartError::Media(e.to_string()))?;
+    let sfu = Sfu::start(config)
+        .await
+        .map_err(|e| StartError::Media(e.to_string()))?;
     let ice = &settings.ice;
     let mut ice_servers = Vec::new();
     if !ice.stun_urls.is_empty() {
@@ -105,7 +107,10 @@ async fn start_media(settings: &Settings) -> Result<Media, StartError> {
         ice_servers.push(IceServer {
             urls: ice.turn_urls.clone(),
             username: ice.turn_username.clone(),
-            credential: ice.turn_password.as_ref().map(|p| secrecy::ExposeSecret::expose_secret(p).to_owned()),
+            credential: ice
+                .turn_password
+                .as_ref()
+                .map(|p| secrecy::ExposeSecret::expose_secret(p).to_owned()),
         });
     }
     Ok(Media {

@@ -5,10 +5,16 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+/// `info`, except the WebRTC stack's per-packet chatter (e.g. DTLS extensions Chrome offers
+/// that `rtc` doesn't speak, SRTP writes racing the handshake): only its errors.
+pub const DEFAULT_FILTER: &str =
+    "info,rtc=error,rtc_dtls=error,rtc_ice=error,rtc_srtp=error,rtc_interceptor=error";
+
 /// Installs the JSON log subscriber. `RUST_LOG` filters (default `info`); `LOG_FORMAT=pretty`
 /// gives human-readable lines for local work.
 pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let pretty = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "pretty");
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.

@@ -3,7 +3,9 @@
 //! - [`rtc_client`]: a WebRTC audio client on the sans-I/O `rtc` core with its own UDP socket:
 //!   offers one Opus track, answers server offers, publishes a tone, counts what it receives
 //!   per remote participant.
+//! - [`call_client`]: a participant as a browser is one: room WebSocket + `RtcClient`.
 //! - [`tone`]: an Opus-encoded test tone, 20 ms per packet.
 
+pub mod call_client;
 pub mod rtc_client;
 pub mod tone;

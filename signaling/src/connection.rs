@@ -15,11 +15,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::bus::RoomEvent;
 use crate::hub::{participant_info, Hub};
+use crate::media::{peer_of, room_of, to_client};
 use crate::protocol::{
     codes, parse_client_message, ClientMessage, LeaveReason, ParticipantId, RoomId, ServerMessage,
     UserId,
 };
-use crate::media::{peer_of, room_of, to_client};
 use crate::room::Outbound;
 use crate::service::{RoomOp, RoomService, ServiceError};
 
@@ -565,33 +565,48 @@ where
             start_media(hub, session, conn, joined.as_ref(), media, rid, sdp).await
         }
         ClientMessage::Answer { sdp, .. } => match (hub.media_plane(), me, media.is_some()) {
-            (None, ..) => conn.reject(rid, codes::MEDIA_UNAVAILABLE, "this server has no media plane").await,
+            (None, ..) => {
+                conn.reject(
+                    rid,
+                    codes::MEDIA_UNAVAILABLE,
+                    "this server has no media plane",
+                )
+                .await
+            }
             (Some(_), _, false) | (Some(_), None, _) => {
-                conn.reject(rid, codes::MEDIA_OUT_OF_ORDER, "send `offer` first").await
+                conn.reject(rid, codes::MEDIA_OUT_OF_ORDER, "send `offer` first")
+                    .await
             }
-            (Some(plane), Some(id), true) => match plane.sfu.answer(room_of(room_id), peer_of(id), sdp).await {
-                Ok(()) => Ok(()),
-                Err(err @ sfu::SfuError::OutOfOrder(_)) => {
-                    conn.reject(rid, codes::MEDIA_OUT_OF_ORDER, err.to_string()).await
-                }
-                Err(err) => conn.reject(rid, codes::BAD_SDP, err.to_string()).await,
-            },
-        },
-        ClientMessage::IceCandidate { candidate, .. } => match (hub.media_plane(), me, media.is_some()) {
             (Some(plane), Some(id), true) => {
-                let candidate = sfu::IceCandidate {
-                    candidate: candidate.candidate,
-                    sdp_mid: candidate.sdp_mid,
-                    sdp_mline_index: candidate.sdp_m_line_index,
-                    username_fragment: candidate.username_fragment,
-                    ..Default::default()
-                };
-                let _ = plane.sfu.add_candidate(room_of(room_id), peer_of(id), candidate);
-                Ok(())
+                match plane.sfu.answer(room_of(room_id), peer_of(id), sdp).await {
+                    Ok(()) => Ok(()),
+                    Err(err @ sfu::SfuError::OutOfOrder(_)) => {
+                        conn.reject(rid, codes::MEDIA_OUT_OF_ORDER, err.to_string())
+                            .await
+                    }
+                    Err(err) => conn.reject(rid, codes::BAD_SDP, err.to_string()).await,
+                }
             }
-            // Candidates racing a restart or a failed offer are harmless: ignore them.
-            _ => Ok(()),
         },
+        ClientMessage::IceCandidate { candidate, .. } => {
+            match (hub.media_plane(), me, media.is_some()) {
+                (Some(plane), Some(id), true) => {
+                    let candidate = sfu::IceCandidate {
+                        candidate: candidate.candidate,
+                        sdp_mid: candidate.sdp_mid,
+                        sdp_mline_index: candidate.sdp_m_line_index,
+                        username_fragment: candidate.username_fragment,
+                        ..Default::default()
+                    };
+                    let _ = plane
+                        .sfu
+                        .add_candidate(room_of(room_id), peer_of(id), candidate);
+                    Ok(())
+                }
+                // Candidates racing a restart or a failed offer are harmless: ignore them.
+                _ => Ok(()),
+            }
+        }
         ClientMessage::Ping { .. } => conn.send(&ServerMessage::Pong { request_id }).await,
     };
     sent.map_err(|Gone| Exit::Closed)
@@ -613,14 +628,26 @@ where
     Si::Error: Display,
 {
     let Some(plane) = hub.media_plane() else {
-        return conn.reject(rid, codes::MEDIA_UNAVAILABLE, "this server has no media plane").await;
+        return conn
+            .reject(
+                rid,
+                codes::MEDIA_UNAVAILABLE,
+                "this server has no media plane",
+            )
+            .await;
     };
     let Some(j) = joined else {
-        return conn.reject(rid, codes::NOT_JOINED, "send `join` first").await;
+        return conn
+            .reject(rid, codes::NOT_JOINED, "send `join` first")
+            .await;
     };
     if media.is_some() {
         return conn
-            .reject(rid, codes::MEDIA_OUT_OF_ORDER, "media is already running; answer the server's offers instead")
+            .reject(
+                rid,
+                codes::MEDIA_OUT_OF_ORDER,
+                "media is already running; answer the server's offers instead",
+            )
             .await;
     }
     let (tx, events) = mpsc::unbounded_channel();
@@ -629,7 +656,10 @@ where
     match plane.sfu.join(room, peer, sdp, tx).await {
         Ok(answer) => {
             *media = Some(MediaLink { events });
-            if hub.participant(session.room_id, j.participant_id).is_some_and(|p| p.muted) {
+            if hub
+                .participant(session.room_id, j.participant_id)
+                .is_some_and(|p| p.muted)
+            {
                 plane.sfu.set_muted(room, peer, true);
             }
             conn.send(&ServerMessage::Answer {

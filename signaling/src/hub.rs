@@ -100,7 +100,12 @@ impl Hub {
     }
 
     /// A node whose room sockets carry media through `media`'s SFU.
-    pub fn with_media(node_tag: u32, config: HubConfig, bus: Arc<dyn Bus>, media: Media) -> Arc<Self> {
+    pub fn with_media(
+        node_tag: u32,
+        config: HubConfig,
+        bus: Arc<dyn Bus>,
+        media: Media,
+    ) -> Arc<Self> {
         let mut hub = Self::new(node_tag, config, bus, Arc::new(media.clone()));
         if let Some(h) = Arc::get_mut(&mut hub) {
             h.plane = Some(media);

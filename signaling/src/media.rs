@@ -41,7 +41,8 @@ pub fn room_of(room: RoomId) -> sfu::RoomId {
 
 impl MediaControl for Media {
     fn set_muted(&self, room: RoomId, participant: ParticipantId, muted: bool) {
-        self.sfu.set_muted(room_of(room), peer_of(participant), muted);
+        self.sfu
+            .set_muted(room_of(room), peer_of(participant), muted);
     }
 
     fn remove_participant(&self, room: RoomId, participant: ParticipantId) {

@@ -101,9 +101,20 @@ pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
     app
 }
 
+/// Logs go through the test harness's capture (shown only for failing tests); `RUST_LOG`
+/// picks the level.
+fn init_test_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(api::telemetry::DEFAULT_FILTER));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 /// Spawns a server from exactly `env` (e.g. a second node sharing the first one's database).
 pub async fn spawn_from(env: Env) -> TestApp {
-    api::telemetry::init_logging();
+    init_test_logging();
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("valid test settings");
     let data_dir = settings.data_dir.clone();
     let server = Server::build(settings).await.expect("server builds");

@@ -7,6 +7,7 @@ mod chat;
 mod dm;
 mod hardening;
 mod helpers;
+mod media;
 mod moderation;
 mod observability;
 mod ratelimit;

@@ -1,0 +1,273 @@
+//! Calls through the real server: room WebSocket signaling plus real WebRTC clients (ICE,
+//! DTLS, SRTP, Opus) talking to the SFU on loopback.
+
+use std::time::Duration;
+
+use bench::call_client::CallClient;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_with, TestApp};
+
+/// A room owned by the first user, with the others as members; returns their tokens.
+async fn room_with(app: &TestApp, names: &[&str]) -> (i64, Vec<String>) {
+    let mut tokens = Vec::new();
+    for name in names {
+        tokens.push(app.register(name).await);
+    }
+    let room = app.create_room(&tokens[0], "Call").await;
+    for name in &names[1..] {
+        app.add_member(&tokens[0], room, name, "member").await;
+    }
+    (room, tokens)
+}
+
+async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..150 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn is(kind: &'static str, participant: u64) -> impl Fn(&Value) -> bool {
+    move |m| m["type"] == kind && m["participant_id"].as_u64() == Some(participant)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_hear_each_other_through_the_server() {
+    let app = spawn_with(&[("STUN_SERVERS", "stun:stun.example.org:3478")]).await;
+    let (room, tokens) = room_with(&app, &["alice", "bob", "carol"]).await;
+    let mut calls = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        calls.push(
+            CallClient::join(&app.base, room, token, 300.0 + 100.0 * i as f32)
+                .await
+                .expect("join"),
+        );
+    }
+    wait_until("everyone hears everyone", || {
+        calls.iter().all(|me| {
+            calls
+                .iter()
+                .filter(|o| o.participant_id != me.participant_id)
+                .all(|o| me.packets_from(o) >= 50)
+        })
+    })
+    .await;
+    for me in &calls {
+        assert_eq!(
+            me.stats().packets_from(&me.stream_id()),
+            0,
+            "nobody hears themselves"
+        );
+        let joined = me
+            .messages()
+            .into_iter()
+            .find(|m| m["type"] == "joined")
+            .expect("joined");
+        assert_eq!(
+            joined["ice_servers"],
+            json!([{"urls": ["stun:stun.example.org:3478"]}])
+        );
+        for other in calls
+            .iter()
+            .filter(|o| o.participant_id != me.participant_id)
+        {
+            assert!(
+                me.saw(is("track_published", other.participant_id)),
+                "told that {} publishes",
+                other.participant_id
+            );
+            assert_eq!(
+                me.stats().streams[&other.stream_id()].missing,
+                0,
+                "no loss on loopback"
+            );
+        }
+    }
+    // The media plane reports itself in the metrics.
+    let metrics = app
+        .get("/metrics", None)
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("sfu_packets_in_total")
+            && metrics.contains("sfu_forward_duration_seconds")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_mute_stops_forwarding_until_the_participant_unmutes() {
+    let app = spawn_with(&[]).await;
+    let (room, tokens) = room_with(&app, &["alice", "bob"]).await;
+    let alice = CallClient::join(&app.base, room, &tokens[0], 440.0)
+        .await
+        .expect("alice");
+    let bob = CallClient::join(&app.base, room, &tokens[1], 550.0)
+        .await
+        .expect("bob");
+    wait_until("alice hears bob", || alice.packets_from(&bob) >= 25).await;
+
+    alice
+        .send(json!({"type": "mute", "participant_id": bob.participant_id}))
+        .expect("send");
+    wait_until("bob learns he is muted", || {
+        bob.saw(|m| m["type"] == "mute_changed" && m["muted"] == true)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_mute = alice.packets_from(&bob);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        alice.packets_from(&bob),
+        at_mute,
+        "the server forwards nothing of a muted participant"
+    );
+    assert!(
+        bob.stats().sent_packets > at_mute + 40,
+        "even though bob's client keeps sending"
+    );
+
+    // Bob can't lift a moderator's mute himself...
+    bob.send(json!({"type": "unmute", "request_id": "u1"}))
+        .expect("send");
+    wait_until("bob's unmute is refused", || {
+        bob.saw(|m| m["type"] == "error" && m["code"] == "mute_locked")
+    })
+    .await;
+    // ...until the moderator asks him to.
+    alice
+        .send(json!({"type": "request_unmute", "participant_id": bob.participant_id}))
+        .expect("send");
+    wait_until("bob is asked to unmute", || {
+        bob.saw(|m| m["type"] == "unmute_requested")
+    })
+    .await;
+    bob.send(json!({"type": "unmute"})).expect("send");
+    wait_until("alice hears bob again", || {
+        alice.packets_from(&bob) >= at_mute + 25
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_removes_the_track_and_renegotiates_the_others() {
+    let app = spawn_with(&[]).await;
+    let (room, tokens) = room_with(&app, &["alice", "bob", "carol"]).await;
+    let alice = CallClient::join(&app.base, room, &tokens[0], 440.0)
+        .await
+        .expect("alice");
+    let bob = CallClient::join(&app.base, room, &tokens[1], 550.0)
+        .await
+        .expect("bob");
+    let carol = CallClient::join(&app.base, room, &tokens[2], 660.0)
+        .await
+        .expect("carol");
+    wait_until("audio flows", || {
+        alice.packets_from(&bob) >= 25 && alice.packets_from(&carol) >= 25
+    })
+    .await;
+    let offers_before = alice
+        .messages()
+        .iter()
+        .filter(|m| m["type"] == "offer")
+        .count();
+
+    bob.leave();
+    wait_until("alice is told bob left", || {
+        alice.saw(is("participant_left", bob.participant_id))
+            && alice.saw(is("track_unpublished", bob.participant_id))
+    })
+    .await;
+    wait_until("alice gets a new offer", || {
+        alice
+            .messages()
+            .iter()
+            .filter(|m| m["type"] == "offer")
+            .count()
+            > offers_before
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let from_bob = alice.packets_from(&bob);
+    let from_carol = alice.packets_from(&carol);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(alice.packets_from(&bob), from_bob, "bob's audio is gone");
+    assert!(
+        alice.packets_from(&carol) >= from_carol + 25,
+        "carol's goes on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_vanishes_is_cleaned_up_after_the_idle_timeout() {
+    let app = spawn_with(&[("WS_IDLE_TIMEOUT_SECS", "2")]).await;
+    let (room, tokens) = room_with(&app, &["alice", "bob"]).await;
+    let alice = CallClient::join(&app.base, room, &tokens[0], 440.0)
+        .await
+        .expect("alice");
+    let bob = CallClient::join(&app.base, room, &tokens[1], 550.0)
+        .await
+        .expect("bob");
+    wait_until("alice hears bob", || alice.packets_from(&bob) >= 25).await;
+    bob.vanish();
+    wait_until("alice is told bob timed out and his track is gone", || {
+        alice.saw(|m| {
+            m["type"] == "participant_left"
+                && m["participant_id"].as_u64() == Some(bob.participant_id)
+                && m["reason"] == "timeout"
+        }) && alice.saw(is("track_unpublished", bob.participant_id))
+    })
+    .await;
+    let (_, presence) = crate::helpers::json_of(
+        app.get(&format!("/api/v1/rooms/{room}/presence"), Some(&tokens[0]))
+            .await,
+    )
+    .await;
+    assert!(presence.to_string().contains("bob"), "{presence}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_media_messages_get_errors_and_the_call_goes_on() {
+    let app = spawn_with(&[]).await;
+    let (room, tokens) = room_with(&app, &["alice", "bob", "mallory"]).await;
+    let alice = CallClient::join(&app.base, room, &tokens[0], 440.0)
+        .await
+        .expect("alice");
+    let bob = CallClient::join(&app.base, room, &tokens[1], 550.0)
+        .await
+        .expect("bob");
+
+    let mut ws = app.room_ws(&tokens[2], room).await;
+    ws.send(json!({"type": "offer", "sdp": "v=0", "request_id": "early"}))
+        .await;
+    let err = ws.recv_type("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["request_id"].as_str()),
+        (Some("not_joined"), Some("early"))
+    );
+    ws.join().await;
+    ws.send(json!({"type": "answer", "sdp": "v=0", "request_id": "a1"}))
+        .await;
+    assert_eq!(ws.recv_type("error").await["code"], "media_out_of_order");
+    ws.send(json!({"type": "offer", "sdp": "not sdp at all", "request_id": "o1"}))
+        .await;
+    assert_eq!(ws.recv_type("error").await["code"], "bad_sdp");
+    ws.send(json!({"type": "offer"})).await;
+    assert_eq!(ws.recv_type("error").await["code"], "invalid_message");
+    ws.send(json!({"type": "ice_candidate", "candidate": {"candidate": "garbage"}}))
+        .await;
+    ws.send(json!({"type": "ping", "request_id": "still-there"}))
+        .await;
+    assert_eq!(ws.recv_type("pong").await["request_id"], "still-there");
+
+    let before = alice.packets_from(&bob);
+    wait_until("alice and bob still hear each other", || {
+        alice.packets_from(&bob) >= before + 25 && bob.packets_from(&alice) >= 25
+    })
+    .await;
+}

@@ -1,0 +1,194 @@
+//! A participant as a browser is one: the room WebSocket (join, offer/answer, events) plus
+//! an [`RtcClient`] for the audio.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::rtc_client::{ClientStats, RtcClient};
+
+/// A participant in a call.
+pub struct CallClient {
+    pub participant_id: u64,
+    pub rtc: RtcClient,
+    outgoing: mpsc::UnboundedSender<Message>,
+    log: Arc<Mutex<Vec<Value>>>,
+    /// From opening the socket to starting the WebRTC client (join round trip).
+    rtc_started_after: Duration,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl CallClient {
+    /// Opens the room socket, joins the call, starts media publishing a `tone_hz` tone, and
+    /// keeps answering the server's offers in the background.
+    ///
+    /// # Errors
+    /// When the socket, the join or the SDP exchange fails.
+    pub async fn join(base_url: &str, room_id: i64, token: &str, tone_hz: f32) -> Result<Self> {
+        let started = Instant::now();
+        let ws_url = format!(
+            "{}/api/v1/rooms/{room_id}/ws?token={token}",
+            base_url.replacen("http", "ws", 1)
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .context("room socket")?;
+        let (mut sink, mut stream) = socket.split();
+        let (outgoing, mut queue) = mpsc::unbounded_channel::<Message>();
+        tokio::spawn(async move {
+            while let Some(msg) = queue.recv().await {
+                let close = matches!(msg, Message::Close(_));
+                if sink.send(msg).await.is_err() || close {
+                    break;
+                }
+            }
+        });
+        let send = |v: Value| {
+            outgoing
+                .send(Message::text(v.to_string()))
+                .map_err(|_| anyhow!("socket closed"))
+        };
+        let log = Arc::new(Mutex::new(Vec::new()));
+
+        send(json!({"type": "join"}))?;
+        let joined = next_of(&mut stream, "joined", &log).await?;
+        let participant_id = joined["participant_id"]
+            .as_u64()
+            .context("participant id")?;
+        let rtc_started_after = started.elapsed();
+        let (rtc, offer) = RtcClient::start(tone_hz).await?;
+        send(json!({"type": "offer", "sdp": offer}))?;
+        let answer = next_of(&mut stream, "answer", &log).await?;
+        rtc.set_answer(answer["sdp"].as_str().context("answer sdp")?.to_owned())
+            .await?;
+
+        let reader_rtc = rtc.clone_handle();
+        let reader_out = outgoing.clone();
+        let reader_log = log.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(frame)) = stream.next().await {
+                let Message::Text(text) = frame else {
+                    continue;
+                };
+                let Ok(msg) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                if msg["type"] == "offer" {
+                    if let Some(sdp) = msg["sdp"].as_str() {
+                        match reader_rtc.handle_offer(sdp.to_owned()).await {
+                            Ok(answer) => {
+                                let _ = reader_out.send(Message::text(
+                                    json!({"type": "answer", "sdp": answer}).to_string(),
+                                ));
+                            }
+                            Err(err) => {
+                                tracing::warn!(error = %err, "could not answer a server offer")
+                            }
+                        }
+                    }
+                }
+                if let Ok(mut log) = reader_log.lock() {
+                    log.push(msg);
+                }
+            }
+        });
+        Ok(Self {
+            participant_id,
+            rtc,
+            outgoing,
+            log,
+            rtc_started_after,
+            reader,
+        })
+    }
+
+    /// The stream id the SFU gives this participant's audio in other clients.
+    pub fn stream_id(&self) -> String {
+        format!("p{}", self.participant_id)
+    }
+
+    /// Packets received from `other`.
+    pub fn packets_from(&self, other: &CallClient) -> u64 {
+        self.rtc.stats().packets_from(&other.stream_id())
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        self.rtc.stats()
+    }
+
+    /// Time from opening the socket (before `join`) to a connected media path.
+    pub fn join_time(&self) -> Option<Duration> {
+        self.stats()
+            .connected_after
+            .map(|rtc| rtc + self.rtc_started_after)
+    }
+
+    /// Sends a message on the room socket (e.g. `{"type": "mute", ...}`).
+    ///
+    /// # Errors
+    /// When the socket is closed.
+    pub fn send(&self, message: Value) -> Result<()> {
+        self.outgoing
+            .send(Message::text(message.to_string()))
+            .map_err(|_| anyhow!("socket closed"))
+    }
+
+    /// Whether any server message so far matched `wanted`.
+    pub fn saw(&self, wanted: impl Fn(&Value) -> bool) -> bool {
+        self.log
+            .lock()
+            .map(|l| l.iter().any(wanted))
+            .unwrap_or(false)
+    }
+
+    pub fn messages(&self) -> Vec<Value> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Leaves the call and closes the socket and the media connection politely.
+    pub fn leave(&self) {
+        let _ = self.send(json!({"type": "leave"}));
+        let _ = self.outgoing.send(Message::Close(None));
+        self.rtc.stop();
+    }
+
+    /// Disappears without a goodbye, like a frozen tab or a laptop that lost its network:
+    /// media goes silent and the socket stays open but is no longer read, so not even pings
+    /// are answered. Only the server's timeouts can notice.
+    pub fn vanish(&self) {
+        self.rtc.vanish();
+        self.reader.abort();
+    }
+}
+
+async fn next_of<S>(stream: &mut S, kind: &str, log: &Arc<Mutex<Vec<Value>>>) -> Result<Value>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| anyhow!("no `{kind}` within 10 s"))?;
+        let Some(frame) = frame else {
+            bail!("socket closed while waiting for `{kind}`");
+        };
+        if let Message::Text(text) = frame? {
+            let msg: Value = serde_json::from_str(&text)?;
+            if let Ok(mut l) = log.lock() {
+                l.push(msg.clone());
+            }
+            if msg["type"] == kind {
+                return Ok(msg);
+            }
+            if msg["type"] == "error" {
+                bail!("server error while waiting for `{kind}`: {msg}");
+            }
+        }
+    }
+}
