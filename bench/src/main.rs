@@ -1,5 +1,7 @@
 //! `webcall-bench`: load generators for a running WebCall server.
 //!
+//! `load` fills rooms with WebRTC participants publishing Opus (see `load.rs`).
+//!
 //! `chat-fanout` registers users, puts them in one room, opens one room WebSocket per user,
 //! has one of them send chat messages and measures, for every (message, client) pair, the
 //! time from the send to the moment that client reads it.
@@ -27,7 +29,11 @@ struct Cli {
 enum Command {
     /// Chat fan-out latency: one sender, N room WebSockets receiving.
     ChatFanout(FanoutArgs),
+    /// Calls: R rooms x P WebRTC participants publishing Opus; loss, join time, server CPU.
+    Load(load::LoadArgs),
 }
+
+mod load;
 
 #[derive(Parser)]
 struct FanoutArgs {
@@ -58,6 +64,7 @@ struct FanoutArgs {
 async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::ChatFanout(args) => chat_fanout(args).await,
+        Command::Load(args) => load::run(args).await,
     }
 }
 

@@ -1,0 +1,161 @@
+//! `load`: rooms full of WebRTC participants publishing Opus through the server, and what
+//! each subscriber received (packets, loss, join time), plus the server's CPU if its pid is
+//! given.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bench::call_client::CallClient;
+use serde_json::json;
+
+use super::{ms, percentile, post};
+
+#[derive(clap::Parser)]
+pub struct LoadArgs {
+    /// The server, e.g. http://127.0.0.1:8080.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, default_value_t = 2)]
+    rooms: usize,
+    /// Participants per room; each publishes a tone and receives everyone else.
+    #[arg(long, default_value_t = 5)]
+    participants: usize,
+    /// How long audio flows once everyone has joined.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// The server's registration secret.
+    #[arg(long, env = "REGISTRATION_SECRET")]
+    registration_secret: String,
+    /// The server's process id, to report its CPU use over the run (Linux /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
+}
+
+pub async fn run(args: LoadArgs) -> Result<()> {
+    if args.rooms == 0 || args.participants < 2 || args.seconds == 0 {
+        bail!("--rooms >= 1, --participants >= 2 and --seconds >= 1");
+    }
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let base = args.url.trim_end_matches('/').to_owned();
+    let api = format!("{base}/api/v1");
+    let run = std::process::id();
+
+    let mut rooms = Vec::new();
+    for r in 0..args.rooms {
+        let mut tokens = Vec::new();
+        for p in 0..args.participants {
+            let body = post(
+                &http,
+                format!("{api}/auth/register"),
+                None,
+                json!({"username": format!("l{run}_{r}_{p}"), "password": "bench password 1", "registration_secret": args.registration_secret}),
+            )
+            .await?;
+            tokens.push(body["token"].as_str().context("token")?.to_owned());
+        }
+        let room = post(&http, format!("{api}/rooms"), Some(&tokens[0]), json!({"name": format!("load {r}")})).await?;
+        let room_id = room["id"].as_i64().context("room id")?;
+        for p in 1..args.participants {
+            post(&http, format!("{api}/rooms/{room_id}/members"), Some(&tokens[0]), json!({"username": format!("l{run}_{r}_{p}")})).await?;
+        }
+        rooms.push((room_id, tokens));
+    }
+
+    // Everyone joins at once, as at the start of a meeting.
+    let mut joins = Vec::new();
+    for (room_id, tokens) in &rooms {
+        for (p, token) in tokens.iter().enumerate() {
+            let (base, token, room_id) = (base.clone(), token.clone(), *room_id);
+            joins.push(tokio::spawn(async move {
+                CallClient::join(&base, room_id, &token, 220.0 + 55.0 * p as f32).await.map(|c| (room_id, c))
+            }));
+        }
+    }
+    let mut clients = Vec::new();
+    for join in joins {
+        clients.push(join.await??);
+    }
+    // Wait until every media path is up, then measure a clean window.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while clients.iter().any(|(_, c)| c.join_time().is_none()) {
+        if Instant::now() > deadline {
+            bail!("not every participant connected within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu_before = args.server_pid.and_then(cpu_seconds);
+    let before: Vec<_> = clients.iter().map(|(_, c)| c.stats()).collect();
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let elapsed = window.elapsed().as_secs_f64();
+    let cpu_after = args.server_pid.and_then(cpu_seconds);
+    let after: Vec<_> = clients.iter().map(|(_, c)| c.stats()).collect();
+
+    // Per (subscriber, publisher) stream: packets and sequence gaps within the window.
+    let mut streams = 0u64;
+    let mut received = 0u64;
+    let mut missing = 0u64;
+    let mut min_rate = f64::MAX;
+    for (i, (room, me)) in clients.iter().enumerate() {
+        for (_, other) in clients.iter().filter(|(r, o)| r == room && o.participant_id != me.participant_id) {
+            let id = other.stream_id();
+            let got = after[i].streams.get(&id).map_or(0, |s| s.packets) - before[i].streams.get(&id).map_or(0, |s| s.packets);
+            let gaps = after[i].streams.get(&id).map_or(0, |s| s.missing) - before[i].streams.get(&id).map_or(0, |s| s.missing);
+            streams += 1;
+            received += got;
+            missing += gaps;
+            min_rate = min_rate.min(got as f64 / elapsed);
+        }
+    }
+    let mut join_times: Vec<Duration> = clients.iter().filter_map(|(_, c)| c.join_time()).collect();
+    join_times.sort();
+    let loss = if received + missing == 0 { 1.0 } else { missing as f64 / (received + missing) as f64 };
+    let cpu = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) => Some((b - a) / elapsed * 100.0),
+        _ => None,
+    };
+    let report = json!({
+        "rooms": args.rooms,
+        "participants_per_room": args.participants,
+        "window_seconds": (elapsed * 10.0).round() / 10.0,
+        "subscriber_streams": streams,
+        "packets_received": received,
+        "packets_missing": missing,
+        "loss_ratio": loss,
+        "min_packets_per_second_per_stream": (min_rate * 10.0).round() / 10.0,
+        "join_ms": {"p50": ms(percentile(&join_times, 50.0)), "p95": ms(percentile(&join_times, 95.0)), "max": ms(join_times.last().copied().unwrap_or_default())},
+        "server_cpu_percent_of_one_core": cpu.map(|c| (c * 10.0).round() / 10.0),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("rooms x participants:   {} x {}", args.rooms, args.participants);
+        println!("window:                 {elapsed:.1} s, {streams} subscriber streams");
+        println!("packets received:       {received} ({missing} missing, loss {:.4}%)", loss * 100.0);
+        println!("slowest stream:         {min_rate:.1} packets/s (50 expected)");
+        println!("join (socket -> media): p50 {} ms, p95 {} ms, max {} ms", report["join_ms"]["p50"], report["join_ms"]["p95"], report["join_ms"]["max"]);
+        match cpu {
+            Some(c) => println!("server CPU:             {c:.1}% of one core"),
+            None => println!("server CPU:             (pass --server-pid to measure)"),
+        }
+    }
+    for (_, c) in &clients {
+        c.leave();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
