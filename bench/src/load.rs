@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{bail, Context, Result};
 use bench::call_client::CallClient;
 use serde_json::json;
 
@@ -66,10 +66,22 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             .await?;
             tokens.push(body["token"].as_str().context("token")?.to_owned());
         }
-        let room = post(&http, format!("{api}/rooms"), Some(&tokens[0]), json!({"name": format!("load {r}")})).await?;
+        let room = post(
+            &http,
+            format!("{api}/rooms"),
+            Some(&tokens[0]),
+            json!({"name": format!("load {r}")}),
+        )
+        .await?;
         let room_id = room["id"].as_i64().context("room id")?;
         for p in 1..args.participants {
-            post(&http, format!("{api}/rooms/{room_id}/members"), Some(&tokens[0]), json!({"username": format!("l{run}_{r}_{p}")})).await?;
+            post(
+                &http,
+                format!("{api}/rooms/{room_id}/members"),
+                Some(&tokens[0]),
+                json!({"username": format!("l{run}_{r}_{p}")}),
+            )
+            .await?;
         }
         rooms.push((room_id, tokens));
     }
@@ -80,7 +92,9 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         for (p, token) in tokens.iter().enumerate() {
             let (base, token, room_id) = (base.clone(), token.clone(), *room_id);
             joins.push(tokio::spawn(async move {
-                CallClient::join(&base, room_id, &token, 220.0 + 55.0 * p as f32).await.map(|c| (room_id, c))
+                CallClient::join(&base, room_id, &token, 220.0 + 55.0 * p as f32)
+                    .await
+                    .map(|c| (room_id, c))
             }));
         }
     }
@@ -111,10 +125,15 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let mut missing = 0u64;
     let mut min_rate = f64::MAX;
     for (i, (room, me)) in clients.iter().enumerate() {
-        for (_, other) in clients.iter().filter(|(r, o)| r == room && o.participant_id != me.participant_id) {
+        for (_, other) in clients
+            .iter()
+            .filter(|(r, o)| r == room && o.participant_id != me.participant_id)
+        {
             let id = other.stream_id();
-            let got = after[i].streams.get(&id).map_or(0, |s| s.packets) - before[i].streams.get(&id).map_or(0, |s| s.packets);
-            let gaps = after[i].streams.get(&id).map_or(0, |s| s.missing) - before[i].streams.get(&id).map_or(0, |s| s.missing);
+            let got = after[i].streams.get(&id).map_or(0, |s| s.packets)
+                - before[i].streams.get(&id).map_or(0, |s| s.packets);
+            let gaps = after[i].streams.get(&id).map_or(0, |s| s.missing)
+                - before[i].streams.get(&id).map_or(0, |s| s.missing);
             streams += 1;
             received += got;
             missing += gaps;
@@ -123,7 +142,11 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     }
     let mut join_times: Vec<Duration> = clients.iter().filter_map(|(_, c)| c.join_time()).collect();
     join_times.sort();
-    let loss = if received + missing == 0 { 1.0 } else { missing as f64 / (received + missing) as f64 };
+    let loss = if received + missing == 0 {
+        1.0
+    } else {
+        missing as f64 / (received + missing) as f64
+    };
     let cpu = match (cpu_before, cpu_after) {
         (Some(a), Some(b)) => Some((b - a) / elapsed * 100.0),
         _ => None,
@@ -143,11 +166,20 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     if args.json {
         println!("{report}");
     } else {
-        println!("rooms x participants:   {} x {}", args.rooms, args.participants);
+        println!(
+            "rooms x participants:   {} x {}",
+            args.rooms, args.participants
+        );
         println!("window:                 {elapsed:.1} s, {streams} subscriber streams");
-        println!("packets received:       {received} ({missing} missing, loss {:.4}%)", loss * 100.0);
+        println!(
+            "packets received:       {received} ({missing} missing, loss {:.4}%)",
+            loss * 100.0
+        );
         println!("slowest stream:         {min_rate:.1} packets/s (50 expected)");
-        println!("join (socket -> media): p50 {} ms, p95 {} ms, max {} ms", report["join_ms"]["p50"], report["join_ms"]["p95"], report["join_ms"]["max"]);
+        println!(
+            "join (socket -> media): p50 {} ms, p95 {} ms, max {} ms",
+            report["join_ms"]["p50"], report["join_ms"]["p95"], report["join_ms"]["max"]
+        );
         match cpu {
             Some(c) => println!("server CPU:             {c:.1}% of one core"),
             None => println!("server CPU:             (pass --server-pid to measure)"),
