@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use bench::call_client::CallClient;
 use serde_json::json;
 
-use super::{ms, percentile, post};
+use super::{ms, percentile, populate_room};
 
 #[derive(clap::Parser)]
 pub struct LoadArgs {
@@ -55,35 +55,18 @@ pub async fn run(args: LoadArgs) -> Result<()> {
 
     let mut rooms = Vec::new();
     for r in 0..args.rooms {
-        let mut tokens = Vec::new();
-        for p in 0..args.participants {
-            let body = post(
+        let prefix = format!("l{run}_{r}");
+        rooms.push(
+            populate_room(
                 &http,
-                format!("{api}/auth/register"),
-                None,
-                json!({"username": format!("l{run}_{r}_{p}"), "password": "bench password 1", "registration_secret": args.registration_secret}),
+                &api,
+                &args.registration_secret,
+                &prefix,
+                args.participants,
+                &format!("load {r}"),
             )
-            .await?;
-            tokens.push(body["token"].as_str().context("token")?.to_owned());
-        }
-        let room = post(
-            &http,
-            format!("{api}/rooms"),
-            Some(&tokens[0]),
-            json!({"name": format!("load {r}")}),
-        )
-        .await?;
-        let room_id = room["id"].as_i64().context("room id")?;
-        for p in 1..args.participants {
-            post(
-                &http,
-                format!("{api}/rooms/{room_id}/members"),
-                Some(&tokens[0]),
-                json!({"username": format!("l{run}_{r}_{p}")}),
-            )
-            .await?;
-        }
-        rooms.push((room_id, tokens));
+            .await?,
+        );
     }
 
     // Everyone joins at once, as at the start of a meeting.

@@ -87,6 +87,47 @@ async fn post(
     Ok(body)
 }
 
+/// Registers `users` users named `<prefix>_<i>`, has the first create a room and adds the
+/// others as members. Returns the room id and the users' tokens, in order.
+async fn populate_room(
+    http: &reqwest::Client,
+    api: &str,
+    registration_secret: &str,
+    prefix: &str,
+    users: usize,
+    room_name: &str,
+) -> Result<(i64, Vec<String>)> {
+    let mut tokens = Vec::with_capacity(users);
+    for i in 0..users {
+        let body = post(
+            http,
+            format!("{api}/auth/register"),
+            None,
+            json!({"username": format!("{prefix}_{i}"), "password": "bench password 1", "registration_secret": registration_secret}),
+        )
+        .await?;
+        tokens.push(body["token"].as_str().context("token")?.to_owned());
+    }
+    let room = post(
+        http,
+        format!("{api}/rooms"),
+        Some(&tokens[0]),
+        json!({"name": room_name}),
+    )
+    .await?;
+    let room_id = room["id"].as_i64().context("room id")?;
+    for i in 1..users {
+        post(
+            http,
+            format!("{api}/rooms/{room_id}/members"),
+            Some(&tokens[0]),
+            json!({"username": format!("{prefix}_{i}")}),
+        )
+        .await?;
+    }
+    Ok((room_id, tokens))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -114,34 +155,15 @@ async fn chat_fanout(args: FanoutArgs) -> Result<()> {
 
     // Users, one room, memberships.
     let setup = Instant::now();
-    let mut tokens = Vec::with_capacity(args.clients);
-    for i in 0..args.clients {
-        let body = post(
-            &http,
-            format!("{api}/auth/register"),
-            None,
-            json!({"username": format!("b{run}_{i}"), "password": "bench password 1", "registration_secret": args.registration_secret}),
-        )
-        .await?;
-        tokens.push(body["token"].as_str().context("token")?.to_owned());
-    }
-    let room = post(
+    let (room_id, tokens) = populate_room(
         &http,
-        format!("{api}/rooms"),
-        Some(&tokens[0]),
-        json!({"name": "fan-out bench"}),
+        &api,
+        &args.registration_secret,
+        &format!("b{run}"),
+        args.clients,
+        "fan-out bench",
     )
     .await?;
-    let room_id = room["id"].as_i64().context("room id")?;
-    for i in 1..args.clients {
-        post(
-            &http,
-            format!("{api}/rooms/{room_id}/members"),
-            Some(&tokens[0]),
-            json!({"username": format!("b{run}_{i}")}),
-        )
-        .await?;
-    }
 
     // One room WebSocket per user, joined.
     let mut sockets = Vec::with_capacity(args.clients);

@@ -6,32 +6,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use rtc::interceptor::Registry;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_nack, configure_rtcp_reports,
-};
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RTCRtpHeaderExtensionCapability, RtpCodecKind,
-};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use sfu::audio::{
+    audio_engine, audio_track, extmap_id, host_candidate, AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::tone::{ToneSource, FRAME_SAMPLES};
-
-const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -101,26 +91,7 @@ impl RtcClient {
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
         let local_addr = socket.local_addr()?;
         let now = Instant::now();
-        let mut media = MediaEngine::default();
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: opus(),
-                    payload_type: 111,
-                },
-                RtpCodecKind::Audio,
-            )
-            .map_err(rtc_err)?;
-        media
-            .register_header_extension(
-                RTCRtpHeaderExtensionCapability {
-                    uri: AUDIO_LEVEL_URI.to_owned(),
-                },
-                RtpCodecKind::Audio,
-                None,
-            )
-            .map_err(rtc_err)?;
-        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+        let (media, registry) = audio_engine().map_err(rtc_err)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media)
@@ -128,40 +99,15 @@ impl RtcClient {
             .build(now)
             .map_err(rtc_err)?;
         let ssrc = rand::random::<u32>();
-        let track = MediaStreamTrack::new(
+        let track = audio_track(
             "mic".to_owned(),
             "mic-audio".to_owned(),
             "microphone".to_owned(),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                active: true,
-                codec: opus(),
-                ..Default::default()
-            }],
+            ssrc,
         );
         let sender = pc.add_track(track).map_err(rtc_err)?;
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local_addr.ip().to_string(),
-                port: local_addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(rtc_err)?;
-        pc.add_local_candidate(
-            RTCIceCandidate::from(&candidate)
-                .to_json()
-                .map_err(rtc_err)?,
-        )
-        .map_err(rtc_err)?;
+        pc.add_local_candidate(host_candidate(local_addr).map_err(rtc_err)?)
+            .map_err(rtc_err)?;
         let offer = pc.create_offer(None).map_err(rtc_err)?;
         let offer_sdp = offer.sdp.clone();
         pc.set_local_description(now, offer).map_err(rtc_err)?;
@@ -247,24 +193,6 @@ impl RtcClient {
     pub fn vanish(&self) {
         let _ = self.commands.send(Command::Vanish);
     }
-}
-
-fn opus() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
-fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
-    sdp.lines().find_map(|line| {
-        let (id, rest) = line.strip_prefix("a=extmap:")?.split_once(' ')?;
-        (rest.split_whitespace().next()? == uri).then_some(())?;
-        id.split('/').next()?.parse().ok()
-    })
 }
 
 struct Driver {
@@ -379,7 +307,7 @@ impl Driver {
         let mut packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
-                payload_type: 111,
+                payload_type: OPUS_PAYLOAD_TYPE,
                 sequence_number: self.seq,
                 timestamp: self.timestamp,
                 ssrc: self.ssrc,

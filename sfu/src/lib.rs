@@ -4,6 +4,7 @@
 //! every other participant of the room, each on its own m-line and SSRC. Built on the sans-I/O
 //! WebRTC core `rtc`:
 //!
+//! - [`audio`]: the audio profile (Opus, levels, RTCP) shared with the project's clients.
 //! - [`shard`]: a few shards (one per core by default), each owning one UDP socket, the peers
 //!   pinned to it and the rooms they are in. ICE-lite; datagrams are routed to a peer by the
 //!   STUN username fragment, then by the remote address that peer answered. A room lives on one
@@ -16,6 +17,7 @@
 //! The [`Sfu`] handle is what signaling talks to: join with an SDP offer, answer server
 //! offers, leave, mute; each peer's [`PeerEvent`]s arrive on the channel given at join.
 
+pub mod audio;
 mod config;
 pub mod peer;
 pub mod rewrite;

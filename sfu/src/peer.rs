@@ -6,37 +6,26 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_nack, configure_rtcp_reports,
-};
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
-use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
-};
+use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidateInit};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RTCRtpHeaderExtensionCapability, RtpCodecKind,
-};
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
+use crate::audio::{
+    audio_engine, audio_track, extmap_id, host_candidate, AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE,
+};
 use crate::rewrite::SequenceRewriter;
 use crate::speaking::SpeakingDetector;
 use crate::{PeerId, RoomId, SfuConfig, SfuError};
-
-pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
-const OPUS_PAYLOAD_TYPE: u8 = 111;
 
 /// Where a peer is in the offer/answer dance. The client offers once (join); after that only
 /// the server offers, one at a time, so offers never cross (no glare).
@@ -118,34 +107,14 @@ impl std::fmt::Debug for Peer {
     }
 }
 
-fn opus_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48_000,
-        channels: 2,
-        // In-band FEC on, as browsers send it; DTX is the sender's choice and passes through.
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
 /// The track a subscriber receives for `publisher`: the stream id names the publisher, so the
 /// client can tell whose audio it is.
 fn outgoing_track(publisher: PeerId, ssrc: u32) -> MediaStreamTrack {
-    MediaStreamTrack::new(
+    audio_track(
         format!("p{}", publisher.0),
         format!("a{}-{ssrc}", publisher.0),
         format!("participant {}", publisher.0),
-        RtpCodecKind::Audio,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            active: true,
-            codec: opus_codec(),
-            ..Default::default()
-        }],
+        ssrc,
     )
 }
 
@@ -171,19 +140,6 @@ fn validate_offer(sdp: &str) -> Result<(), SfuError> {
         ));
     }
     Ok(())
-}
-
-/// The `a=extmap` id the client chose for RFC 6464 audio levels, if it offered them.
-fn audio_level_extmap_id(sdp: &str) -> Option<u8> {
-    sdp.lines().find_map(|line| {
-        let rest = line.strip_prefix("a=extmap:")?;
-        let (id, uri) = rest.split_once(' ')?;
-        let uri = uri.split_whitespace().next()?;
-        if uri != AUDIO_LEVEL_URI {
-            return None;
-        }
-        id.split('/').next()?.parse().ok()
-    })
 }
 
 fn random_token(len: usize) -> String {
@@ -222,28 +178,7 @@ impl Peer {
                 None,
             )
             .build();
-        let mut media = MediaEngine::default();
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: opus_codec(),
-                    payload_type: OPUS_PAYLOAD_TYPE,
-                },
-                RtpCodecKind::Audio,
-            )
-            .map_err(sdp_err)?;
-        media
-            .register_header_extension(
-                RTCRtpHeaderExtensionCapability {
-                    uri: AUDIO_LEVEL_URI.to_owned(),
-                },
-                RtpCodecKind::Audio,
-                None,
-            )
-            .map_err(sdp_err)?;
-        // Sender/receiver reports and NACK (where the client negotiates it). No congestion
-        // control: a few Opus streams don't need it.
-        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+        let (media, registry) = audio_engine().map_err(sdp_err)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(settings)
@@ -253,24 +188,10 @@ impl Peer {
             .map_err(sdp_err)?;
 
         validate_offer(&offer_sdp)?;
-        let audio_level_id = audio_level_extmap_id(&offer_sdp);
+        let audio_level_id = extmap_id(&offer_sdp, AUDIO_LEVEL_URI);
         let offer = RTCSessionDescription::offer(offer_sdp).map_err(sdp_err)?;
         pc.set_remote_description(now, offer).map_err(sdp_err)?;
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: advertised.ip().to_string(),
-                port: advertised.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(sdp_err)?;
-        let candidate = RTCIceCandidate::from(&candidate)
-            .to_json()
-            .map_err(sdp_err)?;
+        let candidate = host_candidate(advertised).map_err(sdp_err)?;
         pc.add_local_candidate(candidate).map_err(sdp_err)?;
         let answer = pc.create_answer(None).map_err(sdp_err)?;
         pc.set_local_description(now, answer).map_err(sdp_err)?;
@@ -565,19 +486,5 @@ impl Peer {
 
     pub fn close(&mut self) {
         let _ = self.pc.close();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_audio_level_extmap_id_is_read_from_the_offer() {
-        let sdp = "v=0\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=extmap:3 http://x\r\n";
-        assert_eq!(audio_level_extmap_id(sdp), Some(1));
-        let sdp = "a=extmap:5/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level vad=on\r\n";
-        assert_eq!(audio_level_extmap_id(sdp), Some(5));
-        assert_eq!(audio_level_extmap_id("a=extmap:2 http://x\r\n"), None);
     }
 }

@@ -1,0 +1,126 @@
+//! The audio profile both ends of a WebCall media connection use: Opus with in-band FEC,
+//! RFC 6464 audio levels, RTCP reports and NACK. The SFU and the project's test/bench clients
+//! build their connections from here so they can't drift apart.
+
+use std::net::SocketAddr;
+
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_rtcp_reports,
+};
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::shared::error::Error;
+
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+pub fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        // In-band FEC on, as browsers send it; DTX is the sender's choice and passes through.
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// The media engine and interceptors for an audio-only connection: sender/receiver reports
+/// and NACK (where the other side negotiates it). No congestion control: a few Opus streams
+/// don't need it.
+///
+/// # Errors
+/// When `rtc` refuses the registration (it doesn't for these values).
+pub fn audio_engine() -> Result<(MediaEngine, Registry), Error> {
+    let mut media = MediaEngine::default();
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: opus_codec(),
+            payload_type: OPUS_PAYLOAD_TYPE,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    media.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.to_owned(),
+        },
+        RtpCodecKind::Audio,
+        None,
+    )?;
+    let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+    Ok((media, registry))
+}
+
+/// One Opus track sent under `ssrc`.
+pub fn audio_track(
+    stream_id: String,
+    track_id: String,
+    label: String,
+    ssrc: u32,
+) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        stream_id,
+        track_id,
+        label,
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            active: true,
+            codec: opus_codec(),
+            ..Default::default()
+        }],
+    )
+}
+
+/// The host candidate for a UDP socket at `addr`.
+///
+/// # Errors
+/// When the address can't make a candidate.
+pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, Error> {
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    RTCIceCandidate::from(&candidate).to_json()
+}
+
+/// The `a=extmap` id an SDP gives the header extension `uri`, if any.
+pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|line| {
+        let (id, rest) = line.strip_prefix("a=extmap:")?.split_once(' ')?;
+        (rest.split_whitespace().next()? == uri).then_some(())?;
+        id.split('/').next()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audio_level_extmap_id_is_read_from_an_sdp() {
+        let sdp = "v=0\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=extmap:3 http://x\r\n";
+        assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(1));
+        let sdp = "a=extmap:5/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level vad=on\r\n";
+        assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(5));
+        assert_eq!(extmap_id("a=extmap:2 http://x\r\n", AUDIO_LEVEL_URI), None);
+    }
+}
