@@ -87,6 +87,24 @@ async fn three_participants_hear_each_other_through_the_server() {
             );
         }
     }
+    // Every client sends RFC 6464 levels of a talker (-20 dBov, voice): the room hears who
+    // speaks and who is loudest.
+    wait_until("speaking and active speaker are announced", || {
+        calls.iter().all(|me| {
+            calls
+                .iter()
+                .filter(|o| o.participant_id != me.participant_id)
+                .all(|o| {
+                    me.saw(|m| {
+                        m["type"] == "speaking"
+                            && m["speaking"] == true
+                            && m["participant_id"].as_u64() == Some(o.participant_id)
+                    })
+                })
+                && me.saw(|m| m["type"] == "active_speaker")
+        })
+    })
+    .await;
     // The media plane reports itself in the metrics.
     let metrics = app
         .get("/metrics", None)
