@@ -174,6 +174,14 @@ async fn leaving_removes_the_track_for_everyone_and_a_late_joiner_hears_the_rest
     wait_until("d hears b and c", || d.from(&b) >= 25 && d.from(&c) >= 25).await;
     wait_until("b hears d", || b.from(&d) >= 25).await;
     assert_eq!(d.from(&a), 0);
+
+    // When everyone has left, nothing is left behind: no room, peer, route or tap.
+    for p in [&b, &c, &d] {
+        sfu.leave(room, p.peer);
+        p.client.stop();
+    }
+    let counts = sfu.counts().await;
+    assert_eq!(counts, sfu::Counts::default(), "{counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

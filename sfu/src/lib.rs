@@ -137,6 +137,19 @@ pub(crate) enum Command {
     Tap {
         sender: tap::TapSender,
     },
+    Counts {
+        reply: oneshot::Sender<Counts>,
+    },
+}
+
+/// What the media plane holds right now, summed over shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub rooms: usize,
+    pub peers: usize,
+    /// Remote addresses and ICE username fragments routed to peers.
+    pub routes: usize,
+    pub taps: usize,
 }
 
 /// The handle to the running media plane. Cheap to clone.
@@ -232,6 +245,23 @@ impl Sfu {
     /// whatever the client sends.
     pub fn set_muted(&self, room: RoomId, peer: PeerId, muted: bool) {
         let _ = self.shard(room).send(Command::SetMuted { peer, muted });
+    }
+
+    /// Rooms, peers, routes and taps currently held: after everyone left, all zero.
+    pub async fn counts(&self) -> Counts {
+        let mut total = Counts::default();
+        for shard in self.shards.iter() {
+            let (reply, rx) = oneshot::channel();
+            if shard.send(Command::Counts { reply }).is_ok() {
+                if let Ok(c) = rx.await {
+                    total.rooms += c.rooms;
+                    total.peers += c.peers;
+                    total.routes += c.routes;
+                    total.taps += c.taps;
+                }
+            }
+        }
+        total
     }
 
     /// Subscribes to the raw Opus of every participant of `room`, with room for `capacity`

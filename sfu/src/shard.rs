@@ -149,6 +149,15 @@ impl ShardCore {
                 }
             }
             Command::Tap { sender } => self.taps.push(sender),
+            Command::Counts { reply } => {
+                self.taps.retain(|t| !t.is_closed());
+                let _ = reply.send(crate::Counts {
+                    rooms: self.rooms.len(),
+                    peers: self.peers.len(),
+                    routes: self.by_ufrag.len() + self.by_addr.len(),
+                    taps: self.taps.len(),
+                });
+            }
         }
     }
 

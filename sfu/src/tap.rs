@@ -70,6 +70,10 @@ pub(crate) fn channel(room: RoomId, capacity: usize) -> (TapSender, TapReceiver)
 }
 
 impl TapSender {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Offers a packet; returns false once the receiver is gone (the tap can be removed).
     pub(crate) fn offer(&self, packet: TapPacket) -> bool {
         match self.tx.try_send(packet) {
