@@ -153,6 +153,20 @@ where
         self.reject(request_id, &err.code, err.message).await
     }
 
+    /// On each ping tick: drop a client silent for `idle_timeout`, else ping it.
+    async fn keepalive(
+        &mut self,
+        last_seen: Instant,
+        idle_timeout: std::time::Duration,
+    ) -> Result<(), Exit> {
+        if last_seen.elapsed() >= idle_timeout {
+            return Err(Exit::Timeout);
+        }
+        self.send_frame(Frame::Ping(Vec::new()))
+            .await
+            .map_err(|Gone| Exit::Closed)
+    }
+
     fn abusive(&self) -> bool {
         self.strikes > MAX_STRIKES
     }
@@ -325,13 +339,7 @@ pub async fn run_room<Si, St, E>(
                     }
                 }
             },
-            _ = ticker.tick() => {
-                if last_seen.elapsed() >= config.idle_timeout {
-                    Err(Exit::Timeout)
-                } else {
-                    conn.send_frame(Frame::Ping(Vec::new())).await.map_err(|Gone| Exit::Closed)
-                }
-            }
+            _ = ticker.tick() => conn.keepalive(last_seen, config.idle_timeout).await,
             _ = stop.changed() => Err(Exit::Shutdown),
         };
         if let Err(exit) = step {
@@ -791,13 +799,7 @@ where
                     .map_err(|Gone| Exit::Closed),
                 Err(broadcast::error::RecvError::Closed) => Err(Exit::Closed),
             },
-            _ = ticker.tick() => {
-                if last_seen.elapsed() >= config.idle_timeout {
-                    Err(Exit::Timeout)
-                } else {
-                    conn.send_frame(Frame::Ping(Vec::new())).await.map_err(|Gone| Exit::Closed)
-                }
-            }
+            _ = ticker.tick() => conn.keepalive(last_seen, config.idle_timeout).await,
             _ = stop.changed() => Err(Exit::Shutdown),
         };
         if let Err(exit) = step {

@@ -21,6 +21,20 @@ async fn room_with(app: &TestApp, names: &[&str]) -> (i64, Vec<String>) {
     (room, tokens)
 }
 
+/// Every token joins the call, each publishing its own tone.
+async fn join_all(app: &TestApp, room: i64, tokens: &[String]) -> Vec<CallClient> {
+    let mut calls = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let tone = 300.0 + 110.0 * i as f32;
+        calls.push(
+            CallClient::join(&app.base, room, token, tone)
+                .await
+                .expect("join"),
+        );
+    }
+    calls
+}
+
 async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     for _ in 0..150 {
         if ok() {
@@ -39,14 +53,7 @@ fn is(kind: &'static str, participant: u64) -> impl Fn(&Value) -> bool {
 async fn three_participants_hear_each_other_through_the_server() {
     let app = spawn_with(&[("STUN_SERVERS", "stun:stun.example.org:3478")]).await;
     let (room, tokens) = room_with(&app, &["alice", "bob", "carol"]).await;
-    let mut calls = Vec::new();
-    for (i, token) in tokens.iter().enumerate() {
-        calls.push(
-            CallClient::join(&app.base, room, token, 300.0 + 100.0 * i as f32)
-                .await
-                .expect("join"),
-        );
-    }
+    let calls = join_all(&app, room, &tokens).await;
     wait_until("everyone hears everyone", || {
         calls.iter().all(|me| {
             calls
@@ -122,12 +129,10 @@ async fn three_participants_hear_each_other_through_the_server() {
 async fn a_moderator_mute_stops_forwarding_until_the_participant_unmutes() {
     let app = spawn_with(&[]).await;
     let (room, tokens) = room_with(&app, &["alice", "bob"]).await;
-    let alice = CallClient::join(&app.base, room, &tokens[0], 440.0)
-        .await
-        .expect("alice");
-    let bob = CallClient::join(&app.base, room, &tokens[1], 550.0)
-        .await
-        .expect("bob");
+    let mut calls = join_all(&app, room, &tokens[..2]).await.into_iter();
+    let (Some(alice), Some(bob)) = (calls.next(), calls.next()) else {
+        panic!("two joined");
+    };
     wait_until("alice hears bob", || alice.packets_from(&bob) >= 25).await;
 
     alice
@@ -176,15 +181,10 @@ async fn a_moderator_mute_stops_forwarding_until_the_participant_unmutes() {
 async fn leaving_removes_the_track_and_renegotiates_the_others() {
     let app = spawn_with(&[]).await;
     let (room, tokens) = room_with(&app, &["alice", "bob", "carol"]).await;
-    let alice = CallClient::join(&app.base, room, &tokens[0], 440.0)
-        .await
-        .expect("alice");
-    let bob = CallClient::join(&app.base, room, &tokens[1], 550.0)
-        .await
-        .expect("bob");
-    let carol = CallClient::join(&app.base, room, &tokens[2], 660.0)
-        .await
-        .expect("carol");
+    let mut calls = join_all(&app, room, &tokens).await.into_iter();
+    let (Some(alice), Some(bob), Some(carol)) = (calls.next(), calls.next(), calls.next()) else {
+        panic!("three joined");
+    };
     wait_until("audio flows", || {
         alice.packets_from(&bob) >= 25 && alice.packets_from(&carol) >= 25
     })
@@ -225,12 +225,10 @@ async fn leaving_removes_the_track_and_renegotiates_the_others() {
 async fn a_client_that_vanishes_is_cleaned_up_after_the_idle_timeout() {
     let app = spawn_with(&[("WS_IDLE_TIMEOUT_SECS", "2")]).await;
     let (room, tokens) = room_with(&app, &["alice", "bob"]).await;
-    let alice = CallClient::join(&app.base, room, &tokens[0], 440.0)
-        .await
-        .expect("alice");
-    let bob = CallClient::join(&app.base, room, &tokens[1], 550.0)
-        .await
-        .expect("bob");
+    let mut calls = join_all(&app, room, &tokens[..2]).await.into_iter();
+    let (Some(alice), Some(bob)) = (calls.next(), calls.next()) else {
+        panic!("two joined");
+    };
     wait_until("alice hears bob", || alice.packets_from(&bob) >= 25).await;
     bob.vanish();
     wait_until("alice is told bob timed out and his track is gone", || {
@@ -253,12 +251,10 @@ async fn a_client_that_vanishes_is_cleaned_up_after_the_idle_timeout() {
 async fn bad_media_messages_get_errors_and_the_call_goes_on() {
     let app = spawn_with(&[]).await;
     let (room, tokens) = room_with(&app, &["alice", "bob", "mallory"]).await;
-    let alice = CallClient::join(&app.base, room, &tokens[0], 440.0)
-        .await
-        .expect("alice");
-    let bob = CallClient::join(&app.base, room, &tokens[1], 550.0)
-        .await
-        .expect("bob");
+    let mut calls = join_all(&app, room, &tokens[..2]).await.into_iter();
+    let (Some(alice), Some(bob)) = (calls.next(), calls.next()) else {
+        panic!("two joined");
+    };
 
     let mut ws = app.room_ws(&tokens[2], room).await;
     ws.send(json!({"type": "offer", "sdp": "v=0", "request_id": "early"}))
