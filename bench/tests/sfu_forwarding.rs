@@ -263,3 +263,85 @@ async fn a_bad_offer_or_a_second_join_is_refused_and_the_room_goes_on() {
     })
     .await;
 }
+
+/// Deterministic pseudo-random bytes, so a failure can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_offers_and_datagrams_do_not_take_the_media_plane_down() {
+    let sfu = Sfu::start(SfuConfig {
+        shards: 1,
+        ..SfuConfig::default()
+    })
+    .await
+    .expect("sfu");
+    let room = RoomId(6);
+    let a = join(&sfu, room, 440.0).await;
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+
+    // Mangled versions of a real browser-like offer: truncated, bytes flipped, lines repeated.
+    let (_spare, offer) = RtcClient::start(300.0).await.expect("client");
+    let (tx, _rx) = mpsc::unbounded_channel();
+    for i in 0..150u64 {
+        let mut bytes = offer.clone().into_bytes();
+        match i % 3 {
+            0 => bytes.truncate(rng.below(bytes.len())),
+            1 => {
+                for _ in 0..1 + rng.below(20) {
+                    let at = rng.below(bytes.len());
+                    bytes[at] = b' ' + (rng.next() % 95) as u8;
+                }
+            }
+            _ => {
+                let at = rng.below(bytes.len());
+                let chunk = bytes[at..].iter().take(200).copied().collect::<Vec<_>>();
+                bytes.splice(at..at, chunk.iter().copied().cycle().take(chunk.len() * 3));
+            }
+        }
+        let mangled = String::from_utf8_lossy(&bytes).into_owned();
+        let peer = PeerId(100_000 + i);
+        if sfu.join(room, peer, mangled, tx.clone()).await.is_ok() {
+            sfu.leave(room, peer);
+        }
+    }
+
+    // Datagrams from a stranger: STUN-shaped with random attributes, DTLS- and RTP-shaped.
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("socket");
+    let target = sfu.local_addrs()[0];
+    for i in 0..2000usize {
+        let len = 1 + rng.below(300);
+        let mut d: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        match i % 3 {
+            0 if d.len() >= 20 => {
+                d[0] = 0;
+                d[1] = 1;
+                d[4..8].copy_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+            }
+            1 => d[0] = 20 + (rng.next() % 44) as u8,
+            _ => d[0] = 0x80 | (rng.next() % 64) as u8,
+        }
+        let _ = stranger.send_to(&d, target).await;
+    }
+
+    // The shard is alive: a new participant connects and audio flows both ways.
+    let b = join(&sfu, room, 550.0).await;
+    wait_until("a and b hear each other after the storm", || {
+        b.from(&a) >= 50 && a.from(&b) >= 50
+    })
+    .await;
+}

@@ -18,6 +18,14 @@ use crate::{
     stun, CloseReason, Command, EventSender, PeerEvent, PeerId, RoomId, SfuConfig, SfuError,
 };
 
+/// Runs input from the network through the WebRTC stack so that a panic in it (a bug the
+/// input triggered) costs that one peer, not the shard and every call on it.
+fn contain<T>(f: impl FnOnce() -> T) -> Result<T, ()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
+        metrics::counter!("sfu_contained_panics_total").increment(1);
+    })
+}
+
 /// How often speaking hangovers and connect timeouts are checked when nothing else happens.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -90,7 +98,12 @@ impl ShardCore {
             return;
         };
         if let Some(entry) = self.peers.get_mut(&id) {
-            entry.peer.handle_datagram(now, from, data);
+            let fed = contain(|| entry.peer.handle_datagram(now, from, data));
+            if fed.is_err() {
+                tracing::error!(peer = id.0, %from, "a datagram crashed the peer's WebRTC stack; removing that peer only");
+                self.remove_peer(now, id, Some(CloseReason::Failed));
+                return;
+            }
         }
         self.drain_peer(now, id);
     }
@@ -114,11 +127,17 @@ impl ShardCore {
             Command::Answer { peer, sdp, reply } => {
                 let result = match self.peers.get_mut(&peer) {
                     None => Err(SfuError::UnknownPeer),
-                    Some(entry) => entry.peer.handle_answer(now, sdp).map(|again| {
-                        if again {
-                            self.negotiate(now, peer);
-                        }
-                    }),
+                    Some(entry) => contain(|| entry.peer.handle_answer(now, sdp))
+                        .unwrap_or_else(|()| {
+                            Err(SfuError::Sdp(
+                                "the answer could not be processed".to_owned(),
+                            ))
+                        })
+                        .map(|again| {
+                            if again {
+                                self.negotiate(now, peer);
+                            }
+                        }),
                 };
                 let _ = reply.send(result);
                 self.drain_peer(now, peer);
@@ -174,15 +193,12 @@ impl ShardCore {
                 "this participant already has a media connection",
             ));
         }
-        let (mut peer, answer) = Peer::answer_offer(
-            id,
-            room,
-            offer,
-            self.local_addr,
-            self.advertised,
-            &self.config,
-            now,
-        )?;
+        let (local, advertised, config) = (self.local_addr, self.advertised, &self.config);
+        let (mut peer, answer) =
+            contain(|| Peer::answer_offer(id, room, offer, local, advertised, config, now))
+                .unwrap_or_else(|()| {
+                    Err(SfuError::Sdp("the offer could not be processed".to_owned()))
+                })?;
         // Subscribe the newcomer to everyone already publishing; one server offer brings them.
         let publishers: Vec<PeerId> = self
             .rooms
