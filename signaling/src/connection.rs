@@ -245,7 +245,11 @@ struct Joined {
 /// This socket's media connection in the SFU, while it has one.
 struct MediaLink {
     events: mpsc::UnboundedReceiver<sfu::PeerEvent>,
+    candidates: u32,
 }
+
+/// A browser trickles a handful of candidates per connection; far more is a flood.
+const MAX_CANDIDATES: u32 = 64;
 
 /// Waits for the next SFU event of this socket's peer; never completes without media.
 async fn next_media_event(media: &mut Option<MediaLink>) -> Option<sfu::PeerEvent> {
@@ -597,8 +601,17 @@ where
             }
         },
         ClientMessage::IceCandidate { candidate, .. } => {
-            match (hub.media_plane(), me, media.is_some()) {
-                (Some(plane), Some(id), true) => {
+            match (hub.media_plane(), me, media.as_mut()) {
+                (Some(_), Some(_), Some(link)) if link.candidates >= MAX_CANDIDATES => {
+                    conn.reject(
+                        rid,
+                        codes::INVALID_MESSAGE,
+                        format!("at most {MAX_CANDIDATES} ICE candidates per connection"),
+                    )
+                    .await
+                }
+                (Some(plane), Some(id), Some(link)) => {
+                    link.candidates += 1;
                     let candidate = sfu::IceCandidate {
                         candidate: candidate.candidate,
                         sdp_mid: candidate.sdp_mid,
@@ -663,7 +676,10 @@ where
     let peer = peer_of(j.participant_id);
     match plane.sfu.join(room, peer, sdp, tx).await {
         Ok(answer) => {
-            *media = Some(MediaLink { events });
+            *media = Some(MediaLink {
+                events,
+                candidates: 0,
+            });
             if hub
                 .participant(session.room_id, j.participant_id)
                 .is_some_and(|p| p.muted)

@@ -279,6 +279,21 @@ async fn bad_media_messages_get_errors_and_the_call_goes_on() {
         .await;
     assert_eq!(ws.recv_type("pong").await["request_id"], "still-there");
 
+    // A flood of trickled candidates is cut off with an error; the media keeps flowing.
+    for _ in 0..70 {
+        alice
+            .send(json!({"type": "ice_candidate", "candidate": {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"}}))
+            .expect("send");
+    }
+    wait_until("the candidate flood is refused", || {
+        alice.saw(|m| {
+            m["type"] == "error"
+                && m["message"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("ICE candidates"))
+        })
+    })
+    .await;
     let before = alice.packets_from(&bob);
     wait_until("alice and bob still hear each other", || {
         alice.packets_from(&bob) >= before + 25 && bob.packets_from(&alice) >= 25
