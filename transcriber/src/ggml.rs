@@ -1,0 +1,1 @@
+//! faster-whisper (CTranslate2) model folder -> whisper.cpp ggml file.
