@@ -83,6 +83,12 @@ impl TrackPipeline {
         self.vad.flush()
     }
 
+    /// Ends the utterance in progress (the track went quiet without packets: muted, left,
+    /// or a sender that stops instead of using DTX). The next packet continues the clock.
+    pub fn flush_utterance(&mut self) -> Option<Utterance> {
+        self.vad.flush()
+    }
+
     /// Frames concealed because of packet loss so far.
     pub fn concealed(&self) -> u64 {
         self.concealed
