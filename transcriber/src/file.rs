@@ -70,8 +70,20 @@ pub fn transcribe_file(path: &Path, whisper: &Whisper) -> Result<Vec<Segment>, E
         user: 0,
     };
     let mut segments = Vec::new();
-    for u in utterances(&samples, rate)? {
+    let started = std::time::Instant::now();
+    let utterances = utterances(&samples, rate)?;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "resampled and cut"
+    );
+    for u in utterances {
+        let started = std::time::Instant::now();
         let text = whisper.transcribe(&mut state, &u.samples)?;
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            audio_seconds = u.samples.len() as f64 / f64::from(crate::WHISPER_RATE),
+            "whisper"
+        );
         if !text.is_empty() {
             segments.push(Segment {
                 speaker,
@@ -81,5 +93,6 @@ pub fn transcribe_file(path: &Path, whisper: &Whisper) -> Result<Vec<Segment>, E
             });
         }
     }
+    whisper.log_timings();
     Ok(segments)
 }

@@ -7,7 +7,7 @@
 //! length) -> [`worker`] (a bounded queue in front of whisper on dedicated OS threads) ->
 //! [`segment`]s. [`pipeline`] ties the front half together for one track, and [`file`] runs
 //! the same pipeline on a WAV file (`webcall transcribe`). [`ggml`] converts a faster-whisper
-//! (CTranslate2) model folder into a whisper.cpp model file.
+//! (CTranslate2) model folder into a whisper.cpp model file; [`wer`] scores transcripts.
 
 pub mod decode;
 pub mod file;
@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod resample;
 pub mod segment;
 pub mod vad;
+pub mod wer;
 pub mod worker;
 
 pub use segment::{Segment, Speaker};

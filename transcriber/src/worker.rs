@@ -117,7 +117,6 @@ impl Queue {
             let seconds = old.utterance.samples.len() as f64 / f64::from(crate::WHISPER_RATE);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("transcriber_dropped_utterances_total").increment(1);
-            metrics::counter!("transcriber_dropped_audio_seconds_total").absolute(0);
             metrics::histogram!("transcriber_dropped_audio_seconds").record(seconds);
             tracing::warn!(
                 participant_id = old.speaker.participant,
@@ -230,6 +229,11 @@ impl Whisper {
             reason: e.to_string(),
         })?;
         Ok(Self { ctx, config })
+    }
+
+    /// Logs whisper.cpp's own timings (encode, decode, ...) at info level.
+    pub fn log_timings(&self) {
+        self.ctx.print_timings();
     }
 
     pub fn config(&self) -> &WhisperConfig {
