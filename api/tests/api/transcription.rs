@@ -303,10 +303,15 @@ async fn an_overloaded_transcriber_drops_audio_but_captions_flow_and_forwarding_
     let dir = tempfile::tempdir().expect("temp dir");
     let names = ["speaker1", "speaker2", "speaker3", "speaker4"];
     let (room, tokens) = room_with(&app, &names).await;
-    // Each speaker says three sentences back to back with short pauses: far more audio
-    // than one single-threaded worker can transcribe in real time.
-    let text = "One two three four five. Six seven eight nine ten. The quick brown fox jumps over the lazy dog.";
-    let pcm = speech(text, dir.path(), "many");
+    // Each speaker says a sentence five times, a second apart (five utterances): four
+    // speakers at once is far more audio than one single-threaded worker transcribes in
+    // real time.
+    let once = speech(
+        "The quick brown fox jumps over the lazy dog.",
+        dir.path(),
+        "fox",
+    );
+    let pcm: Vec<i16> = std::iter::repeat_n(once, 5).flatten().collect();
     let mut calls = Vec::new();
     for token in &tokens {
         calls.push(speaker(&app, room, token, pcm.clone()).await);
@@ -366,18 +371,25 @@ async fn an_overloaded_transcriber_drops_audio_but_captions_flow_and_forwarding_
             "forwarding lost audio under transcription load: {got} of ~{expected:.0}"
         );
     }
-    let metrics = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .expect("metrics");
-    let dropped = metrics
-        .lines()
-        .find(|l| l.starts_with("transcriber_dropped_utterances_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let mut dropped = 0.0;
+    for _ in 0..60 {
+        let metrics = app
+            .get("/metrics", None)
+            .await
+            .text()
+            .await
+            .expect("metrics");
+        dropped = metrics
+            .lines()
+            .find(|l| l.starts_with("transcriber_dropped_utterances_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if dropped >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     eprintln!("dropped utterances: {dropped}");
     assert!(dropped >= 1.0, "the overload dropped (and counted) audio");
 }
