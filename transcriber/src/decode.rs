@@ -76,9 +76,9 @@ impl TrackDecoder {
                 }
                 let start = out.pcm.len();
                 out.pcm.resize(start + frame, 0.0);
-                match self.decoder.decode_float(&[], &mut out.pcm[start..], false) {
-                    Ok(n) => out.pcm.truncate(start + n),
-                    Err(_) => {}
+                // A failed concealment leaves the frame silent.
+                if let Ok(n) = self.decoder.decode_float(&[], &mut out.pcm[start..], false) {
+                    out.pcm.truncate(start + n);
                 }
                 let produced = (out.pcm.len() - start) as u64;
                 gap = gap.saturating_sub(produced);

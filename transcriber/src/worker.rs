@@ -222,8 +222,10 @@ impl Whisper {
                 reason: "no such file".to_owned(),
             });
         }
-        let mut params = WhisperContextParameters::default();
-        params.use_gpu = cfg!(feature = "cuda");
+        let params = WhisperContextParameters {
+            use_gpu: cfg!(feature = "cuda"),
+            ..Default::default()
+        };
         let ctx = WhisperContext::new_with_params(path, params).map_err(|e| Error::Model {
             path: path.display().to_string(),
             reason: e.to_string(),

@@ -286,31 +286,28 @@ impl SessionTask {
         packet: sfu::TapPacket,
     ) {
         let peer = packet.peer.0;
-        if !tracks.contains_key(&peer) {
-            // Only participants the hub knows are transcribed: their user is the speaker.
-            let Some(info) = self.hub.participant(self.room_id, ParticipantId(peer)) else {
-                return;
-            };
-            let speaker = Speaker {
-                participant: peer,
-                user: info.user_id,
-            };
-            let Ok(pipeline) = TrackPipeline::new(speaker, VadConfig::default()) else {
-                tracing::error!(room_id = self.room_id, "could not create an Opus decoder");
-                return;
-            };
-            tracks.insert(
-                peer,
-                Track {
+        let track = match tracks.entry(peer) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                // Only participants the hub knows are transcribed: their user is the speaker.
+                let Some(info) = self.hub.participant(self.room_id, ParticipantId(peer)) else {
+                    return;
+                };
+                let speaker = Speaker {
+                    participant: peer,
+                    user: info.user_id,
+                };
+                let Ok(pipeline) = TrackPipeline::new(speaker, VadConfig::default()) else {
+                    tracing::error!(room_id = self.room_id, "could not create an Opus decoder");
+                    return;
+                };
+                e.insert(Track {
                     pipeline,
                     username: info.username,
                     origin_ms: unix_ms_of(packet.arrival),
                     last_arrival: packet.arrival,
-                },
-            );
-        }
-        let Some(track) = tracks.get_mut(&peer) else {
-            return;
+                })
+            }
         };
         track.last_arrival = packet.arrival;
         let speaker = track.pipeline.speaker;
