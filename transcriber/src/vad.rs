@@ -12,7 +12,7 @@
 //!   under 250 ms, between clauses and sentences 300-700 ms. The 400 ms is pure caption
 //!   latency, so it is kept short.
 //! - 200 ms of pre-roll before the first voiced frame keeps soft onsets ("f", "s", "h").
-//! - Utterances under 250 ms of voiced audio are dropped: clicks and coughs that whisper
+//! - Utterances under 240 ms of voiced audio are dropped: clicks and coughs that whisper
 //!   would turn into hallucinated words.
 //! - At most 7 s: whisper then runs with a shrunken encoder window (`audio_ctx` 384, 7.68 s)
 //!   at ~0.7 s per utterance on 2 cores, instead of ~2.5 s for the full 30 s window. A long
