@@ -148,12 +148,13 @@ async fn the_transcript_is_for_members_only() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
-const ALICE_SAYS: &str = "The quick brown fox jumps over the lazy dog.";
-const BOB_SAYS: &str = "Please call me back tomorrow morning at nine.";
-/// espeak-ng's robotic voice alone costs whisper base ~10% WER; the live path adds Opus and
-/// the VAD's cuts (measured 0.25-0.33 here). 0.4 per sentence leaves room for that and
+const ALICE_SAYS: &str = "Good morning everyone, let us begin the meeting.";
+const BOB_SAYS: &str = "I will send you the report this afternoon.";
+/// espeak-ng's robotic voice alone costs whisper base ~10% WER on average (these two
+/// sentences come out exact from `webcall transcribe`); the live path adds Opus and jitter
+/// in the VAD's cuts. 0.35 per sentence (3 wrong words of 8-9) leaves room for that and
 /// still fails on garbage or on a sentence given to the wrong speaker.
-const MAX_WER: f64 = 0.4;
+const MAX_WER: f64 = 0.35;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_speakers_are_transcribed_live_and_stored_with_the_right_names_in_order() {
