@@ -253,9 +253,11 @@ impl Server {
         // WebSockets outlive their HTTP request, so graceful shutdown doesn't wait for them:
         // tell them to close (participants leave with reason `shutdown`).
         let hub = self.ctx.hub.clone();
+        let transcription = self.ctx.transcription.clone();
         let shutdown = async move {
             shutdown.await;
             hub.shutdown();
+            transcription.stop_all();
         };
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
