@@ -1,8 +1,11 @@
 //! The `webcall` command line.
 
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::config::{Settings, WhisperSettings};
 use crate::server;
 
 #[derive(Debug, Parser)]
@@ -25,6 +28,25 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Transcribe a WAV file with the server's pipeline (resample, VAD, whisper) and print
+    /// timestamped segments.
+    Transcribe {
+        /// A WAV file (any rate, mono or stereo).
+        file: PathBuf,
+        /// A whisper.cpp ggml model; default `WHISPER_MODEL`.
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Convert a faster-whisper (CTranslate2) Whisper model folder into a whisper.cpp ggml
+    /// file. Production servers should use the official ggml models instead.
+    ImportModel {
+        /// The folder with model.bin and vocabulary.txt.
+        #[arg(long)]
+        from: PathBuf,
+        /// The ggml file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Parses the command line and runs it. Returns the process exit code.
@@ -38,6 +60,11 @@ pub async fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     crate::telemetry::init_logging();
+    match cli.command {
+        Command::Transcribe { file, model } => return transcribe(&file, model),
+        Command::ImportModel { from, out } => return import_model(&from, &out),
+        Command::Serve | Command::Migrate => {}
+    }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(err) => {
@@ -48,6 +75,7 @@ pub async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve => server::run(settings).await,
         Command::Migrate => migrate(&settings).await,
+        Command::Transcribe { .. } | Command::ImportModel { .. } => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -68,4 +96,82 @@ async fn migrate(settings: &Settings) -> Result<(), server::StartError> {
     );
     store.close().await;
     Ok(())
+}
+
+/// `webcall transcribe`: whisper runs on this thread; the command has no async work.
+fn transcribe(file: &Path, model: Option<PathBuf>) -> ExitCode {
+    let whisper = match WhisperSettings::from_lookup(&|name| std::env::var(name).ok()) {
+        Ok(w) => w,
+        Err(err) => {
+            eprintln!("error: configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(model) = model.or(whisper.model) else {
+        eprintln!("error: no model: pass --model FILE or set WHISPER_MODEL");
+        return ExitCode::from(2);
+    };
+    let config = transcriber::worker::WhisperConfig {
+        language: whisper.language,
+        threads: whisper.threads,
+    };
+    let started = std::time::Instant::now();
+    let result = transcriber::worker::Whisper::load(&model, config)
+        .and_then(|w| transcriber::file::transcribe_file(file, &w));
+    match result {
+        Ok(segments) => {
+            for s in &segments {
+                println!(
+                    "[{} --> {}] {}",
+                    timestamp(s.start_ms),
+                    timestamp(s.end_ms),
+                    s.text
+                );
+            }
+            tracing::info!(
+                segments = segments.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "transcribed"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn timestamp(ms: u64) -> String {
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+fn import_model(from: &Path, out: &Path) -> ExitCode {
+    match transcriber::ggml::convert(from, out) {
+        Ok(c) => {
+            println!(
+                "wrote {} ({} tensors, {} encoder and {} decoder layers, {})",
+                out.display(),
+                c.tensors,
+                c.audio_layers,
+                c.text_layers,
+                if c.multilingual {
+                    "multilingual"
+                } else {
+                    "English-only"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -92,6 +92,73 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// A WebSocket that sends nothing, not even a pong, for this long is dropped.
     pub ws_idle_timeout: Duration,
+    pub whisper: WhisperSettings,
+}
+
+/// Server-side transcription. Without a model, transcription is unavailable and the rest of
+/// the server works as before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhisperSettings {
+    /// `WHISPER_MODEL`: a whisper.cpp ggml model file (e.g. ggml-base.bin).
+    pub model: Option<PathBuf>,
+    /// `WHISPER_LANGUAGE`: an ISO 639-1 code, or `auto` (default) to detect per utterance.
+    pub language: Option<String>,
+    /// `WHISPER_THREADS`: threads per worker (default: 2 or the cores, whichever is fewer).
+    pub threads: usize,
+    /// `WHISPER_WORKERS`: utterances transcribed in parallel (default 1).
+    pub workers: usize,
+}
+
+impl WhisperSettings {
+    /// Reads the `WHISPER_*` variables (also used by `webcall transcribe`).
+    ///
+    /// # Errors
+    /// The first `WHISPER_*` variable whose value can't be used.
+    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let language = match get("WHISPER_LANGUAGE") {
+            None => None,
+            Some(l) if l.eq_ignore_ascii_case("auto") => None,
+            Some(l) if (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_lowercase()) => {
+                Some(l)
+            }
+            Some(l) => {
+                return Err(invalid(
+                    "WHISPER_LANGUAGE",
+                    format!("expected auto or a language code such as en or ru, got {l:?}"),
+                ))
+            }
+        };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let threads = parse_or(
+            "WHISPER_THREADS",
+            get("WHISPER_THREADS"),
+            cores.min(2),
+            "a number of threads",
+        )?;
+        if !(1..=64).contains(&threads) {
+            return Err(invalid("WHISPER_THREADS", "must be between 1 and 64"));
+        }
+        let workers = parse_or(
+            "WHISPER_WORKERS",
+            get("WHISPER_WORKERS"),
+            1usize,
+            "a number of workers",
+        )?;
+        if !(1..=32).contains(&workers) {
+            return Err(invalid("WHISPER_WORKERS", "must be between 1 and 32"));
+        }
+        Ok(Self {
+            model: get("WHISPER_MODEL").map(PathBuf::from),
+            language,
+            threads,
+            workers,
+        })
+    }
 }
 
 impl Settings {
@@ -278,6 +345,7 @@ impl Settings {
             trust_proxy,
             max_body_bytes,
             ws_idle_timeout: Duration::from_secs(ws_idle_secs),
+            whisper: WhisperSettings::from_lookup(&lookup)?,
         })
     }
 }
@@ -395,6 +463,29 @@ mod tests {
         assert_eq!(s.app_env, AppEnv::Dev);
         assert!(s.database_url.is_none() && s.redis_url.is_none());
         assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.whisper.model, None);
+        assert_eq!(s.whisper.language, None, "auto-detect by default");
+        assert_eq!(s.whisper.workers, 1);
+        assert!((1..=2).contains(&s.whisper.threads));
+    }
+
+    #[test]
+    fn whisper_settings_are_read_and_auto_means_detect() {
+        let s = settings(&[
+            ("WHISPER_MODEL", "/models/ggml-base.bin"),
+            ("WHISPER_LANGUAGE", "ru"),
+            ("WHISPER_THREADS", "4"),
+            ("WHISPER_WORKERS", "3"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.whisper.model,
+            Some(PathBuf::from("/models/ggml-base.bin"))
+        );
+        assert_eq!(s.whisper.language.as_deref(), Some("ru"));
+        assert_eq!((s.whisper.threads, s.whisper.workers), (4, 3));
+        let s = settings(&[("WHISPER_LANGUAGE", "Auto")]).expect("valid");
+        assert_eq!(s.whisper.language, None);
     }
 
     #[test]
@@ -423,6 +514,11 @@ mod tests {
             (&[("SFU_SHARDS", "0")], "SFU_SHARDS"),
             (&[("RATE_LIMIT_CHAT", "-1")], "RATE_LIMIT_CHAT"),
             (&[("WS_IDLE_TIMEOUT_SECS", "0")], "WS_IDLE_TIMEOUT_SECS"),
+            (&[("WHISPER_LANGUAGE", "english")], "WHISPER_LANGUAGE"),
+            (&[("WHISPER_THREADS", "0")], "WHISPER_THREADS"),
+            (&[("WHISPER_THREADS", "two")], "WHISPER_THREADS"),
+            (&[("WHISPER_WORKERS", "0")], "WHISPER_WORKERS"),
+            (&[("WHISPER_WORKERS", "100")], "WHISPER_WORKERS"),
         ];
         for (pairs, var) in cases {
             let err = settings(pairs).expect_err(var);

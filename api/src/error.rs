@@ -32,6 +32,9 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("too many requests; retry in {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
+    /// No speech model is configured (`WHISPER_MODEL`).
+    #[error("transcription is unavailable: this server has no speech model configured")]
+    TranscriptionUnavailable,
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

@@ -15,6 +15,7 @@ use signaling::protocol::IceServer;
 use signaling::{Bus, Hub, HubConfig, LocalBus, Media};
 
 use crate::app::chat::RoomLocks;
+use crate::app::transcription::Transcription;
 use crate::auth::{PasswordHasher, TokenService};
 use crate::config::Settings;
 use crate::db::{Store, StoreError};
@@ -45,6 +46,8 @@ pub enum StartError {
     Media(String),
     #[error("BCRYPT_COST: {0}")]
     Hasher(crate::error::Error),
+    #[error("WHISPER_MODEL: {0}")]
+    Transcription(String),
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -206,6 +209,13 @@ impl Server {
             .await
             .map_err(StartError::Hasher)?;
         let tokens = Arc::new(TokenService::new(&jwt_secret, settings.jwt_ttl));
+        // whisper.cpp loads synchronously (0.1 s for base, longer for big models).
+        let whisper = settings.whisper.clone();
+        let transcription = tokio::task::spawn_blocking(move || Transcription::start(&whisper))
+            .await
+            .map_err(|e| StartError::Transcription(e.to_string()))?
+            .map_err(|e| StartError::Transcription(e.to_string()))?;
+        let transcription = Arc::new(transcription);
 
         Ok(Self {
             ctx: ApiContext {
@@ -219,6 +229,7 @@ impl Server {
                 metrics: telemetry::metrics_handle(),
                 hub,
                 chat_locks: Arc::new(RoomLocks::new()),
+                transcription,
             },
         })
     }
@@ -242,9 +253,11 @@ impl Server {
         // WebSockets outlive their HTTP request, so graceful shutdown doesn't wait for them:
         // tell them to close (participants leave with reason `shutdown`).
         let hub = self.ctx.hub.clone();
+        let transcription = self.ctx.transcription.clone();
         let shutdown = async move {
             shutdown.await;
             hub.shutdown();
+            transcription.stop_all();
         };
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 /// `info`, except the WebRTC stack's per-packet chatter (e.g. DTLS extensions Chrome offers
 /// that `rtc` doesn't speak, SRTP writes racing the handshake): only its errors.
 pub const DEFAULT_FILTER: &str =
-    "info,rtc=error,rtc_dtls=error,rtc_ice=error,rtc_srtp=error,rtc_interceptor=error";
+    "info,rtc=error,rtc_dtls=error,rtc_ice=error,rtc_srtp=error,rtc_interceptor=error,whisper_rs=warn";
 
 /// Installs the JSON log subscriber. `RUST_LOG` filters (default `info`); `LOG_FORMAT=pretty`
 /// gives human-readable lines for local work.

@@ -30,6 +30,20 @@ impl CallClient {
     /// # Errors
     /// When the socket, the join or the SDP exchange fails.
     pub async fn join(base_url: &str, room_id: i64, token: &str, tone_hz: f32) -> Result<Self> {
+        let source = crate::tone::ToneSource::new(tone_hz)?;
+        Self::join_with_source(base_url, room_id, token, Box::new(source)).await
+    }
+
+    /// As [`CallClient::join`], publishing `source` instead of a tone.
+    ///
+    /// # Errors
+    /// When the socket, the join or the SDP exchange fails.
+    pub async fn join_with_source(
+        base_url: &str,
+        room_id: i64,
+        token: &str,
+        source: Box<dyn crate::tone::FrameSource>,
+    ) -> Result<Self> {
         let started = Instant::now();
         let ws_url = format!(
             "{}/api/v1/rooms/{room_id}/ws?token={token}",
@@ -61,7 +75,7 @@ impl CallClient {
             .as_u64()
             .context("participant id")?;
         let rtc_started_after = started.elapsed();
-        let (rtc, offer) = RtcClient::start(tone_hz).await?;
+        let (rtc, offer) = RtcClient::start_with_source(source).await?;
         send(json!({"type": "offer", "sdp": offer}))?;
         let answer = next_of(&mut stream, "answer", &log).await?;
         rtc.set_answer(answer["sdp"].as_str().context("answer sdp")?.to_owned())

@@ -4,7 +4,7 @@
 //!   offers one Opus track, answers server offers, publishes a tone, counts what it receives
 //!   per remote participant.
 //! - [`call_client`]: a participant as a browser is one: room WebSocket + `RtcClient`.
-//! - [`tone`]: an Opus-encoded test tone, 20 ms per packet.
+//! - [`tone`]: Opus frame sources, 20 ms per packet: a test tone, or PCM (speech from a WAV).
 
 pub mod call_client;
 pub mod rtc_client;

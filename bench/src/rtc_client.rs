@@ -21,7 +21,7 @@ use sfu::audio::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::tone::{ToneSource, FRAME_SAMPLES};
+use crate::tone::{FrameSource, ToneSource, FRAME_SAMPLES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -88,6 +88,17 @@ impl RtcClient {
     /// # Errors
     /// When the socket, the encoder or the offer can't be made.
     pub async fn start(tone_hz: f32) -> Result<(Self, String), ClientError> {
+        Self::start_with_source(Box::new(ToneSource::new(tone_hz)?)).await
+    }
+
+    /// As [`RtcClient::start`], publishing `source` (e.g. speech from a
+    /// [`crate::tone::PcmSource`]) instead of a tone.
+    ///
+    /// # Errors
+    /// When the socket or the offer can't be made.
+    pub async fn start_with_source(
+        source: Box<dyn FrameSource>,
+    ) -> Result<(Self, String), ClientError> {
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
         let local_addr = socket.local_addr()?;
         let now = Instant::now();
@@ -122,7 +133,7 @@ impl RtcClient {
             sender,
             ssrc,
             level_id,
-            tone: ToneSource::new(tone_hz)?,
+            tone: source,
             publishing: true,
             seq: rand::random(),
             timestamp: rand::random(),
@@ -202,7 +213,7 @@ struct Driver {
     sender: RTCRtpSenderId,
     ssrc: u32,
     level_id: Option<u8>,
-    tone: ToneSource,
+    tone: Box<dyn FrameSource>,
     publishing: bool,
     seq: u16,
     timestamp: u32,

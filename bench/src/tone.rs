@@ -42,3 +42,129 @@ impl ToneSource {
         Ok(self.buf[..n].to_vec())
     }
 }
+
+/// Something that produces one Opus frame (20 ms, 48 kHz mono) at a time.
+pub trait FrameSource: Send + 'static {
+    /// The next frame, encoded.
+    ///
+    /// # Errors
+    /// When libopus fails to encode.
+    fn next_frame(&mut self) -> Result<Vec<u8>, opus::Error>;
+}
+
+impl FrameSource for ToneSource {
+    fn next_frame(&mut self) -> Result<Vec<u8>, opus::Error> {
+        ToneSource::next_frame(self)
+    }
+}
+
+/// Controls a [`PcmSource`] from outside the client: start playing, see when it started.
+#[derive(Debug, Clone, Default)]
+pub struct PcmHandle {
+    state: std::sync::Arc<std::sync::Mutex<PcmState>>,
+}
+
+#[derive(Debug, Default)]
+struct PcmState {
+    play: bool,
+    started: Option<std::time::Instant>,
+    finished: Option<std::time::Instant>,
+}
+
+impl PcmHandle {
+    /// Starts the audio (until then the source sends silence).
+    pub fn play(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.play = true;
+        }
+    }
+
+    /// When the first frame of the audio was encoded.
+    pub fn started(&self) -> Option<std::time::Instant> {
+        self.state.lock().ok().and_then(|s| s.started)
+    }
+
+    /// When the last frame of the audio was encoded.
+    pub fn finished(&self) -> Option<std::time::Instant> {
+        self.state.lock().ok().and_then(|s| s.finished)
+    }
+}
+
+/// Opus-encoded PCM (48 kHz mono), e.g. speech from a WAV file: silence until
+/// [`PcmHandle::play`], then the audio once, then silence again.
+pub struct PcmSource {
+    encoder: Encoder,
+    pcm: Vec<i16>,
+    pos: usize,
+    handle: PcmHandle,
+    buf: Vec<u8>,
+}
+
+impl PcmSource {
+    /// # Errors
+    /// When libopus refuses the encoder settings.
+    pub fn new(pcm: Vec<i16>) -> Result<(Self, PcmHandle), opus::Error> {
+        let mut encoder = Encoder::new(SAMPLE_RATE, Channels::Mono, Application::Voip)?;
+        encoder.set_inband_fec(true)?;
+        encoder.set_bitrate(opus::Bitrate::Bits(32_000))?;
+        let handle = PcmHandle::default();
+        Ok((
+            Self {
+                encoder,
+                pcm,
+                pos: 0,
+                handle: handle.clone(),
+                buf: vec![0; 1500],
+            },
+            handle,
+        ))
+    }
+
+    /// Reads a 48 kHz WAV file (16-bit; stereo is mixed down).
+    ///
+    /// # Errors
+    /// When the file can't be read or isn't 48 kHz 16-bit PCM.
+    pub fn read_wav(path: &std::path::Path) -> Result<Vec<i16>, std::io::Error> {
+        let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let mut reader = hound::WavReader::open(path).map_err(|e| bad(e.to_string()))?;
+        let spec = reader.spec();
+        if spec.sample_rate != SAMPLE_RATE || spec.bits_per_sample != 16 {
+            return Err(bad(format!(
+                "{}: need 48 kHz 16-bit PCM, got {} Hz {} bit",
+                path.display(),
+                spec.sample_rate,
+                spec.bits_per_sample
+            )));
+        }
+        let channels = usize::from(spec.channels.max(1));
+        let samples: Vec<i16> = reader
+            .samples::<i16>()
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(samples
+            .chunks(channels)
+            .map(|c| (c.iter().map(|s| i32::from(*s)).sum::<i32>() / channels as i32) as i16)
+            .collect())
+    }
+}
+
+impl FrameSource for PcmSource {
+    fn next_frame(&mut self) -> Result<Vec<u8>, opus::Error> {
+        let mut frame = [0i16; FRAME_SAMPLES];
+        let playing = self.handle.state.lock().map(|s| s.play).unwrap_or(false);
+        if playing && self.pos < self.pcm.len() {
+            let end = (self.pos + FRAME_SAMPLES).min(self.pcm.len());
+            frame[..end - self.pos].copy_from_slice(&self.pcm[self.pos..end]);
+            if let Ok(mut s) = self.handle.state.lock() {
+                let now = std::time::Instant::now();
+                s.started.get_or_insert(now);
+                if end == self.pcm.len() {
+                    s.finished = Some(now);
+                }
+            }
+            self.pos = end;
+        }
+        let n = self.encoder.encode(&frame, &mut self.buf)?;
+        Ok(self.buf[..n].to_vec())
+    }
+}

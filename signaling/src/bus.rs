@@ -79,6 +79,14 @@ pub enum RoomEvent {
         user_id: UserId,
         by_user_id: UserId,
     },
+    Transcription {
+        active: bool,
+        by_user_id: UserId,
+    },
+    /// A caption (a [`ServerMessage::Caption`]), passed through to the room's sockets.
+    Caption {
+        caption: ServerMessage,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -461,16 +461,29 @@ where
                         .media_plane()
                         .map(|m| m.ice_servers.as_ref().clone())
                         .unwrap_or_default();
-                    conn.send(&ServerMessage::Joined {
-                        request_id,
-                        room_id,
-                        participant_id: id,
-                        role,
-                        muted: false,
-                        participants,
-                        ice_servers,
-                    })
-                    .await
+                    let sent_joined = conn
+                        .send(&ServerMessage::Joined {
+                            request_id,
+                            room_id,
+                            participant_id: id,
+                            role,
+                            muted: false,
+                            participants,
+                            ice_servers,
+                        })
+                        .await;
+                    // The room is being transcribed: a joiner must know before speaking.
+                    match (sent_joined, hub.transcribed_by(room_id)) {
+                        (Err(gone), _) => Err(gone),
+                        (Ok(()), Some(by_user_id)) => {
+                            conn.send(&ServerMessage::TranscriptionState {
+                                active: true,
+                                by_user_id,
+                            })
+                            .await
+                        }
+                        (Ok(()), None) => Ok(()),
+                    }
                 }
             }
         }
@@ -628,9 +641,36 @@ where
                 _ => Ok(()),
             }
         }
+        ClientMessage::TranscriptionStart { .. } => {
+            set_transcription(service, session, conn, rid, true).await
+        }
+        ClientMessage::TranscriptionStop { .. } => {
+            set_transcription(service, session, conn, rid, false).await
+        }
         ClientMessage::Ping { .. } => conn.send(&ServerMessage::Pong { request_id }).await,
     };
     sent.map_err(|Gone| Exit::Closed)
+}
+
+async fn set_transcription<Si>(
+    service: &dyn RoomService,
+    session: &RoomSession,
+    conn: &mut Conn<Si>,
+    rid: Option<&str>,
+    start: bool,
+) -> Result<(), Gone>
+where
+    Si: Sink<Frame> + Unpin,
+    Si::Error: Display,
+{
+    let room_id = session.room_id;
+    match service
+        .set_transcription(room_id, session.user_id, start)
+        .await
+    {
+        Ok(()) => conn.send(&ServerMessage::ack(rid)).await,
+        Err(err) => conn.fail(rid, err).await,
+    }
 }
 
 /// Joins the SFU with the client's offer and sends the answer. A participant already muted

@@ -66,6 +66,8 @@ pub struct Hub {
     plane: Option<Media>,
     rooms: RoomRegistry,
     users: Mutex<HashMap<UserId, UserEntry>>,
+    /// Rooms being transcribed and who turned it on, so joiners can be told.
+    transcribing: Mutex<HashMap<RoomId, UserId>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -95,6 +97,7 @@ impl Hub {
             media,
             plane: None,
             users: Mutex::new(HashMap::new()),
+            transcribing: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
         })
     }
@@ -245,6 +248,14 @@ impl Hub {
     }
 
     /// Everyone in the room's call now, on any node.
+    /// Who turned on the room's transcription, while it is on (as every node has heard).
+    pub fn transcribed_by(&self, room_id: RoomId) -> Option<UserId> {
+        self.transcribing
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&room_id).copied())
+    }
+
     pub fn participants(&self, room_id: RoomId) -> Vec<ParticipantInfo> {
         self.rooms.participants(room_id)
     }
@@ -420,6 +431,24 @@ impl Hub {
                         by_user_id,
                     },
                 );
+            }
+            RoomEvent::Transcription { active, by_user_id } => {
+                if let Ok(mut t) = self.transcribing.lock() {
+                    if active {
+                        t.insert(room_id, by_user_id);
+                    } else {
+                        t.remove(&room_id);
+                    }
+                }
+                rooms.fan_out(
+                    room_id,
+                    ServerMessage::TranscriptionState { active, by_user_id },
+                );
+            }
+            RoomEvent::Caption { caption } => {
+                if matches!(caption, ServerMessage::Caption { .. }) {
+                    rooms.fan_out(room_id, caption);
+                }
             }
             RoomEvent::MemberRemoved {
                 user_id,

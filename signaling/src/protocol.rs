@@ -214,6 +214,18 @@ pub enum ClientMessage {
         request_id: Option<String>,
         candidate: IceCandidate,
     },
+    /// Turn on the room's transcriber ("AI agent"): every member in the call may; everyone
+    /// is told with `transcription_state`. Answered with `ack`, or `transcription_unavailable`
+    /// when the server has no model.
+    TranscriptionStart {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    /// Turn it off: the member who started it, moderators and the owner may.
+    TranscriptionStop {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
     /// Application-level keep-alive for clients that can't see WebSocket pings.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,6 +247,8 @@ impl ClientMessage {
             | ClientMessage::Offer { request_id, .. }
             | ClientMessage::Answer { request_id, .. }
             | ClientMessage::IceCandidate { request_id, .. }
+            | ClientMessage::TranscriptionStart { request_id }
+            | ClientMessage::TranscriptionStop { request_id }
             | ClientMessage::Ping { request_id } => request_id.as_deref(),
         }
     }
@@ -341,6 +355,21 @@ pub enum ServerMessage {
         user_id: UserId,
         by_user_id: UserId,
     },
+    /// Whether the room is being transcribed, and who turned it on (or off). Sent to
+    /// everyone in the call when it changes, and to a joiner right after `joined` while on.
+    TranscriptionState {
+        active: bool,
+        by_user_id: UserId,
+    },
+    /// A live caption: one transcribed utterance. Times are Unix milliseconds.
+    Caption {
+        participant_id: ParticipantId,
+        user_id: UserId,
+        username: String,
+        start_ms: i64,
+        end_ms: i64,
+        text: String,
+    },
     /// A direct message to or from you (user socket).
     Dm {
         message: DirectMessage,
@@ -401,6 +430,8 @@ pub mod codes {
     pub const BAD_SDP: &str = "bad_sdp";
     /// `answer` with no server offer out, or a second `offer` while media runs.
     pub const MEDIA_OUT_OF_ORDER: &str = "media_out_of_order";
+    /// The server has no speech model (`WHISPER_MODEL`), so it can't transcribe.
+    pub const TRANSCRIPTION_UNAVAILABLE: &str = "transcription_unavailable";
 }
 
 /// Parses one text frame, telling malformed JSON, unknown types and bad fields apart.
@@ -428,6 +459,8 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, (&'static str, 
         "offer",
         "answer",
         "ice_candidate",
+        "transcription_start",
+        "transcription_stop",
         "ping",
     ];
     if !KNOWN.contains(&kind) {

@@ -83,4 +83,25 @@ pub trait RoomService: Send + Sync + 'static {
         actor: UserId,
         target: UserId,
     ) -> BoxFuture<'_, Result<(), ServiceError>>;
+
+    /// Turns the room's transcription on (`start`) or off for `user`, and tells the room.
+    /// Starting twice or stopping while off succeeds without change.
+    ///
+    /// # Errors
+    /// `transcription_unavailable` when the server has no model (the default), `not_found`
+    /// for a non-member, `forbidden` for a member who may not stop it.
+    fn set_transcription(
+        &self,
+        room: RoomId,
+        user: UserId,
+        start: bool,
+    ) -> BoxFuture<'_, Result<(), ServiceError>> {
+        let _ = (room, user, start);
+        Box::pin(async {
+            Err(ServiceError::new(
+                crate::protocol::codes::TRANSCRIPTION_UNAVAILABLE,
+                "this server has no speech model configured",
+            ))
+        })
+    }
 }

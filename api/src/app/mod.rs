@@ -7,3 +7,4 @@ pub mod dm;
 pub mod keys;
 pub mod permissions;
 pub mod rooms;
+pub mod transcription;

@@ -36,6 +36,15 @@ pub enum Action {
         from: Role,
         to: Role,
     },
+    /// Turn on the room's transcriber. Any member: it is announced to everyone, and anyone
+    /// who minds can ask a moderator to stop it.
+    StartTranscription,
+    /// Turn it off: the member who started it (`own`), moderators and the owner.
+    StopTranscription {
+        own: bool,
+    },
+    /// Read the stored transcript: any member (they were all told it was recorded).
+    ReadTranscript,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +87,14 @@ pub fn authorize(role: Option<Role>, action: Action) -> Result<(), Denied> {
         | Action::ReadChat
         | Action::SendChat
         | Action::JoinCall
-        | Action::MuteSelf => Ok(()),
+        | Action::MuteSelf
+        | Action::StartTranscription
+        | Action::ReadTranscript => Ok(()),
+        Action::StopTranscription { own: true } => Ok(()),
+        Action::StopTranscription { own: false } if role >= Role::Moderator => Ok(()),
+        Action::StopTranscription { own: false } => Err(Denied::Forbidden(
+            "only who started the transcription, moderators and the owner can stop it",
+        )),
         Action::DeleteRoom if role == Role::Owner => Ok(()),
         Action::DeleteRoom => Err(Denied::Forbidden("only the room owner can delete the room")),
         // A room has exactly one owner; there is no way to add a second one.
@@ -144,6 +160,10 @@ mod tests {
             (SendChat, true, true, true),
             (JoinCall, true, true, true),
             (MuteSelf, true, true, true),
+            (StartTranscription, true, true, true),
+            (StopTranscription { own: true }, true, true, true),
+            (StopTranscription { own: false }, true, true, false),
+            (ReadTranscript, true, true, true),
             (MuteOther(Member), true, true, false),
             (MuteOther(Moderator), true, false, false),
             (MuteOther(Owner), false, false, false),

@@ -9,6 +9,7 @@ mod chat;
 mod dm;
 mod keys;
 mod rooms;
+mod transcripts;
 mod users;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ pub use chat::ChatRow;
 pub use dm::{ConversationRow, DmBody, DmRow};
 pub use keys::KeyRow;
 pub use rooms::{MemberRow, RoomRow};
+pub use transcripts::{NewSegment, SegmentRow};
 pub use users::{UserRow, UserWithHash};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");

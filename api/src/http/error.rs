@@ -81,6 +81,11 @@ impl Error {
             ),
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+            Error::TranscriptionUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transcription_unavailable",
+                None,
+            ),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
         }
     }

@@ -10,6 +10,7 @@ pub mod middleware;
 mod openapi;
 mod ops;
 mod rooms;
+mod transcripts;
 mod ws;
 
 use std::net::IpAddr;
@@ -58,6 +59,8 @@ pub struct ApiContext {
     /// This node's calls and user sockets, and the bus to the other nodes.
     pub hub: Arc<Hub>,
     pub chat_locks: Arc<RoomLocks>,
+    /// The whisper pool and the rooms being transcribed on this node.
+    pub transcription: Arc<crate::app::transcription::Transcription>,
 }
 
 impl ApiContext {
@@ -120,6 +123,7 @@ pub fn api_routes() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
             OpenApiRouter::new()
                 .merge(auth::router())
                 .merge(rooms::router())
+                .merge(transcripts::router())
                 .merge(chat::router())
                 .merge(keys::router())
                 .merge(dm::router())

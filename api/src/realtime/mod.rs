@@ -121,6 +121,21 @@ impl RoomService for ApiRoomService {
         })
     }
 
+    fn set_transcription(
+        &self,
+        room: RoomId,
+        user: UserId,
+        start: bool,
+    ) -> BoxFuture<'_, Result<(), ServiceError>> {
+        Box::pin(async move {
+            let ctx = &self.ctx;
+            ctx.transcription
+                .set(&ctx.store, &ctx.hub, room, user, start)
+                .await
+                .map_err(service_error)
+        })
+    }
+
     fn remove_member(
         &self,
         room: RoomId,

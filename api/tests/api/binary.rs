@@ -86,7 +86,7 @@ async fn migrate_creates_the_embedded_database() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("database is at migration 2"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("database is at migration 3"));
     assert!(dir.path().join("data/webcall.db").exists());
     // Idempotent.
     let again = webcall(dir.path(), &["migrate"], &[])
@@ -204,4 +204,79 @@ async fn serve_with_no_configuration_prints_a_secret_that_registers_a_user() {
     assert_eq!(entry["status"], 200);
     assert!(entry["latency_ms"].is_number());
     child.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn transcribe_without_a_model_says_how_to_give_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = webcall(dir.path(), &["transcribe", "speech.wav"], &[])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--model") && stderr.contains("WHISPER_MODEL"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_whisper_model_fails_start_naming_whisper_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = webcall(
+        dir.path(),
+        &["serve"],
+        &[
+            ("PORT", "0"),
+            ("WHISPER_MODEL", "/nonexistent/ggml-base.bin"),
+        ],
+    )
+    .output()
+    .await
+    .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WHISPER_MODEL") && stderr.contains("/nonexistent/ggml-base.bin"),
+        "{stderr}"
+    );
+}
+
+/// `webcall transcribe` on a WAV: timestamped lines with the spoken words (needs the test
+/// model, espeak-ng and sox; skipped without `WEBCALL_TEST_WHISPER_MODEL`).
+#[tokio::test]
+async fn transcribe_prints_timestamped_segments_of_a_wav_file() {
+    let Ok(model) = std::env::var("WEBCALL_TEST_WHISPER_MODEL") else {
+        eprintln!("skipped: WEBCALL_TEST_WHISPER_MODEL is not set (scripts/make-test-model.sh)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("speech.wav");
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg("Good morning everyone. Let us begin the meeting.")
+        .status()
+        .expect("espeak-ng runs");
+    assert!(ok.success());
+    let out = webcall(
+        dir.path(),
+        &["transcribe", "speech.wav", "--model", &model],
+        &[("WHISPER_LANGUAGE", "en"), ("RUST_LOG", "warn")],
+    )
+    .output()
+    .await
+    .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|l| l.starts_with("[00:00:")), "{stdout}");
+    let wer = transcriber::wer::wer("Good morning everyone. Let us begin the meeting.", &stdout);
+    assert!(wer <= 0.4, "WER {wer}: {stdout}");
 }

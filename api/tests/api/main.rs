@@ -14,3 +14,4 @@ mod ratelimit;
 mod realtime;
 mod rooms;
 mod static_files;
+mod transcription;

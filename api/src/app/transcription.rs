@@ -1,0 +1,392 @@
+//! The room's transcriber ("AI agent"): while on, every participant's audio from this
+//! node's SFU goes through the transcriber pipeline; segments are stored and pushed to the
+//! room as live captions.
+//!
+//! Who may: any member in the call starts it (everyone is told with `transcription_state`,
+//! joiners too, so it is never secret); the member who started it, moderators and the owner
+//! stop it. One session per room per node: the tap sees the participants whose media lands
+//! on this node, which is all of them in a single-node deployment.
+//!
+//! Decoding, resampling and VAD (a few percent of a core per speaker) run in the session's
+//! task; whisper runs on the worker pool's own threads, never on the async runtime.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use signaling::bus::RoomEvent;
+use signaling::hub::Hub;
+use signaling::media::room_of;
+use signaling::protocol::{ParticipantId, RoomId, ServerMessage, UserId};
+use tokio::sync::{mpsc, watch};
+use transcriber::pipeline::TrackPipeline;
+use transcriber::vad::VadConfig;
+use transcriber::worker::{Job, Pool, Transcribed, Whisper, WhisperConfig};
+use transcriber::Speaker;
+
+use crate::app::permissions::{authorize, Action};
+use crate::config::WhisperSettings;
+use crate::db::{now_millis, NewSegment, SegmentRow, Store};
+use crate::error::{Error, Result};
+
+/// Packets buffered between the SFU and a session: 20 s of one speaker. The tap drops (and
+/// counts) beyond that rather than slow forwarding.
+const TAP_CAPACITY: usize = 1024;
+/// A track silent this long (muted, left, or no DTX packets) ends its utterance.
+const IDLE_FLUSH: Duration = Duration::from_millis(600);
+/// At most this many segments in a transcript answer.
+const TRANSCRIPT_LIMIT: i64 = 10_000;
+
+/// Transcription for this node: the whisper pool (if a model is configured) and the rooms
+/// being transcribed.
+pub struct Transcription {
+    pool: Option<Arc<Pool>>,
+    sessions: Mutex<HashMap<RoomId, Session>>,
+}
+
+impl std::fmt::Debug for Transcription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcription")
+            .field("available", &self.pool.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Session {
+    by_user: UserId,
+    stop: watch::Sender<bool>,
+}
+
+impl Transcription {
+    /// Loads the model and starts the workers; without `WHISPER_MODEL`, transcription is
+    /// unavailable (one log line) and everything else works.
+    ///
+    /// # Errors
+    /// A model that is configured but can't be loaded.
+    pub fn start(settings: &WhisperSettings) -> Result<Self, transcriber::Error> {
+        let Some(path) = &settings.model else {
+            tracing::info!("transcription unavailable: WHISPER_MODEL is not set");
+            return Ok(Self::unavailable());
+        };
+        let started = Instant::now();
+        let whisper = Whisper::load(
+            path,
+            WhisperConfig {
+                language: settings.language.clone(),
+                threads: settings.threads,
+            },
+        )?;
+        let capacity = (settings.workers * 4).max(8);
+        let pool = Pool::start(Arc::new(whisper), settings.workers, capacity)?;
+        tracing::info!(
+            model = %path.display(),
+            workers = settings.workers,
+            threads = settings.threads,
+            language = settings.language.as_deref().unwrap_or("auto"),
+            load_seconds = started.elapsed().as_secs_f64(),
+            "transcription available"
+        );
+        Ok(Self {
+            pool: Some(Arc::new(pool)),
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn unavailable() -> Self {
+        Self {
+            pool: None,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn pool(&self) -> Option<&Arc<Pool>> {
+        self.pool.as_ref()
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, Session>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts (or stops) the room's transcription for `user` and tells the room.
+    ///
+    /// # Errors
+    /// [`Error::TranscriptionUnavailable`] without a model; `not_found`/`forbidden` from the
+    /// permission rules; internal errors when the bus fails.
+    pub async fn set(
+        &self,
+        store: &Store,
+        hub: &Arc<Hub>,
+        room_id: RoomId,
+        user_id: UserId,
+        start: bool,
+    ) -> Result<()> {
+        let role = store.member_role(room_id, user_id).await?;
+        if start {
+            authorize(role, Action::StartTranscription)?;
+            let Some(pool) = self.pool.clone() else {
+                return Err(Error::TranscriptionUnavailable);
+            };
+            let Some(plane) = hub.media_plane() else {
+                return Err(Error::TranscriptionUnavailable);
+            };
+            {
+                let mut sessions = self.sessions();
+                if sessions.contains_key(&room_id) {
+                    return Ok(());
+                }
+                let (stop, stopped) = watch::channel(false);
+                let tap = plane.sfu.tap(room_of(room_id), TAP_CAPACITY);
+                let run = SessionTask {
+                    room_id,
+                    hub: hub.clone(),
+                    store: store.clone(),
+                    pool,
+                };
+                tokio::spawn(run.run(tap, stopped));
+                sessions.insert(
+                    room_id,
+                    Session {
+                        by_user: user_id,
+                        stop,
+                    },
+                );
+            }
+            tracing::info!(room_id, user_id, "transcription started");
+        } else {
+            let by_user = self.sessions().get(&room_id).map(|s| s.by_user);
+            let Some(by_user) = by_user else {
+                authorize(role, Action::ReadTranscript)?;
+                return Ok(());
+            };
+            authorize(
+                role,
+                Action::StopTranscription {
+                    own: by_user == user_id,
+                },
+            )?;
+            if let Some(session) = self.sessions().remove(&room_id) {
+                let _ = session.stop.send(true);
+            }
+            tracing::info!(room_id, user_id, "transcription stopped");
+        }
+        hub.publish_room(
+            room_id,
+            RoomEvent::Transcription {
+                active: start,
+                by_user_id: user_id,
+            },
+        )
+        .await
+        .map_err(Error::internal)
+    }
+
+    /// Stops every session (server shutdown).
+    pub fn stop_all(&self) {
+        for (_, session) in self.sessions().drain() {
+            let _ = session.stop.send(true);
+        }
+    }
+}
+
+/// The stored transcript of a room, for a member.
+///
+/// # Errors
+/// `not_found` for a non-member.
+pub async fn transcript(
+    store: &Store,
+    user_id: UserId,
+    room_id: RoomId,
+) -> Result<Vec<SegmentRow>> {
+    authorize(
+        store.member_role(room_id, user_id).await?,
+        Action::ReadTranscript,
+    )?;
+    Ok(store.transcript(room_id, TRANSCRIPT_LIMIT).await?)
+}
+
+struct SessionTask {
+    room_id: RoomId,
+    hub: Arc<Hub>,
+    store: Store,
+    pool: Arc<Pool>,
+}
+
+struct Track {
+    pipeline: TrackPipeline,
+    username: String,
+    /// Unix ms of the track clock's zero (its first packet's arrival).
+    origin_ms: i64,
+    last_arrival: Instant,
+}
+
+fn unix_ms_of(at: Instant) -> i64 {
+    let ago = Instant::now().saturating_duration_since(at);
+    now_millis() - i64::try_from(ago.as_millis()).unwrap_or(0)
+}
+
+impl SessionTask {
+    async fn run(self, mut tap: sfu::TapReceiver, mut stopped: watch::Receiver<bool>) {
+        let (done_tx, mut done) = mpsc::unbounded_channel::<Transcribed>();
+        let sink: transcriber::worker::SegmentSink = Arc::new(move |t| {
+            let _ = done_tx.send(t);
+        });
+        let mut tracks: HashMap<u64, Track> = HashMap::new();
+        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                packet = tap.recv() => {
+                    let Some(packet) = packet else { break };
+                    self.handle_packet(&mut tracks, &sink, packet);
+                }
+                Some(t) = done.recv() => {
+                    // The track may be gone (its participant left) while whisper worked.
+                    let meta = t
+                        .segment
+                        .as_ref()
+                        .and_then(|s| tracks.get(&s.speaker.participant))
+                        .map(|track| (track.origin_ms, track.username.clone()));
+                    if let Some(meta) = meta {
+                        self.publish(meta, t).await;
+                    }
+                }
+                _ = ticker.tick() => self.flush_idle(&mut tracks, &sink),
+                _ = stopped.changed() => break,
+            }
+        }
+        let dropped = tap.dropped();
+        if dropped > 0 {
+            tracing::warn!(
+                room_id = self.room_id,
+                dropped,
+                "transcription tap dropped packets"
+            );
+        }
+    }
+
+    fn submit(
+        &self,
+        speaker: Speaker,
+        sink: &transcriber::worker::SegmentSink,
+        u: transcriber::vad::Utterance,
+    ) {
+        self.pool.queue().push(Job {
+            speaker,
+            utterance: u,
+            enqueued: Instant::now(),
+            sink: sink.clone(),
+        });
+    }
+
+    fn handle_packet(
+        &self,
+        tracks: &mut HashMap<u64, Track>,
+        sink: &transcriber::worker::SegmentSink,
+        packet: sfu::TapPacket,
+    ) {
+        let peer = packet.peer.0;
+        let track = match tracks.entry(peer) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                // Only participants the hub knows are transcribed: their user is the speaker.
+                let Some(info) = self.hub.participant(self.room_id, ParticipantId(peer)) else {
+                    return;
+                };
+                let speaker = Speaker {
+                    participant: peer,
+                    user: info.user_id,
+                };
+                let Ok(pipeline) = TrackPipeline::new(speaker, VadConfig::default()) else {
+                    tracing::error!(room_id = self.room_id, "could not create an Opus decoder");
+                    return;
+                };
+                e.insert(Track {
+                    pipeline,
+                    username: info.username,
+                    origin_ms: unix_ms_of(packet.arrival),
+                    last_arrival: packet.arrival,
+                })
+            }
+        };
+        track.last_arrival = packet.arrival;
+        let speaker = track.pipeline.speaker;
+        for u in
+            track
+                .pipeline
+                .handle_packet(packet.sequence, packet.rtp_timestamp, &packet.payload)
+        {
+            self.submit(speaker, sink, u);
+        }
+    }
+
+    fn flush_idle(
+        &self,
+        tracks: &mut HashMap<u64, Track>,
+        sink: &transcriber::worker::SegmentSink,
+    ) {
+        let room_id = self.room_id;
+        let mut gone = Vec::new();
+        for (peer, track) in tracks.iter_mut() {
+            let present = self
+                .hub
+                .participant(room_id, ParticipantId(*peer))
+                .is_some();
+            if track.last_arrival.elapsed() >= IDLE_FLUSH || !present {
+                if let Some(u) = track.pipeline.flush_utterance() {
+                    self.submit(track.pipeline.speaker, sink, u);
+                }
+            }
+            // Kept a while after leaving, so captions of its last words still find its name.
+            if !present && track.last_arrival.elapsed() >= Duration::from_secs(60) {
+                gone.push(*peer);
+            }
+        }
+        for peer in gone {
+            tracks.remove(&peer);
+        }
+    }
+
+    async fn publish(&self, (origin_ms, username): (i64, String), t: Transcribed) {
+        let Some(segment) = t.segment else {
+            return;
+        };
+        let room_id = self.room_id;
+        let start_ms = origin_ms + i64::try_from(segment.start_ms).unwrap_or(0);
+        let end_ms = origin_ms + i64::try_from(segment.end_ms).unwrap_or(0);
+        let stored = self
+            .store
+            .insert_segment(
+                &NewSegment {
+                    room_id,
+                    user_id: segment.speaker.user,
+                    participant_id: i64::try_from(segment.speaker.participant).unwrap_or(0),
+                    start_ms,
+                    end_ms,
+                    text: &segment.text,
+                },
+                now_millis(),
+            )
+            .await;
+        if let Err(err) = stored {
+            tracing::error!(room_id, error = %err, "could not store a transcript segment");
+        }
+        let latency = (now_millis() - end_ms).max(0) as f64 / 1000.0;
+        metrics::histogram!("transcriber_caption_latency_seconds").record(latency);
+        let caption = ServerMessage::Caption {
+            participant_id: ParticipantId(segment.speaker.participant),
+            user_id: segment.speaker.user,
+            username,
+            start_ms,
+            end_ms,
+            text: segment.text,
+        };
+        if let Err(err) = self
+            .hub
+            .publish_room(room_id, RoomEvent::Caption { caption })
+            .await
+        {
+            tracing::error!(room_id, error = %err, "could not publish a caption");
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! Server-side transcription through the real server: WebRTC clients publish speech (espeak-ng
+//! sentences, Opus-encoded) into a room, the SFU's tap feeds whisper, captions come back over
+//! the room socket and the transcript is stored.
+//!
+//! Tests that need the model read `WEBCALL_TEST_WHISPER_MODEL` (CI builds it once with
+//! `scripts/make-test-model.sh`) and skip with a notice when it is unset.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bench::call_client::CallClient;
+use bench::tone::{PcmHandle, PcmSource};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{json_of, spawn_with, TestApp};
+
+fn test_model() -> Option<String> {
+    let model = std::env::var("WEBCALL_TEST_WHISPER_MODEL").ok();
+    if model.is_none() {
+        eprintln!("skipped: WEBCALL_TEST_WHISPER_MODEL is not set (scripts/make-test-model.sh)");
+    }
+    model
+}
+
+async fn room_with(app: &TestApp, names: &[&str]) -> (i64, Vec<String>) {
+    let mut tokens = Vec::new();
+    for name in names {
+        tokens.push(app.register(name).await);
+    }
+    let room = app.create_room(&tokens[0], "Call").await;
+    for name in &names[1..] {
+        app.add_member(&tokens[0], room, name, "member").await;
+    }
+    (room, tokens)
+}
+
+async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// espeak-ng speech as 48 kHz 16-bit PCM, with a second of silence after it.
+fn speech(text: &str, dir: &Path, name: &str) -> Vec<i16> {
+    let raw = dir.join(format!("{name}.raw.wav"));
+    let wav = dir.join(format!("{name}.wav"));
+    let ok = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .expect("espeak-ng runs");
+    assert!(ok.success());
+    let ok = Command::new("sox")
+        .arg(&raw)
+        .args(["-r", "48000", "-b", "16"])
+        .arg(&wav)
+        .args(["pad", "0", "1"])
+        .status()
+        .expect("sox runs");
+    assert!(ok.success());
+    PcmSource::read_wav(&wav).expect("reads the WAV")
+}
+
+async fn speaker(app: &TestApp, room: i64, token: &str, pcm: Vec<i16>) -> (CallClient, PcmHandle) {
+    let (source, handle) = PcmSource::new(pcm).expect("encoder");
+    let call = CallClient::join_with_source(&app.base, room, token, Box::new(source))
+        .await
+        .expect("join");
+    (call, handle)
+}
+
+fn captions_of(call: &CallClient, user_id: i64) -> Vec<Value> {
+    call.messages()
+        .into_iter()
+        .filter(|m| m["type"] == "caption" && m["user_id"].as_i64() == Some(user_id))
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_transcription_without_a_model_is_a_clear_error_and_calls_still_work() {
+    let app = spawn_with(&[]).await;
+    let (room, tokens) = room_with(&app, &["alice", "bob"]).await;
+    let a = CallClient::join(&app.base, room, &tokens[0], 300.0)
+        .await
+        .expect("join");
+    let b = CallClient::join(&app.base, room, &tokens[1], 500.0)
+        .await
+        .expect("join");
+    a.send(json!({"type": "transcription_start", "request_id": "t1"}))
+        .expect("send");
+    wait_until("the start is refused", 10, || {
+        a.saw(|m| m["type"] == "error" && m["request_id"] == "t1")
+    })
+    .await;
+    let err = a
+        .messages()
+        .into_iter()
+        .find(|m| m["type"] == "error" && m["request_id"] == "t1")
+        .expect("error");
+    assert_eq!(err["code"], "transcription_unavailable");
+    assert!(err["message"].as_str().unwrap_or("").contains("model"));
+    wait_until("the call works", 15, || {
+        a.packets_from(&b) >= 50 && b.packets_from(&a) >= 50
+    })
+    .await;
+    assert!(!b.saw(|m| m["type"] == "transcription_state"));
+    let (status, body) = json_of(
+        app.get(
+            &format!("/api/v1/rooms/{room}/transcript"),
+            Some(&tokens[1]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["segments"], json!([]));
+}
+
+#[tokio::test]
+async fn the_transcript_is_for_members_only() {
+    let app = spawn_with(&[]).await;
+    let (room, _tokens) = room_with(&app, &["alice", "bob"]).await;
+    let mallory = app.register("mallory").await;
+    let (status, body) = json_of(
+        app.get(&format!("/api/v1/rooms/{room}/transcript"), Some(&mallory))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = json_of(
+        app.get(&format!("/api/v1/rooms/{room}/transcript"), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+const ALICE_SAYS: &str = "Good morning everyone, let us begin the meeting.";
+const BOB_SAYS: &str = "I will send you the report this afternoon.";
+/// espeak-ng's robotic voice alone costs whisper base ~10% WER on average (these two
+/// sentences come out exact from `webcall transcribe`); the live path adds Opus and jitter
+/// in the VAD's cuts. 0.35 per sentence (3 wrong words of 8-9) leaves room for that and
+/// still fails on garbage or on a sentence given to the wrong speaker.
+const MAX_WER: f64 = 0.35;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_speakers_are_transcribed_live_and_stored_with_the_right_names_in_order() {
+    let Some(model) = test_model() else { return };
+    let app = spawn_with(&[
+        ("WHISPER_MODEL", &model),
+        ("WHISPER_LANGUAGE", "en"),
+        ("WHISPER_WORKERS", "1"),
+        ("WHISPER_THREADS", "2"),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (room, tokens) = room_with(&app, &["alice", "bob"]).await;
+    let (alice_id, bob_id) = (app.user_id(&tokens[0]).await, app.user_id(&tokens[1]).await);
+    let (alice, alice_voice) =
+        speaker(&app, room, &tokens[0], speech(ALICE_SAYS, dir.path(), "a")).await;
+    let (bob, bob_voice) = speaker(&app, room, &tokens[1], speech(BOB_SAYS, dir.path(), "b")).await;
+    wait_until("media flows both ways", 20, || {
+        alice.packets_from(&bob) >= 25 && bob.packets_from(&alice) >= 25
+    })
+    .await;
+
+    // Bob (a member) turns the agent on; everyone is told.
+    bob.send(json!({"type": "transcription_start", "request_id": "on"}))
+        .expect("send");
+    for call in [&alice, &bob] {
+        wait_until("everyone sees the transcription state", 10, || {
+            call.saw(|m| {
+                m["type"] == "transcription_state"
+                    && m["active"] == true
+                    && m["by_user_id"] == bob_id
+            })
+        })
+        .await;
+    }
+
+    let mut latencies = Vec::new();
+    for (voice, user_id) in [(&alice_voice, alice_id), (&bob_voice, bob_id)] {
+        voice.play();
+        wait_until("the speech is sent", 20, || voice.finished().is_some()).await;
+        // `finished` includes the second of trailing silence: speech ended 1 s before it.
+        let speech_end = voice.finished().expect("finished") - Duration::from_secs(1);
+        wait_until("the caption arrives", 120, || {
+            !captions_of(&alice, user_id).is_empty()
+        })
+        .await;
+        latencies.push(speech_end.elapsed());
+        // Let whisper drain what it holds of this speaker before the next one talks.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let wall = |d: Duration| d.as_secs_f64();
+    eprintln!(
+        "caption latency (end of speech -> caption, upper bound): alice {:.2} s, bob {:.2} s",
+        wall(latencies[0]),
+        wall(latencies[1])
+    );
+
+    // Captions name the speaker, on both sockets.
+    for call in [&alice, &bob] {
+        for (user_id, name) in [(alice_id, "alice"), (bob_id, "bob")] {
+            let caps = captions_of(call, user_id);
+            assert!(!caps.is_empty(), "{name}'s words reach everyone");
+            assert!(caps.iter().all(|c| c["username"] == name));
+        }
+    }
+    let caption_participants: Vec<u64> = captions_of(&alice, alice_id)
+        .iter()
+        .filter_map(|c| c["participant_id"].as_u64())
+        .collect();
+    assert!(caption_participants
+        .iter()
+        .all(|p| *p == alice.participant_id));
+
+    // The stored transcript: in time order, each sentence under the right user.
+    let (status, body) = json_of(
+        app.get(
+            &format!("/api/v1/rooms/{room}/transcript"),
+            Some(&tokens[0]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let segments = body["segments"].as_array().expect("segments").clone();
+    let starts: Vec<i64> = segments
+        .iter()
+        .filter_map(|s| s["start_ms"].as_i64())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] <= w[1]),
+        "time order: {starts:?}"
+    );
+    let text_of = |user_id: i64| {
+        segments
+            .iter()
+            .filter(|s| s["user_id"].as_i64() == Some(user_id))
+            .filter_map(|s| s["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (alice_text, bob_text) = (text_of(alice_id), text_of(bob_id));
+    let alice_wer = transcriber::wer::wer(ALICE_SAYS, &alice_text);
+    let bob_wer = transcriber::wer::wer(BOB_SAYS, &bob_text);
+    eprintln!("live: alice {alice_text:?} WER {alice_wer:.2}; bob {bob_text:?} WER {bob_wer:.2}");
+    assert!(
+        alice_wer <= MAX_WER,
+        "alice: {alice_text:?} WER {alice_wer}"
+    );
+    assert!(bob_wer <= MAX_WER, "bob: {bob_text:?} WER {bob_wer}");
+    let first_bob = segments
+        .iter()
+        .position(|s| s["user_id"].as_i64() == Some(bob_id))
+        .expect("bob spoke");
+    let last_alice = segments
+        .iter()
+        .rposition(|s| s["user_id"].as_i64() == Some(alice_id))
+        .expect("alice spoke");
+    assert!(last_alice < first_bob, "alice spoke first");
+
+    // Bob started it, so Bob may stop it (who else may: the permission table's test).
+    bob.send(json!({"type": "transcription_stop", "request_id": "off2"}))
+        .expect("send");
+    wait_until("everyone is told it stopped", 10, || {
+        alice.saw(|m| m["type"] == "transcription_state" && m["active"] == false)
+    })
+    .await;
+    let mut sorted: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64()).collect();
+    sorted.sort_by(f64::total_cmp);
+    eprintln!(
+        "caption latency p50 {:.2} s p95 {:.2} s over {} utterances",
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 0.95),
+        sorted.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_transcriber_drops_audio_but_captions_flow_and_forwarding_does_not_suffer() {
+    let Some(model) = test_model() else { return };
+    let app = spawn_with(&[
+        ("WHISPER_MODEL", &model),
+        ("WHISPER_LANGUAGE", "en"),
+        ("WHISPER_WORKERS", "1"),
+        ("WHISPER_THREADS", "1"),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let names = ["speaker1", "speaker2", "speaker3", "speaker4"];
+    let (room, tokens) = room_with(&app, &names).await;
+    // Each speaker says a sentence five times, a second apart (five utterances): four
+    // speakers at once is far more audio than one single-threaded worker transcribes in
+    // real time.
+    let once = speech(
+        "The quick brown fox jumps over the lazy dog.",
+        dir.path(),
+        "fox",
+    );
+    let pcm: Vec<i16> = std::iter::repeat_n(once, 5).flatten().collect();
+    let mut calls = Vec::new();
+    for token in &tokens {
+        calls.push(speaker(&app, room, token, pcm.clone()).await);
+    }
+    wait_until("media flows", 20, || {
+        calls.iter().all(|(me, _)| {
+            calls
+                .iter()
+                .filter(|(o, _)| o.participant_id != me.participant_id)
+                .all(|(o, _)| me.packets_from(o) >= 25)
+        })
+    })
+    .await;
+    calls[0]
+        .0
+        .send(json!({"type": "transcription_start"}))
+        .expect("send");
+    wait_until("transcription is on", 10, || {
+        calls[0]
+            .0
+            .saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+    let received = |me: &CallClient| -> u64 {
+        calls
+            .iter()
+            .filter(|(o, _)| o.participant_id != me.participant_id)
+            .map(|(o, _)| me.packets_from(o))
+            .sum()
+    };
+    let before: Vec<u64> = calls.iter().map(|(c, _)| received(c)).collect();
+    let started = Instant::now();
+    for (_, voice) in &calls {
+        voice.play();
+    }
+    wait_until("everyone has spoken", 30, || {
+        calls.iter().all(|(_, v)| v.finished().is_some())
+    })
+    .await;
+    let spoken = started.elapsed();
+    wait_until("captions keep flowing", 120, || {
+        calls[0]
+            .0
+            .messages()
+            .iter()
+            .filter(|m| m["type"] == "caption")
+            .count()
+            >= 2
+    })
+    .await;
+    // Forwarding: each client received ~50 packets/s from each of the 3 others meanwhile.
+    for ((call, _), before) in calls.iter().zip(&before) {
+        let got = received(call) - before;
+        let expected = 3.0 * 50.0 * spoken.as_secs_f64();
+        assert!(
+            got as f64 >= expected * 0.95,
+            "forwarding lost audio under transcription load: {got} of ~{expected:.0}"
+        );
+    }
+    let mut dropped = 0.0;
+    for _ in 0..60 {
+        let metrics = app
+            .get("/metrics", None)
+            .await
+            .text()
+            .await
+            .expect("metrics");
+        dropped = metrics
+            .lines()
+            .find(|l| l.starts_with("transcriber_dropped_utterances_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if dropped >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("dropped utterances: {dropped}");
+    assert!(dropped >= 1.0, "the overload dropped (and counted) audio");
+}

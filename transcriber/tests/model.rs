@@ -1,0 +1,77 @@
+//! Tests with a real whisper model: the one `scripts/make-test-model.sh` converts from the
+//! faster-whisper packages with `webcall import-model`. They need
+//! `WEBCALL_TEST_WHISPER_MODEL` (CI sets it) and espeak-ng + sox; without them they print a
+//! notice and pass, so `cargo test` works on a fresh machine.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use transcriber::worker::{Whisper, WhisperConfig};
+
+fn model() -> Option<PathBuf> {
+    match std::env::var_os("WEBCALL_TEST_WHISPER_MODEL") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            eprintln!(
+                "skipped: WEBCALL_TEST_WHISPER_MODEL is not set (scripts/make-test-model.sh)"
+            );
+            None
+        }
+    }
+}
+
+/// Speaks `text` with espeak-ng into a WAV at `rate` Hz.
+fn speak(text: &str, rate: u32, dir: &Path, name: &str) -> PathBuf {
+    let raw = dir.join(format!("{name}.espeak.wav"));
+    let out = dir.join(format!("{name}.wav"));
+    let ok = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .expect("espeak-ng runs (apt-get install espeak-ng)");
+    assert!(ok.success());
+    let ok = Command::new("sox")
+        .arg(&raw)
+        .args(["-r", &rate.to_string(), "-b", "16"])
+        .arg(&out)
+        .status()
+        .expect("sox runs (apt-get install sox)");
+    assert!(ok.success());
+    out
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("webcall-tx-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn the_converted_model_transcribes_an_espeak_sentence_with_the_expected_words() {
+    let Some(model) = model() else { return };
+    let whisper = Whisper::load(
+        &model,
+        WhisperConfig {
+            language: Some("en".to_owned()),
+            threads: 2,
+        },
+    )
+    .expect("the converted model loads");
+    let dir = scratch("model");
+    let reference = "The quick brown fox jumps over the lazy dog.";
+    let wav = speak(reference, 22_050, &dir, "fox");
+    let segments = transcriber::file::transcribe_file(&wav, &whisper).expect("transcribes");
+    let text: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
+    let text = text.join(" ");
+    let wer = transcriber::wer::wer(reference, &text);
+    eprintln!("heard {text:?}, WER {wer:.2}");
+    for word in ["quick", "brown", "fox", "lazy", "dog"] {
+        assert!(
+            transcriber::wer::words(&text).iter().any(|w| w == word),
+            "{word:?} missing from {text:?}"
+        );
+    }
+    assert!(wer <= 0.3, "WER {wer} for {text:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
