@@ -143,6 +143,20 @@ pub async fn spawn_from(env: Env) -> TestApp {
 }
 
 impl TestApp {
+    /// Registers `names`; the first creates a room ("Call") and adds the others as members.
+    /// Returns the room id and the tokens, in order.
+    pub async fn room_with(&self, names: &[&str]) -> (i64, Vec<String>) {
+        let mut tokens = Vec::new();
+        for name in names {
+            tokens.push(self.register(name).await);
+        }
+        let room = self.create_room(&tokens[0], "Call").await;
+        for name in &names[1..] {
+            self.add_member(&tokens[0], room, name, "member").await;
+        }
+        (room, tokens)
+    }
+
     /// Stops the server and waits until it has closed its database.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

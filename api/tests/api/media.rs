@@ -8,19 +8,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_with, TestApp};
 
-/// A room owned by the first user, with the others as members; returns their tokens.
-async fn room_with(app: &TestApp, names: &[&str]) -> (i64, Vec<String>) {
-    let mut tokens = Vec::new();
-    for name in names {
-        tokens.push(app.register(name).await);
-    }
-    let room = app.create_room(&tokens[0], "Call").await;
-    for name in &names[1..] {
-        app.add_member(&tokens[0], room, name, "member").await;
-    }
-    (room, tokens)
-}
-
 /// Every token joins the call, each publishing its own tone.
 async fn join_all(app: &TestApp, room: i64, tokens: &[String]) -> Vec<CallClient> {
     let mut calls = Vec::new();
@@ -52,7 +39,7 @@ fn is(kind: &'static str, participant: u64) -> impl Fn(&Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_hear_each_other_through_the_server() {
     let app = spawn_with(&[("STUN_SERVERS", "stun:stun.example.org:3478")]).await;
-    let (room, tokens) = room_with(&app, &["alice", "bob", "carol"]).await;
+    let (room, tokens) = app.room_with(&["alice", "bob", "carol"]).await;
     let calls = join_all(&app, room, &tokens).await;
     wait_until("everyone hears everyone", || {
         calls.iter().all(|me| {
@@ -128,7 +115,7 @@ async fn three_participants_hear_each_other_through_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moderator_mute_stops_forwarding_until_the_participant_unmutes() {
     let app = spawn_with(&[]).await;
-    let (room, tokens) = room_with(&app, &["alice", "bob"]).await;
+    let (room, tokens) = app.room_with(&["alice", "bob"]).await;
     let mut calls = join_all(&app, room, &tokens[..2]).await.into_iter();
     let (Some(alice), Some(bob)) = (calls.next(), calls.next()) else {
         panic!("two joined");
@@ -180,7 +167,7 @@ async fn a_moderator_mute_stops_forwarding_until_the_participant_unmutes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_removes_the_track_and_renegotiates_the_others() {
     let app = spawn_with(&[]).await;
-    let (room, tokens) = room_with(&app, &["alice", "bob", "carol"]).await;
+    let (room, tokens) = app.room_with(&["alice", "bob", "carol"]).await;
     let mut calls = join_all(&app, room, &tokens).await.into_iter();
     let (Some(alice), Some(bob), Some(carol)) = (calls.next(), calls.next(), calls.next()) else {
         panic!("three joined");
@@ -224,7 +211,7 @@ async fn leaving_removes_the_track_and_renegotiates_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_vanishes_is_cleaned_up_after_the_idle_timeout() {
     let app = spawn_with(&[("WS_IDLE_TIMEOUT_SECS", "2")]).await;
-    let (room, tokens) = room_with(&app, &["alice", "bob"]).await;
+    let (room, tokens) = app.room_with(&["alice", "bob"]).await;
     let mut calls = join_all(&app, room, &tokens[..2]).await.into_iter();
     let (Some(alice), Some(bob)) = (calls.next(), calls.next()) else {
         panic!("two joined");
@@ -250,7 +237,7 @@ async fn a_client_that_vanishes_is_cleaned_up_after_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_media_messages_get_errors_and_the_call_goes_on() {
     let app = spawn_with(&[]).await;
-    let (room, tokens) = room_with(&app, &["alice", "bob", "mallory"]).await;
+    let (room, tokens) = app.room_with(&["alice", "bob", "mallory"]).await;
     let mut calls = join_all(&app, room, &tokens[..2]).await.into_iter();
     let (Some(alice), Some(bob)) = (calls.next(), calls.next()) else {
         panic!("two joined");

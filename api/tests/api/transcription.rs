@@ -24,18 +24,6 @@ fn test_model() -> Option<String> {
     model
 }
 
-async fn room_with(app: &TestApp, names: &[&str]) -> (i64, Vec<String>) {
-    let mut tokens = Vec::new();
-    for name in names {
-        tokens.push(app.register(name).await);
-    }
-    let room = app.create_room(&tokens[0], "Call").await;
-    for name in &names[1..] {
-        app.add_member(&tokens[0], room, name, "member").await;
-    }
-    (room, tokens)
-}
-
 async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
@@ -92,7 +80,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_transcription_without_a_model_is_a_clear_error_and_calls_still_work() {
     let app = spawn_with(&[]).await;
-    let (room, tokens) = room_with(&app, &["alice", "bob"]).await;
+    let (room, tokens) = app.room_with(&["alice", "bob"]).await;
     let a = CallClient::join(&app.base, room, &tokens[0], 300.0)
         .await
         .expect("join");
@@ -132,7 +120,7 @@ async fn starting_transcription_without_a_model_is_a_clear_error_and_calls_still
 #[tokio::test]
 async fn the_transcript_is_for_members_only() {
     let app = spawn_with(&[]).await;
-    let (room, _tokens) = room_with(&app, &["alice", "bob"]).await;
+    let (room, _tokens) = app.room_with(&["alice", "bob"]).await;
     let mallory = app.register("mallory").await;
     let (status, body) = json_of(
         app.get(&format!("/api/v1/rooms/{room}/transcript"), Some(&mallory))
@@ -167,7 +155,7 @@ async fn two_speakers_are_transcribed_live_and_stored_with_the_right_names_in_or
     ])
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (room, tokens) = room_with(&app, &["alice", "bob"]).await;
+    let (room, tokens) = app.room_with(&["alice", "bob"]).await;
     let (alice_id, bob_id) = (app.user_id(&tokens[0]).await, app.user_id(&tokens[1]).await);
     let (alice, alice_voice) =
         speaker(&app, room, &tokens[0], speech(ALICE_SAYS, dir.path(), "a")).await;
@@ -303,7 +291,7 @@ async fn an_overloaded_transcriber_drops_audio_but_captions_flow_and_forwarding_
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let names = ["speaker1", "speaker2", "speaker3", "speaker4"];
-    let (room, tokens) = room_with(&app, &names).await;
+    let (room, tokens) = app.room_with(&names).await;
     // Each speaker says a sentence five times, a second apart (five utterances): four
     // speakers at once is far more audio than one single-threaded worker transcribes in
     // real time.
