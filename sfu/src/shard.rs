@@ -52,6 +52,9 @@ pub struct ShardCore {
     by_addr: HashMap<SocketAddr, PeerId>,
     transmits: VecDeque<(SocketAddr, BytesMut)>,
     inbound: Vec<InboundRtp>,
+    /// When the periodic checks (speaking hangovers, connect timeouts) are next due. Absolute,
+    /// so steady traffic can't keep pushing it into the future.
+    next_tick: Instant,
 }
 
 impl ShardCore {
@@ -70,6 +73,7 @@ impl ShardCore {
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             transmits: VecDeque::new(),
+            next_tick: Instant::now() + TICK,
             inbound: Vec::new(),
         }
     }
@@ -482,6 +486,7 @@ impl ShardCore {
 
     /// Drives every peer's timers, speaking hangovers and connect timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.next_tick = now + TICK;
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
             let Some(entry) = self.peers.get_mut(&id) else {
@@ -512,7 +517,7 @@ impl ShardCore {
         if self.peers.is_empty() {
             return None;
         }
-        let tick = now + TICK;
+        let tick = self.next_tick.max(now);
         let earliest = self
             .peers
             .values_mut()
@@ -586,9 +591,16 @@ async fn run(
                 tracing::debug!(%addr, error = %err, "send failed");
             }
         }
+        // The select below prefers datagrams; under steady traffic its timer branch could
+        // starve, so overdue timers (RTCP, ICE keepalives, hangovers) are served here first.
+        let now = Instant::now();
+        if core.poll_timeout(now).is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+            continue;
+        }
         let deadline = core
-            .poll_timeout(Instant::now())
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            .poll_timeout(now)
+            .unwrap_or_else(|| now + Duration::from_secs(3600));
         tokio::select! {
             biased;
             command = commands.recv() => match command {
