@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Settings, WhisperSettings};
+use crate::config::{Settings, TelegramSettings, WhisperSettings};
 use crate::server;
 
 #[derive(Debug, Parser)]
@@ -47,6 +47,21 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The Telegram bot that delivers summaries.
+    #[command(subcommand)]
+    Telegram(TelegramCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TelegramCommand {
+    /// Register this server's webhook with the Bot API (with TELEGRAM_WEBHOOK_SECRET), so
+    /// `/start <token>` messages reach it.
+    SetWebhook {
+        /// The public HTTPS URL of `/api/v1/telegram/webhook`, e.g.
+        /// https://call.example.org/api/v1/telegram/webhook
+        #[arg(long)]
+        url: String,
+    },
 }
 
 /// Parses the command line and runs it. Returns the process exit code.
@@ -63,6 +78,7 @@ pub async fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Transcribe { file, model } => return transcribe(&file, model),
         Command::ImportModel { from, out } => return import_model(&from, &out),
+        Command::Telegram(TelegramCommand::SetWebhook { url }) => return set_webhook(&url).await,
         Command::Serve | Command::Migrate => {}
     }
     let settings = match Settings::from_env() {
@@ -75,7 +91,7 @@ pub async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve => server::run(settings).await,
         Command::Migrate => migrate(&settings).await,
-        Command::Transcribe { .. } | Command::ImportModel { .. } => Ok(()),
+        Command::Transcribe { .. } | Command::ImportModel { .. } | Command::Telegram(_) => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -96,6 +112,45 @@ async fn migrate(settings: &Settings) -> Result<(), server::StartError> {
     );
     store.close().await;
     Ok(())
+}
+
+/// `webcall telegram set-webhook`: reads only the `TELEGRAM_*` settings.
+async fn set_webhook(url: &str) -> ExitCode {
+    let settings = match TelegramSettings::from_lookup(&|name| {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }) {
+        Ok(Some(settings)) => settings,
+        Ok(None) => {
+            eprintln!("error: configuration: TELEGRAM_BOT_TOKEN is not set");
+            return ExitCode::from(2);
+        }
+        Err(err) => {
+            eprintln!("error: configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(secret) = &settings.webhook_secret else {
+        eprintln!("error: configuration: TELEGRAM_WEBHOOK_SECRET must be set: the server refuses webhook calls without it");
+        return ExitCode::from(2);
+    };
+    if !url.starts_with("https://") {
+        eprintln!("error: --url: Telegram only calls https:// webhooks");
+        return ExitCode::from(2);
+    }
+    let result = match crate::telegram::bot::Bot::new(&settings) {
+        Ok(bot) => bot.set_webhook(url, secret).await.map_err(|e| e.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
+    match result {
+        Ok(()) => {
+            println!("webhook set: Telegram now sends the bot's messages to {url}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `webcall transcribe`: whisper runs on this thread; the command has no async work.

@@ -6,11 +6,14 @@
 //! - [`db`]: the store on SQLite or PostgreSQL, with migrations.
 //! - [`auth`]: bcrypt hashing off the runtime, JWT issue and verify.
 //! - [`app`]: use cases and the permission rules.
+//! - [`agent`]: summary input, OpenAI-compatible models, the heuristic summary, prompts.
+//! - [`telegram`]: the Bot API client and message formatting.
 //! - [`ratelimit`]: in-process or Redis-shared GCRA limits.
 //! - [`http`]: routes, extractors, middleware, OpenAPI.
 //! - [`realtime`]: the WebSockets' use cases, axum socket adapter, Redis bus.
 //! - [`server`] and [`cli`]: start-up, shutdown, the command line.
 
+pub mod agent;
 pub mod app;
 pub mod auth;
 pub mod cli;
@@ -23,4 +26,5 @@ pub mod ratelimit;
 pub mod realtime;
 pub mod secrets;
 pub mod server;
+pub mod telegram;
 pub mod telemetry;

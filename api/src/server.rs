@@ -14,7 +14,10 @@ use sfu::{Sfu, SfuConfig};
 use signaling::protocol::IceServer;
 use signaling::{Bus, Hub, HubConfig, LocalBus, Media};
 
+use crate::agent::provider::ModelChain;
 use crate::app::chat::RoomLocks;
+use crate::app::summaries::Summaries;
+use crate::app::telegram::Telegram;
 use crate::app::transcription::Transcription;
 use crate::auth::{PasswordHasher, TokenService};
 use crate::config::Settings;
@@ -48,6 +51,8 @@ pub enum StartError {
     Hasher(crate::error::Error),
     #[error("WHISPER_MODEL: {0}")]
     Transcription(String),
+    #[error("AI summaries / Telegram: {0}")]
+    Agent(String),
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -120,6 +125,41 @@ async fn start_media(settings: &Settings) -> Result<Media, StartError> {
         sfu,
         ice_servers: Arc::new(ice_servers),
     })
+}
+
+/// The summary writer with its model and the Telegram bot, as configured.
+fn start_agent(
+    settings: &Settings,
+) -> Result<(Arc<Summaries>, Option<Arc<Telegram>>), StartError> {
+    let agent_error = |e: reqwest::Error| StartError::Agent(e.to_string());
+    let model = match &settings.summary.model {
+        Some(model) => {
+            tracing::info!(
+                base_url = %model.base_url,
+                model = %model.model,
+                fallback = model.fallback.as_deref().unwrap_or(""),
+                "AI summaries by an OpenAI-compatible model"
+            );
+            Some(ModelChain::new(model).map_err(agent_error)?)
+        }
+        None => {
+            tracing::info!("AI summaries are heuristic: AI_SUMMARY_ENABLED is off");
+            None
+        }
+    };
+    let telegram = match &settings.telegram {
+        Some(t) => {
+            if t.webhook_secret.is_none() {
+                tracing::warn!(
+                    "TELEGRAM_WEBHOOK_SECRET is not set: the bot can send summaries but nobody can link a chat"
+                );
+            }
+            Some(Arc::new(Telegram::new(t.clone()).map_err(agent_error)?))
+        }
+        None => None,
+    };
+    let summaries = Summaries::new(settings.summary.clone(), model, telegram.clone());
+    Ok((Arc::new(summaries), telegram))
 }
 
 fn announce_secret(name: &str, origin: &SecretOrigin, secret: &SecretString) {
@@ -216,6 +256,7 @@ impl Server {
             .map_err(|e| StartError::Transcription(e.to_string()))?
             .map_err(|e| StartError::Transcription(e.to_string()))?;
         let transcription = Arc::new(transcription);
+        let (summaries, telegram) = start_agent(&settings)?;
 
         Ok(Self {
             ctx: ApiContext {
@@ -230,6 +271,8 @@ impl Server {
                 hub,
                 chat_locks: Arc::new(RoomLocks::new()),
                 transcription,
+                summaries,
+                telegram,
             },
         })
     }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::protocol::{
-    ChatMessage, LeaveReason, ParticipantId, ParticipantInfo, Role, RoomId, ServerMessage, UserId,
+    ChatMessage, LeaveReason, ParticipantId, ParticipantInfo, Role, RoomId, ServerMessage, Summary,
+    UserId,
 };
 
 /// A boxed future, so that the traits of this crate can be used as `dyn Trait`.
@@ -86,6 +87,10 @@ pub enum RoomEvent {
     /// A caption (a [`ServerMessage::Caption`]), passed through to the room's sockets.
     Caption {
         caption: ServerMessage,
+    },
+    /// A new summary of the room's agent session.
+    Summary {
+        summary: Summary,
     },
 }
 

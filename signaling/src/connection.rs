@@ -242,6 +242,47 @@ struct Joined {
     rx: broadcast::Receiver<Arc<Outbound>>,
 }
 
+/// Commands that take long (a summary: the transcriber's flush, a model's answer) run in a
+/// task of their own and answer through `replies`, so the socket keeps serving pings, media
+/// and chat meanwhile. One at a time per socket; the work finishes even if the socket closes.
+struct Aside {
+    service: Arc<dyn RoomService>,
+    replies_tx: mpsc::Sender<ServerMessage>,
+    replies: mpsc::Receiver<ServerMessage>,
+    busy: bool,
+}
+
+impl Aside {
+    fn new(service: Arc<dyn RoomService>) -> Self {
+        let (replies_tx, replies) = mpsc::channel(4);
+        Self {
+            service,
+            replies_tx,
+            replies,
+            busy: false,
+        }
+    }
+
+    /// Starts `agent_summary` for the socket's user.
+    fn summarise(&mut self, room_id: RoomId, user_id: UserId, request_id: Option<String>) {
+        self.busy = true;
+        let service = self.service.clone();
+        let replies = self.replies_tx.clone();
+        tokio::spawn(async move {
+            let reply = match service.agent_summary(room_id, user_id).await {
+                // Everyone, the asker included, gets the new summary from the room.
+                Ok((_, true)) => ServerMessage::ack(request_id.as_deref()),
+                Ok((summary, false)) => ServerMessage::Summary {
+                    request_id,
+                    summary,
+                },
+                Err(err) => ServerMessage::error(request_id.as_deref(), &err.code, err.message),
+            };
+            let _ = replies.send(reply).await;
+        });
+    }
+}
+
 /// This socket's media connection in the SFU, while it has one.
 struct MediaLink {
     events: mpsc::UnboundedReceiver<sfu::PeerEvent>,
@@ -293,6 +334,7 @@ pub async fn run_room<Si, St, E>(
     let mut last_seen = Instant::now();
     let mut stop = hub.shutdown_signal();
     let room_id = session.room_id;
+    let mut aside = Aside::new(service.clone());
 
     let exit = loop {
         let step = tokio::select! {
@@ -310,7 +352,7 @@ pub async fn run_room<Si, St, E>(
                             Ok(Incoming::Closed) => Err(Exit::Closed),
                             Ok(Incoming::Rejected | Incoming::Control) => Ok(()),
                             Ok(Incoming::Message(message)) => {
-                                handle_room_message(&hub, service.as_ref(), &session, &mut conn, &mut joined, &mut media, message).await
+                                handle_room_message(&hub, &session, &mut conn, &mut joined, &mut media, &mut aside, message).await
                             }
                         }
                     }
@@ -343,6 +385,10 @@ pub async fn run_room<Si, St, E>(
                     }
                 }
             },
+            Some(reply) = aside.replies.recv() => {
+                aside.busy = false;
+                conn.send(&reply).await.map_err(|Gone| Exit::Closed)
+            }
             _ = ticker.tick() => conn.keepalive(last_seen, config.idle_timeout).await,
             _ = stop.changed() => Err(Exit::Shutdown),
         };
@@ -410,11 +456,11 @@ where
 
 async fn handle_room_message<Si>(
     hub: &Hub,
-    service: &dyn RoomService,
     session: &RoomSession,
     conn: &mut Conn<Si>,
     joined: &mut Option<Joined>,
     media: &mut Option<MediaLink>,
+    aside: &mut Aside,
     message: ClientMessage,
 ) -> Result<(), Exit>
 where
@@ -422,6 +468,9 @@ where
     Si::Error: Display,
 {
     let room_id = session.room_id;
+    // The service is the aside runner's too; a clone of the Arc keeps both borrows simple.
+    let service_arc = aside.service.clone();
+    let service = service_arc.as_ref();
     let request_id = message.request_id().map(str::to_owned);
     let rid = request_id.as_deref();
     let me = joined.as_ref().map(|j| j.participant_id);
@@ -646,6 +695,18 @@ where
         }
         ClientMessage::TranscriptionStop { .. } => {
             set_transcription(service, session, conn, rid, false).await
+        }
+        ClientMessage::AgentSummary { .. } if aside.busy => {
+            conn.reject(
+                rid,
+                codes::SUMMARY_IN_PROGRESS,
+                "a summary is being written for you; wait for its answer",
+            )
+            .await
+        }
+        ClientMessage::AgentSummary { .. } => {
+            aside.summarise(room_id, session.user_id, request_id);
+            Ok(())
         }
         ClientMessage::Ping { .. } => conn.send(&ServerMessage::Pong { request_id }).await,
     };

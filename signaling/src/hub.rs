@@ -450,6 +450,15 @@ impl Hub {
                     rooms.fan_out(room_id, caption);
                 }
             }
+            RoomEvent::Summary { summary } => {
+                rooms.fan_out(
+                    room_id,
+                    ServerMessage::Summary {
+                        request_id: None,
+                        summary,
+                    },
+                );
+            }
             RoomEvent::MemberRemoved {
                 user_id,
                 by_user_id,

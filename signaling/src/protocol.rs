@@ -58,6 +58,41 @@ pub struct ChatMessage {
     pub created_at: String,
 }
 
+/// Who wrote a summary: a model, or the server's own extract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SummarySource {
+    Ai,
+    Heuristic,
+}
+
+/// The AI agent's summary of one session (its transcript, then the chat of the same period).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: i64,
+    pub room_id: RoomId,
+    pub session_id: i64,
+    /// Who triggered it (`None` once that user is deleted).
+    pub requested_by: Option<UserId>,
+    pub requested_by_name: Option<String>,
+    pub source: SummarySource,
+    /// The model that wrote it (source `ai`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Why the server wrote it itself: `short`, `no_provider` or `provider_failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Plain text; clients must never render it as HTML.
+    pub text: String,
+    /// Transcript segments and chat messages that went in.
+    pub segments: i64,
+    pub messages: i64,
+    /// The session's period (RFC 3339).
+    pub started_at: String,
+    pub ended_at: String,
+    pub created_at: String,
+}
+
 /// A stored direct message. Either `text` (plain) or the four encrypted fields are set; the
 /// server treats the encrypted fields as opaque strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +261,15 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
     },
+    /// Stop the AI agent and summarise its session: the server stops the transcription,
+    /// waits for what was still being transcribed, and writes the summary. Answered with
+    /// `ack` when a new summary went to everyone as `summary`, or with `summary` (to you
+    /// only) when the session was summarised already. Who may: as `transcription_stop`
+    /// while the agent runs; any member afterwards.
+    AgentSummary {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
     /// Application-level keep-alive for clients that can't see WebSocket pings.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,6 +293,7 @@ impl ClientMessage {
             | ClientMessage::IceCandidate { request_id, .. }
             | ClientMessage::TranscriptionStart { request_id }
             | ClientMessage::TranscriptionStop { request_id }
+            | ClientMessage::AgentSummary { request_id }
             | ClientMessage::Ping { request_id } => request_id.as_deref(),
         }
     }
@@ -370,6 +415,13 @@ pub enum ServerMessage {
         end_ms: i64,
         text: String,
     },
+    /// A summary of the AI agent's session: to everyone in the call when it is written, or
+    /// to the asker alone (with their `request_id`) when it was written before.
+    Summary {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        summary: Summary,
+    },
     /// A direct message to or from you (user socket).
     Dm {
         message: DirectMessage,
@@ -432,6 +484,8 @@ pub mod codes {
     pub const MEDIA_OUT_OF_ORDER: &str = "media_out_of_order";
     /// The server has no speech model (`WHISPER_MODEL`), so it can't transcribe.
     pub const TRANSCRIPTION_UNAVAILABLE: &str = "transcription_unavailable";
+    /// This socket already waits for a summary.
+    pub const SUMMARY_IN_PROGRESS: &str = "summary_in_progress";
 }
 
 /// Parses one text frame, telling malformed JSON, unknown types and bad fields apart.
@@ -461,6 +515,7 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, (&'static str, 
         "ice_candidate",
         "transcription_start",
         "transcription_stop",
+        "agent_summary",
         "ping",
     ];
     if !KNOWN.contains(&kind) {

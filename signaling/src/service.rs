@@ -2,7 +2,7 @@
 //! The `api` crate implements it over its database; tests can implement it in memory.
 
 use crate::bus::BoxFuture;
-use crate::protocol::{ChatMessage, Role, RoomId, UserId};
+use crate::protocol::{ChatMessage, Role, RoomId, Summary, UserId};
 
 /// A command refused or failed, as an `error` message: the same `code`s as the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +101,27 @@ pub trait RoomService: Send + Sync + 'static {
             Err(ServiceError::new(
                 crate::protocol::codes::TRANSCRIPTION_UNAVAILABLE,
                 "this server has no speech model configured",
+            ))
+        })
+    }
+
+    /// Stops the room's AI agent and summarises its session (see `agent_summary`). May take
+    /// long (the transcriber's flush, a model's answer): the connection runs it aside.
+    /// Returns the summary and whether it is new (`false`: the session's stored one).
+    ///
+    /// # Errors
+    /// `not_found` for a non-member, `forbidden` for a member who may not stop the agent,
+    /// `internal_error`.
+    fn agent_summary(
+        &self,
+        room: RoomId,
+        user: UserId,
+    ) -> BoxFuture<'_, Result<(Summary, bool), ServiceError>> {
+        let _ = (room, user);
+        Box::pin(async {
+            Err(ServiceError::new(
+                crate::protocol::codes::INTERNAL,
+                "this server does not write summaries",
             ))
         })
     }

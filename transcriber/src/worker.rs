@@ -26,7 +26,9 @@ use crate::Error;
 /// transcribed soon and one behind it; more only adds latency.
 pub const PER_SPEAKER: usize = 2;
 
-/// Where a finished job goes (called on the worker thread; must not block).
+/// Where a finished job goes (called on the worker thread, or on the pushing thread for a
+/// dropped job; must not block). Every pushed job reaches its sink exactly once, so a
+/// producer can count what is still in flight.
 pub type SegmentSink = Arc<dyn Fn(Transcribed) + Send + Sync>;
 
 /// One utterance to transcribe.
@@ -47,11 +49,14 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// A finished job: the segment (`None` when whisper heard no words) and what it cost.
+/// A finished job: the segment (`None` when whisper heard no words, or the job was dropped)
+/// and what it cost.
 #[derive(Debug, Clone)]
 pub struct Transcribed {
     pub speaker: Speaker,
     pub segment: Option<Segment>,
+    /// The queue dropped it unheard because the workers were behind.
+    pub dropped: bool,
     /// Time spent waiting in the queue.
     pub queued: Duration,
     /// Time whisper took.
@@ -124,7 +129,20 @@ impl Queue {
                 "transcriber behind: dropped the speaker's oldest queued audio"
             );
         }
-        dropped.len()
+        let count = dropped.len();
+        for old in dropped {
+            (old.sink)(Transcribed {
+                speaker: old.speaker,
+                segment: None,
+                dropped: true,
+                queued: old.enqueued.elapsed(),
+                took: Duration::ZERO,
+                audio: Duration::from_secs_f64(
+                    old.utterance.samples.len() as f64 / f64::from(crate::WHISPER_RATE),
+                ),
+            });
+        }
+        count
     }
 
     /// Utterances dropped so far.
@@ -395,6 +413,7 @@ impl Worker {
         let out = Transcribed {
             speaker: job.speaker,
             segment,
+            dropped: false,
             queued,
             took,
             audio,
@@ -530,6 +549,22 @@ mod tests {
         assert_eq!(q.push(job(3, 0)), 1);
         assert_eq!(queued(&q), vec![(2, 0), (3, 0)]);
         assert_eq!(q.dropped(), 1);
+    }
+
+    #[test]
+    fn a_dropped_job_still_reaches_its_sink_marked_dropped() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let q = Queue::new(1);
+        let mut first = job(1, 0);
+        let log = seen.clone();
+        first.sink = Arc::new(move |t: Transcribed| {
+            log.lock()
+                .expect("lock")
+                .push((t.speaker.participant, t.dropped, t.segment.is_none()));
+        });
+        q.push(first);
+        q.push(job(2, 0));
+        assert_eq!(*seen.lock().expect("lock"), vec![(1, true, true)]);
     }
 
     #[test]

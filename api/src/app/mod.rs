@@ -6,5 +6,8 @@ pub mod chat;
 pub mod dm;
 pub mod keys;
 pub mod permissions;
+pub mod prompts;
 pub mod rooms;
+pub mod summaries;
+pub mod telegram;
 pub mod transcription;

@@ -7,6 +7,11 @@
 //! stop it. One session per room per node: the tap sees the participants whose media lands
 //! on this node, which is all of them in a single-node deployment.
 //!
+//! Each start opens (or joins) the room's agent session in the database; its segments carry
+//! the session id, so a summary reads exactly what the session heard. A stop finishes what
+//! was said: open utterances go to whisper and the session waits for them, up to a limit
+//! ([`Transcription::finish`] for a summary waits for that, a plain stop doesn't).
+//!
 //! Decoding, resampling and VAD (a few percent of a core per speaker) run in the session's
 //! task; whisper runs on the worker pool's own threads, never on the async runtime.
 
@@ -18,7 +23,7 @@ use signaling::bus::RoomEvent;
 use signaling::hub::Hub;
 use signaling::media::room_of;
 use signaling::protocol::{ParticipantId, RoomId, ServerMessage, UserId};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot};
 use transcriber::pipeline::TrackPipeline;
 use transcriber::vad::VadConfig;
 use transcriber::worker::{Job, Pool, Transcribed, Whisper, WhisperConfig};
@@ -35,7 +40,9 @@ const TAP_CAPACITY: usize = 1024;
 /// A track silent this long (muted, left, or no DTX packets) ends its utterance.
 const IDLE_FLUSH: Duration = Duration::from_millis(600);
 /// At most this many segments in a transcript answer.
-const TRANSCRIPT_LIMIT: i64 = 10_000;
+pub const TRANSCRIPT_LIMIT: i64 = 10_000;
+/// How long a plain stop keeps the session alive to store what was still being transcribed.
+const STOP_FLUSH: Duration = Duration::from_secs(30);
 
 /// Transcription for this node: the whisper pool (if a model is configured) and the rooms
 /// being transcribed.
@@ -54,7 +61,23 @@ impl std::fmt::Debug for Transcription {
 
 struct Session {
     by_user: UserId,
-    stop: watch::Sender<bool>,
+    stop: oneshot::Sender<Stop>,
+}
+
+/// Ends a session task: it stops taking audio, transcribes what is open and waits for
+/// whisper until `deadline`, then reports how many utterances were still unfinished.
+struct Stop {
+    deadline: Instant,
+    flushed: Option<oneshot::Sender<usize>>,
+}
+
+impl Session {
+    fn stop(self, within: Duration, flushed: Option<oneshot::Sender<usize>>) {
+        let _ = self.stop.send(Stop {
+            deadline: Instant::now() + within,
+            flushed,
+        });
+    }
 }
 
 impl Transcription {
@@ -131,18 +154,27 @@ impl Transcription {
             let Some(plane) = hub.media_plane() else {
                 return Err(Error::TranscriptionUnavailable);
             };
+            if self.sessions().contains_key(&room_id) {
+                return Ok(());
+            }
+            let agent = store
+                .open_agent_session(room_id, user_id, now_millis())
+                .await?;
             {
                 let mut sessions = self.sessions();
+                // Another start won the race while we were at the database.
                 if sessions.contains_key(&room_id) {
                     return Ok(());
                 }
-                let (stop, stopped) = watch::channel(false);
+                let (stop, stopped) = oneshot::channel();
                 let tap = plane.sfu.tap(room_of(room_id), TAP_CAPACITY);
                 let run = SessionTask {
                     room_id,
+                    session_id: agent.id,
                     hub: hub.clone(),
                     store: store.clone(),
                     pool,
+                    in_flight: 0,
                 };
                 tokio::spawn(run.run(tap, stopped));
                 sessions.insert(
@@ -153,7 +185,12 @@ impl Transcription {
                     },
                 );
             }
-            tracing::info!(room_id, user_id, "transcription started");
+            tracing::info!(
+                room_id,
+                user_id,
+                session_id = agent.id,
+                "transcription started"
+            );
         } else {
             let by_user = self.sessions().get(&room_id).map(|s| s.by_user);
             let Some(by_user) = by_user else {
@@ -166,8 +203,12 @@ impl Transcription {
                     own: by_user == user_id,
                 },
             )?;
-            if let Some(session) = self.sessions().remove(&room_id) {
-                let _ = session.stop.send(true);
+            let session = self.sessions().remove(&room_id);
+            if let Some(session) = session {
+                session.stop(STOP_FLUSH, None);
+            }
+            if let Some(agent) = store.latest_agent_session(room_id).await? {
+                store.end_agent_session(agent.id, now_millis()).await?;
             }
             tracing::info!(room_id, user_id, "transcription stopped");
         }
@@ -182,10 +223,55 @@ impl Transcription {
         .map_err(Error::internal)
     }
 
-    /// Stops every session (server shutdown).
+    /// Who started the transcription running on this node for the room, if it runs here.
+    pub fn started_by(&self, room_id: RoomId) -> Option<UserId> {
+        self.sessions().get(&room_id).map(|s| s.by_user)
+    }
+
+    /// Stops the room's transcription on this node for a summary: waits up to `within` for
+    /// what was said to be transcribed and stored, and tells the room it is off. Returns the
+    /// utterances still unfinished at the deadline (0: everything is in), or `None` when it
+    /// didn't run on this node. The caller checks permissions and ends the agent session.
+    ///
+    /// # Errors
+    /// Internal errors when the bus fails.
+    pub async fn finish(
+        &self,
+        hub: &Hub,
+        room_id: RoomId,
+        by_user: UserId,
+        within: Duration,
+    ) -> Result<Option<usize>> {
+        let session = self.sessions().remove(&room_id);
+        let unfinished = match session {
+            Some(session) => {
+                let (tx, rx) = oneshot::channel();
+                session.stop(within, Some(tx));
+                // The task answers at its deadline at the latest; the extra second covers a
+                // task that is mid-write to the database.
+                let waited = tokio::time::timeout(within + Duration::from_secs(1), rx).await;
+                Some(waited.ok().and_then(Result::ok).unwrap_or(usize::MAX))
+            }
+            None => None,
+        };
+        if unfinished.is_some() || hub.transcribed_by(room_id).is_some() {
+            hub.publish_room(
+                room_id,
+                RoomEvent::Transcription {
+                    active: false,
+                    by_user_id: by_user,
+                },
+            )
+            .await
+            .map_err(Error::internal)?;
+        }
+        Ok(unfinished)
+    }
+
+    /// Stops every session (server shutdown) without waiting for whisper.
     pub fn stop_all(&self) {
         for (_, session) in self.sessions().drain() {
-            let _ = session.stop.send(true);
+            session.stop(Duration::ZERO, None);
         }
     }
 }
@@ -208,9 +294,13 @@ pub async fn transcript(
 
 struct SessionTask {
     room_id: RoomId,
+    session_id: i64,
     hub: Arc<Hub>,
     store: Store,
     pool: Arc<Pool>,
+    /// Utterances given to whisper whose result hasn't come back (each comes back once,
+    /// dropped ones too).
+    in_flight: usize,
 }
 
 struct Track {
@@ -221,40 +311,42 @@ struct Track {
     last_arrival: Instant,
 }
 
+/// The clock origin and name of a segment's speaker; `None` without words, or when the
+/// track is gone (its participant left long ago) while whisper worked.
+fn speaker_of(tracks: &HashMap<u64, Track>, t: &Transcribed) -> Option<(i64, String)> {
+    t.segment
+        .as_ref()
+        .and_then(|s| tracks.get(&s.speaker.participant))
+        .map(|track| (track.origin_ms, track.username.clone()))
+}
+
 fn unix_ms_of(at: Instant) -> i64 {
     let ago = Instant::now().saturating_duration_since(at);
     now_millis() - i64::try_from(ago.as_millis()).unwrap_or(0)
 }
 
 impl SessionTask {
-    async fn run(self, mut tap: sfu::TapReceiver, mut stopped: watch::Receiver<bool>) {
+    async fn run(mut self, mut tap: sfu::TapReceiver, mut stopped: oneshot::Receiver<Stop>) {
         let (done_tx, mut done) = mpsc::unbounded_channel::<Transcribed>();
         let sink: transcriber::worker::SegmentSink = Arc::new(move |t| {
             let _ = done_tx.send(t);
         });
         let mut tracks: HashMap<u64, Track> = HashMap::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
-        loop {
+        let stop = loop {
             tokio::select! {
                 packet = tap.recv() => {
-                    let Some(packet) = packet else { break };
+                    let Some(packet) = packet else { break None };
                     self.handle_packet(&mut tracks, &sink, packet);
                 }
                 Some(t) = done.recv() => {
-                    // The track may be gone (its participant left) while whisper worked.
-                    let meta = t
-                        .segment
-                        .as_ref()
-                        .and_then(|s| tracks.get(&s.speaker.participant))
-                        .map(|track| (track.origin_ms, track.username.clone()));
-                    if let Some(meta) = meta {
-                        self.publish(meta, t).await;
-                    }
+                    let speaker = speaker_of(&tracks, &t);
+                    self.finished(speaker, t).await;
                 }
                 _ = ticker.tick() => self.flush_idle(&mut tracks, &sink),
-                _ = stopped.changed() => break,
+                stop = &mut stopped => break stop.ok(),
             }
-        }
+        };
         let dropped = tap.dropped();
         if dropped > 0 {
             tracing::warn!(
@@ -263,14 +355,55 @@ impl SessionTask {
                 "transcription tap dropped packets"
             );
         }
+        // No more audio; what was being said when the stop came still counts.
+        drop(tap);
+        for track in tracks.values_mut() {
+            if let Some(u) = track.pipeline.flush_utterance() {
+                self.submit(track.pipeline.speaker, &sink, u);
+            }
+        }
+        let (deadline, flushed) = match stop {
+            Some(stop) => (stop.deadline, stop.flushed),
+            None => (Instant::now(), None),
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        while self.in_flight > 0 {
+            match tokio::time::timeout_at(deadline, done.recv()).await {
+                Ok(Some(t)) => {
+                    let speaker = speaker_of(&tracks, &t);
+                    self.finished(speaker, t).await;
+                }
+                _ => break,
+            }
+        }
+        if self.in_flight > 0 {
+            tracing::warn!(
+                room_id = self.room_id,
+                unfinished = self.in_flight,
+                "transcription stopped before whisper finished"
+            );
+        }
+        if let Some(flushed) = flushed {
+            let _ = flushed.send(self.in_flight);
+        }
+    }
+
+    /// A result came back from whisper: store and publish it if it has words and its
+    /// speaker is known (`speaker_of`).
+    async fn finished(&mut self, speaker: Option<(i64, String)>, t: Transcribed) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(speaker) = speaker {
+            self.publish(speaker, t).await;
+        }
     }
 
     fn submit(
-        &self,
+        &mut self,
         speaker: Speaker,
         sink: &transcriber::worker::SegmentSink,
         u: transcriber::vad::Utterance,
     ) {
+        self.in_flight += 1;
         self.pool.queue().push(Job {
             speaker,
             utterance: u,
@@ -280,7 +413,7 @@ impl SessionTask {
     }
 
     fn handle_packet(
-        &self,
+        &mut self,
         tracks: &mut HashMap<u64, Track>,
         sink: &transcriber::worker::SegmentSink,
         packet: sfu::TapPacket,
@@ -321,7 +454,7 @@ impl SessionTask {
     }
 
     fn flush_idle(
-        &self,
+        &mut self,
         tracks: &mut HashMap<u64, Track>,
         sink: &transcriber::worker::SegmentSink,
     ) {
@@ -359,6 +492,7 @@ impl SessionTask {
             .insert_segment(
                 &NewSegment {
                     room_id,
+                    session_id: Some(self.session_id),
                     user_id: segment.speaker.user,
                     participant_id: i64::try_from(segment.speaker.participant).unwrap_or(0),
                     start_ms,

@@ -99,4 +99,29 @@ impl Store {
         .await?;
         Ok(rows.into_iter().map(chat).collect())
     }
+
+    /// The newest `limit` messages of the room written in `[from, to]` (Unix ms), oldest
+    /// first.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] on a database failure.
+    pub async fn chat_between(
+        &self,
+        room_id: i64,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<ChatRow>, StoreError> {
+        let rows: Vec<ChatTuple> = sqlx::query_as(&format!(
+            "{SELECT} WHERE m.room_id = $1 AND m.created_at >= $2 AND m.created_at <= $3 \
+             ORDER BY m.id DESC LIMIT $4"
+        ))
+        .bind(room_id)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().rev().map(chat).collect())
+    }
 }

@@ -1,14 +1,18 @@
-//! The store: users, rooms, membership, chat, keys and DMs on SQLite (embedded default) or PostgreSQL.
+//! The store: users, rooms, membership, chat, keys, DMs, transcripts and the AI agent's
+//! sessions, summaries, prompts and Telegram links on SQLite (embedded default) or PostgreSQL.
 //!
 //! One implementation serves both databases through sqlx's `Any` driver. The dialect
 //! differences live in the two migration folders (identity columns, types); the queries here
 //! are the portable subset (`$n` parameters, `RETURNING`, Unix-millisecond timestamps).
 //! That keeps one copy of every query instead of two that drift apart.
 
+mod agent;
 mod chat;
 mod dm;
 mod keys;
+mod prompts;
 mod rooms;
+mod telegram;
 mod transcripts;
 mod users;
 
@@ -18,10 +22,12 @@ use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
+pub use agent::{AgentSessionRow, NewSummary, SummaryRow};
 pub use chat::ChatRow;
 pub use dm::{ConversationRow, DmBody, DmRow};
 pub use keys::KeyRow;
 pub use rooms::{MemberRow, RoomRow};
+pub use telegram::TelegramLinkRow;
 pub use transcripts::{NewSegment, SegmentRow};
 pub use users::{UserRow, UserWithHash};
 

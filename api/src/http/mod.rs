@@ -1,5 +1,6 @@
 //! The HTTP application: routes, shared state and the middleware stack.
 
+mod ai;
 mod auth;
 mod chat;
 mod dm;
@@ -10,6 +11,8 @@ pub mod middleware;
 mod openapi;
 mod ops;
 mod rooms;
+mod summaries;
+mod telegram;
 mod transcripts;
 mod ws;
 
@@ -61,6 +64,10 @@ pub struct ApiContext {
     pub chat_locks: Arc<RoomLocks>,
     /// The whisper pool and the rooms being transcribed on this node.
     pub transcription: Arc<crate::app::transcription::Transcription>,
+    /// The AI agent's summary writer.
+    pub summaries: Arc<crate::app::summaries::Summaries>,
+    /// The Telegram bot, when configured.
+    pub telegram: Option<Arc<crate::app::telegram::Telegram>>,
 }
 
 impl ApiContext {
@@ -124,6 +131,9 @@ pub fn api_routes() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
                 .merge(auth::router())
                 .merge(rooms::router())
                 .merge(transcripts::router())
+                .merge(summaries::router())
+                .merge(ai::router())
+                .merge(telegram::router())
                 .merge(chat::router())
                 .merge(keys::router())
                 .merge(dm::router())

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
         (name = "chat", description = "Room chat"),
         (name = "keys", description = "Public keys for end-to-end encrypted DMs"),
         (name = "dm", description = "Direct messages"),
+        (name = "agent", description = "The AI agent: summaries, prompts, Telegram"),
         (name = "realtime", description = "WebSockets (protocol: docs/protocol.md)"),
         (name = "ops", description = "Health and metrics"),
     )

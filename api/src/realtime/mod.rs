@@ -10,7 +10,7 @@ use axum::extract::ws::{CloseFrame as AxumClose, Message, WebSocket};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use signaling::bus::BoxFuture;
 use signaling::connection::{CloseFrame, Frame};
-use signaling::protocol::{ChatMessage, Role as WireRole, RoomId, UserId};
+use signaling::protocol::{ChatMessage, Role as WireRole, RoomId, Summary, UserId};
 use signaling::service::{RoomOp, RoomService, ServiceError};
 
 pub use self::redis_bus::RedisBus;
@@ -132,6 +132,21 @@ impl RoomService for ApiRoomService {
             ctx.transcription
                 .set(&ctx.store, &ctx.hub, room, user, start)
                 .await
+                .map_err(service_error)
+        })
+    }
+
+    fn agent_summary(
+        &self,
+        room: RoomId,
+        user: UserId,
+    ) -> BoxFuture<'_, Result<(Summary, bool), ServiceError>> {
+        Box::pin(async move {
+            let ctx = &self.ctx;
+            ctx.summaries
+                .summarise(ctx.deps(), room, user)
+                .await
+                .map(|outcome| (outcome.summary, outcome.created))
                 .map_err(service_error)
         })
     }

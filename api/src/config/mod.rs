@@ -10,6 +10,10 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use secrecy::SecretString;
 
+pub mod agent;
+
+pub use agent::{ModelSettings, SummarySettings, TelegramSettings};
+
 /// Where the server runs. `prod` refuses generated secrets and turns on HSTS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
@@ -93,6 +97,10 @@ pub struct Settings {
     /// A WebSocket that sends nothing, not even a pong, for this long is dropped.
     pub ws_idle_timeout: Duration,
     pub whisper: WhisperSettings,
+    /// AI summaries: the model (if any) and the limits.
+    pub summary: SummarySettings,
+    /// The Telegram bot that delivers summaries (if any).
+    pub telegram: Option<TelegramSettings>,
 }
 
 /// Server-side transcription. Without a model, transcription is unavailable and the rest of
@@ -346,6 +354,8 @@ impl Settings {
             max_body_bytes,
             ws_idle_timeout: Duration::from_secs(ws_idle_secs),
             whisper: WhisperSettings::from_lookup(&lookup)?,
+            summary: SummarySettings::from_lookup(&get)?,
+            telegram: TelegramSettings::from_lookup(&get)?,
         })
     }
 }
@@ -467,6 +477,25 @@ mod tests {
         assert_eq!(s.whisper.language, None, "auto-detect by default");
         assert_eq!(s.whisper.workers, 1);
         assert!((1..=2).contains(&s.whisper.threads));
+        assert!(s.summary.model.is_none(), "heuristic summaries by default");
+        assert_eq!((s.summary.max_messages, s.summary.min_chars), (200, 60));
+        assert!(s.telegram.is_none());
+    }
+
+    #[test]
+    fn the_model_name_drops_an_openai_prefix_but_keeps_local_tags() {
+        let s = settings(&[
+            ("AI_SUMMARY_ENABLED", "true"),
+            ("AI_MODEL_PROVIDER", "openai:gpt-4o-mini"),
+            ("AI_MODEL_FALLBACK", "llama3.1:8b"),
+            ("AI_BASE_URL", "http://127.0.0.1:8080/v1/"),
+        ])
+        .expect("valid");
+        let model = s.summary.model.expect("model configured");
+        assert_eq!(model.model, "gpt-4o-mini");
+        assert_eq!(model.fallback.as_deref(), Some("llama3.1:8b"));
+        assert_eq!(model.base_url, "http://127.0.0.1:8080/v1");
+        assert!(model.api_key.is_none());
     }
 
     #[test]
@@ -519,6 +548,41 @@ mod tests {
             (&[("WHISPER_THREADS", "two")], "WHISPER_THREADS"),
             (&[("WHISPER_WORKERS", "0")], "WHISPER_WORKERS"),
             (&[("WHISPER_WORKERS", "100")], "WHISPER_WORKERS"),
+            (&[("AI_SUMMARY_ENABLED", "yes")], "AI_SUMMARY_ENABLED"),
+            (&[("AI_SUMMARY_ENABLED", "true")], "AI_MODEL_PROVIDER"),
+            (
+                &[
+                    ("AI_SUMMARY_ENABLED", "true"),
+                    ("AI_MODEL_PROVIDER", "openai:m"),
+                    ("AI_BASE_URL", "localhost:8000"),
+                ],
+                "AI_BASE_URL",
+            ),
+            (
+                &[
+                    ("AI_SUMMARY_ENABLED", "true"),
+                    ("AI_MODEL_PROVIDER", "m"),
+                    ("AI_TIMEOUT_SECS", "0"),
+                ],
+                "AI_TIMEOUT_SECS",
+            ),
+            (&[("AI_SUMMARY_MAX_MESSAGES", "0")], "AI_SUMMARY_MAX_MESSAGES"),
+            (&[("AI_SUMMARY_MIN_CHARS", "-5")], "AI_SUMMARY_MIN_CHARS"),
+            (&[("AI_SUMMARY_FLUSH_SECS", "1000")], "AI_SUMMARY_FLUSH_SECS"),
+            (&[("TELEGRAM_WEBHOOK_SECRET", "x".repeat(20).as_str())], "TELEGRAM_BOT_TOKEN"),
+            (&[("TELEGRAM_BOT_TOKEN", "no colon here")], "TELEGRAM_BOT_TOKEN"),
+            (
+                &[("TELEGRAM_BOT_TOKEN", "1:abc"), ("TELEGRAM_WEBHOOK_SECRET", "short")],
+                "TELEGRAM_WEBHOOK_SECRET",
+            ),
+            (
+                &[("TELEGRAM_BOT_TOKEN", "1:abc"), ("TELEGRAM_CHAT_ID", "my chat")],
+                "TELEGRAM_CHAT_ID",
+            ),
+            (
+                &[("TELEGRAM_BOT_TOKEN", "1:abc"), ("TELEGRAM_API_BASE", "api.telegram.org")],
+                "TELEGRAM_API_BASE",
+            ),
         ];
         for (pairs, var) in cases {
             let err = settings(pairs).expect_err(var);

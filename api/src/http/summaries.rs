@@ -1,0 +1,157 @@
+//! `/api/v1/rooms/{id}/summary` and `/summaries`: the AI agent's summaries.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use signaling::protocol::{Summary, SummarySource};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::ErrorBody;
+use super::extract::{AuthUser, RoomId};
+use super::ApiContext;
+use crate::app::summaries::{self, Deps};
+use crate::app::telegram::Delivery;
+use crate::error::Result;
+
+pub fn router() -> OpenApiRouter<ApiContext> {
+    OpenApiRouter::new()
+        .routes(routes!(post_summary))
+        .routes(routes!(list_summaries))
+}
+
+/// A summary of one agent session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SummaryDto {
+    pub id: i64,
+    pub room_id: i64,
+    pub session_id: i64,
+    pub requested_by: Option<i64>,
+    pub requested_by_name: Option<String>,
+    /// `ai` (a model wrote it) or `heuristic` (the server's own extract).
+    pub source: String,
+    /// The model that wrote it.
+    pub model: Option<String>,
+    /// Why heuristic: `short`, `no_provider` or `provider_failed`.
+    pub reason: Option<String>,
+    /// Plain text; never render it as HTML.
+    pub text: String,
+    /// Transcript segments and chat messages that went in.
+    pub segments: i64,
+    pub messages: i64,
+    /// The session's period, RFC 3339.
+    pub started_at: String,
+    pub ended_at: String,
+    pub created_at: String,
+}
+
+impl From<Summary> for SummaryDto {
+    fn from(s: Summary) -> Self {
+        Self {
+            id: s.id,
+            room_id: s.room_id,
+            session_id: s.session_id,
+            requested_by: s.requested_by,
+            requested_by_name: s.requested_by_name,
+            source: match s.source {
+                SummarySource::Ai => "ai",
+                SummarySource::Heuristic => "heuristic",
+            }
+            .to_owned(),
+            model: s.model,
+            reason: s.reason,
+            text: s.text,
+            segments: s.segments,
+            messages: s.messages,
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            created_at: s.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SummaryOutcomeDto {
+    pub summary: SummaryDto,
+    /// `false`: the session was summarised before and this is the stored summary.
+    pub created: bool,
+    /// What happened to the Telegram delivery.
+    pub telegram: Delivery,
+}
+
+/// Stops the room's AI agent and summarises its session (see docs/agent.md). The agent's
+/// starter, moderators and the owner may stop a running agent; any member may ask for the
+/// summary of an ended session, which is written once and then returned as stored.
+#[utoipa::path(post, path = "/rooms/{id}/summary", tag = "agent", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Room id")),
+    responses(
+        (status = 201, description = "Written, stored, sent to the room and Telegram", body = SummaryOutcomeDto),
+        (status = 200, description = "The session's stored summary", body = SummaryOutcomeDto),
+        (status = 403, description = "The agent runs and the caller may not stop it", body = ErrorBody),
+        (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
+    ))]
+async fn post_summary(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    RoomId(id): RoomId,
+) -> Result<(StatusCode, axum::Json<SummaryOutcomeDto>)> {
+    let outcome = ctx.summaries.summarise(ctx.deps(), id, user.id).await?;
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(SummaryOutcomeDto {
+            summary: outcome.summary.into(),
+            created: outcome.created,
+            telegram: outcome.delivery,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// At most this many (1-100, default 20).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SummariesDto {
+    pub room_id: i64,
+    /// Newest first.
+    pub summaries: Vec<SummaryDto>,
+}
+
+/// The room's summaries (members only), newest first.
+#[utoipa::path(get, path = "/rooms/{id}/summaries", tag = "agent", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Room id"), ListParams),
+    responses(
+        (status = 200, description = "Stored summaries", body = SummariesDto),
+        (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
+    ))]
+async fn list_summaries(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    RoomId(id): RoomId,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<SummariesDto>> {
+    let list = summaries::list(&ctx.store, user.id, id, params.limit.unwrap_or(20)).await?;
+    Ok(axum::Json(SummariesDto {
+        room_id: id,
+        summaries: list.into_iter().map(SummaryDto::from).collect(),
+    }))
+}
+
+impl ApiContext {
+    /// What a summary needs from the context.
+    pub fn deps(&self) -> Deps<'_> {
+        Deps {
+            store: &self.store,
+            hub: &self.hub,
+            transcription: &self.transcription,
+        }
+    }
+}
