@@ -138,7 +138,10 @@ async fn set_webhook(url: &str) -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match crate::telegram::bot::Bot::new(&settings) {
-        Ok(bot) => bot.set_webhook(url, secret).await.map_err(|e| e.to_string()),
+        Ok(bot) => bot
+            .set_webhook(url, secret)
+            .await
+            .map_err(|e| e.to_string()),
         Err(err) => Err(err.to_string()),
     };
     match result {

@@ -128,9 +128,7 @@ async fn start_media(settings: &Settings) -> Result<Media, StartError> {
 }
 
 /// The summary writer with its model and the Telegram bot, as configured.
-fn start_agent(
-    settings: &Settings,
-) -> Result<(Arc<Summaries>, Option<Arc<Telegram>>), StartError> {
+fn start_agent(settings: &Settings) -> Result<(Arc<Summaries>, Option<Arc<Telegram>>), StartError> {
     let agent_error = |e: reqwest::Error| StartError::Agent(e.to_string());
     let model = match &settings.summary.model {
         Some(model) => {

@@ -64,6 +64,9 @@ const DECISION_MARKERS: &[&str] = &[
     "agree",
     "we will",
     "we'll",
+    // A personal commitment is an action item too ("I will send the report").
+    "i will",
+    "i'll",
     "let's",
     "action item",
     "deadline",
@@ -451,7 +454,10 @@ fn name_words(lines: &[&Line]) -> HashSet<String> {
 
 /// Maximal runs of letters, lowercased.
 fn letter_words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphabetic())
+    // Links are not topics: "https" and "example" would win every chat with a URL in it.
+    text.split_whitespace()
+        .filter(|token| !token.contains("://") && !token.starts_with("www."))
+        .flat_map(|token| token.split(|c: char| !c.is_alphabetic()))
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
 }
@@ -538,6 +544,18 @@ mod tests {
             line("alice", 50_000, 50_000, "ok"),
         ];
         (utterances, chat)
+    }
+
+    #[test]
+    fn links_are_not_topics() {
+        let chat = [line(
+            "bob",
+            0,
+            0,
+            "Notes: https://example.org/notes and www.example.org/x",
+        )];
+        let words: Vec<String> = chat.iter().flat_map(|l| letter_words(&l.text)).collect();
+        assert_eq!(words, ["notes", "and"]);
     }
 
     #[test]

@@ -165,11 +165,18 @@ mod tests {
     #[test]
     fn the_prompt_has_the_transcript_with_speakers_and_times_then_the_chat() {
         let prompt = input().to_prompt();
-        let voice = prompt.find("[00:03] alice: Good morning everyone.").expect("alice");
-        let bob = prompt.find("[01:05] bob: I will send the report.").expect("bob");
+        let voice = prompt
+            .find("[00:03] alice: Good morning everyone.")
+            .expect("alice");
+        let bob = prompt
+            .find("[01:05] bob: I will send the report.")
+            .expect("bob");
         let chat = prompt.find("[00:30] carol: link:").expect("chat");
         assert!(voice < bob && bob < chat, "{prompt}");
-        assert!(prompt.contains("Participants: alice, carol, bob"), "{prompt}");
+        assert!(
+            prompt.contains("Participants: alice, carol, bob"),
+            "{prompt}"
+        );
         assert!(prompt.contains("(5 min)"), "{prompt}");
     }
 
@@ -187,7 +194,13 @@ mod tests {
     fn a_long_meeting_keeps_its_latest_part_within_the_budget() {
         let mut long = input();
         long.utterances = (0..5000)
-            .map(|i| line("alice", i, &format!("sentence number {i} of a very long meeting")))
+            .map(|i| {
+                line(
+                    "alice",
+                    i,
+                    &format!("sentence number {i} of a very long meeting"),
+                )
+            })
             .collect();
         let prompt = long.to_prompt();
         assert!(prompt.chars().count() <= MAX_PROMPT_CHARS + 500);

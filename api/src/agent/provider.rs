@@ -90,7 +90,13 @@ impl ModelChain {
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .build()?;
         let mut models = vec![settings.model.clone()];
-        models.extend(settings.fallback.iter().filter(|f| **f != settings.model).cloned());
+        models.extend(
+            settings
+                .fallback
+                .iter()
+                .filter(|f| **f != settings.model)
+                .cloned(),
+        );
         Ok(Self {
             http,
             url: format!("{}/chat/completions", settings.base_url),
@@ -206,9 +212,15 @@ mod tests {
 
     #[test]
     fn reasoning_blocks_are_removed_and_plain_answers_kept() {
-        assert_eq!(strip_reasoning("<think>hmm\nok</think>\n\nSummary"), "Summary");
+        assert_eq!(
+            strip_reasoning("<think>hmm\nok</think>\n\nSummary"),
+            "Summary"
+        );
         assert_eq!(strip_reasoning("  Summary \n"), "Summary");
-        assert_eq!(strip_reasoning("<think>never closed"), "<think>never closed");
+        assert_eq!(
+            strip_reasoning("<think>never closed"),
+            "<think>never closed"
+        );
     }
 
     #[test]

@@ -108,7 +108,9 @@ impl Telegram {
     /// webhook accepts nothing.
     pub fn webhook_secret_matches(&self, header: Option<&[u8]>) -> bool {
         match (&self.settings.webhook_secret, header) {
-            (Some(secret), Some(given)) => bool::from(secret.expose_secret().as_bytes().ct_eq(given)),
+            (Some(secret), Some(given)) => {
+                bool::from(secret.expose_secret().as_bytes().ct_eq(given))
+            }
             _ => false,
         }
     }
@@ -166,7 +168,10 @@ impl Telegram {
         title: &str,
         text: &str,
     ) -> Result<Delivery> {
-        let own = store.telegram_link(initiator).await?.and_then(|l| l.chat_id);
+        let own = store
+            .telegram_link(initiator)
+            .await?
+            .and_then(|l| l.chat_id);
         let mut chats: Vec<ChatRef> = match own {
             Some(chat) => vec![ChatRef::Id(chat)],
             None => store

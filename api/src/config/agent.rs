@@ -59,7 +59,10 @@ pub struct TelegramSettings {
 fn http_url(var: &'static str, raw: Option<String>, default: &str) -> Result<String, ConfigError> {
     let url = raw.unwrap_or_else(|| default.to_owned());
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(invalid(var, format!("expected an http(s):// URL, got {url:?}")));
+        return Err(invalid(
+            var,
+            format!("expected an http(s):// URL, got {url:?}"),
+        ));
     }
     Ok(url.trim_end_matches('/').to_owned())
 }
@@ -190,7 +193,8 @@ impl TelegramSettings {
                 ));
             }
         }
-        let bot_username = get("TELEGRAM_BOT_USERNAME").map(|u| u.trim_start_matches('@').to_owned());
+        let bot_username =
+            get("TELEGRAM_BOT_USERNAME").map(|u| u.trim_start_matches('@').to_owned());
         if let Some(name) = &bot_username {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(invalid(

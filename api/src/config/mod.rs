@@ -566,21 +566,42 @@ mod tests {
                 ],
                 "AI_TIMEOUT_SECS",
             ),
-            (&[("AI_SUMMARY_MAX_MESSAGES", "0")], "AI_SUMMARY_MAX_MESSAGES"),
-            (&[("AI_SUMMARY_MIN_CHARS", "-5")], "AI_SUMMARY_MIN_CHARS"),
-            (&[("AI_SUMMARY_FLUSH_SECS", "1000")], "AI_SUMMARY_FLUSH_SECS"),
-            (&[("TELEGRAM_WEBHOOK_SECRET", "x".repeat(20).as_str())], "TELEGRAM_BOT_TOKEN"),
-            (&[("TELEGRAM_BOT_TOKEN", "no colon here")], "TELEGRAM_BOT_TOKEN"),
             (
-                &[("TELEGRAM_BOT_TOKEN", "1:abc"), ("TELEGRAM_WEBHOOK_SECRET", "short")],
+                &[("AI_SUMMARY_MAX_MESSAGES", "0")],
+                "AI_SUMMARY_MAX_MESSAGES",
+            ),
+            (&[("AI_SUMMARY_MIN_CHARS", "-5")], "AI_SUMMARY_MIN_CHARS"),
+            (
+                &[("AI_SUMMARY_FLUSH_SECS", "1000")],
+                "AI_SUMMARY_FLUSH_SECS",
+            ),
+            (
+                &[("TELEGRAM_WEBHOOK_SECRET", "a-secret-of-twenty-chars")],
+                "TELEGRAM_BOT_TOKEN",
+            ),
+            (
+                &[("TELEGRAM_BOT_TOKEN", "no colon here")],
+                "TELEGRAM_BOT_TOKEN",
+            ),
+            (
+                &[
+                    ("TELEGRAM_BOT_TOKEN", "1:abc"),
+                    ("TELEGRAM_WEBHOOK_SECRET", "short"),
+                ],
                 "TELEGRAM_WEBHOOK_SECRET",
             ),
             (
-                &[("TELEGRAM_BOT_TOKEN", "1:abc"), ("TELEGRAM_CHAT_ID", "my chat")],
+                &[
+                    ("TELEGRAM_BOT_TOKEN", "1:abc"),
+                    ("TELEGRAM_CHAT_ID", "my chat"),
+                ],
                 "TELEGRAM_CHAT_ID",
             ),
             (
-                &[("TELEGRAM_BOT_TOKEN", "1:abc"), ("TELEGRAM_API_BASE", "api.telegram.org")],
+                &[
+                    ("TELEGRAM_BOT_TOKEN", "1:abc"),
+                    ("TELEGRAM_API_BASE", "api.telegram.org"),
+                ],
                 "TELEGRAM_API_BASE",
             ),
         ];

@@ -97,7 +97,8 @@ fn summary(t: SummaryTuple) -> SummaryRow {
     }
 }
 
-const SUMMARY: &str = "SELECT s.id, s.room_id, s.session_id, s.requested_by, u.username, s.source, \
+const SUMMARY: &str =
+    "SELECT s.id, s.room_id, s.session_id, s.requested_by, u.username, s.source, \
      s.model, s.reason, s.body, s.segments, s.messages, a.started_at, a.ended_at, s.created_at \
      FROM summaries s JOIN agent_sessions a ON a.id = s.session_id \
      LEFT JOIN users u ON u.id = s.requested_by";

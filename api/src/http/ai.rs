@@ -41,7 +41,10 @@ pub struct PutPromptRequest {
 /// The prompt in force for the caller.
 #[utoipa::path(get, path = "/ai/prompt", tag = "agent", security(("bearer" = [])),
     responses((status = 200, description = "The caller's prompt", body = PromptDto)))]
-async fn get_prompt(State(ctx): State<ApiContext>, user: AuthUser) -> Result<axum::Json<PromptDto>> {
+async fn get_prompt(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+) -> Result<axum::Json<PromptDto>> {
     Ok(axum::Json(prompts::get(&ctx.store, user.id).await?.into()))
 }
 
@@ -57,7 +60,9 @@ async fn put_prompt(
     user: AuthUser,
     Json(req): Json<PutPromptRequest>,
 ) -> Result<axum::Json<PromptDto>> {
-    Ok(axum::Json(prompts::put(&ctx.store, user.id, &req.prompt).await?.into()))
+    Ok(axum::Json(
+        prompts::put(&ctx.store, user.id, &req.prompt).await?.into(),
+    ))
 }
 
 /// Back to the default prompt.
@@ -67,5 +72,7 @@ async fn delete_prompt(
     State(ctx): State<ApiContext>,
     user: AuthUser,
 ) -> Result<axum::Json<PromptDto>> {
-    Ok(axum::Json(prompts::reset(&ctx.store, user.id).await?.into()))
+    Ok(axum::Json(
+        prompts::reset(&ctx.store, user.id).await?.into(),
+    ))
 }

@@ -78,7 +78,10 @@ pub struct StatusDto {
 /// Whether the caller's chat is linked.
 #[utoipa::path(get, path = "/telegram/status", tag = "agent", security(("bearer" = [])),
     responses((status = 200, description = "confirmed, pending or absent", body = StatusDto)))]
-async fn get_status(State(ctx): State<ApiContext>, user: AuthUser) -> Result<axum::Json<StatusDto>> {
+async fn get_status(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+) -> Result<axum::Json<StatusDto>> {
     Ok(axum::Json(StatusDto {
         status: telegram::status(&ctx.store, user.id).await?,
     }))

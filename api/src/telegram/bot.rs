@@ -35,7 +35,8 @@ pub enum ChatRef {
 
 impl ChatRef {
     pub fn parse(raw: &str) -> Self {
-        raw.parse().map_or_else(|_| ChatRef::Name(raw.to_owned()), ChatRef::Id)
+        raw.parse()
+            .map_or_else(|_| ChatRef::Name(raw.to_owned()), ChatRef::Id)
     }
 }
 
@@ -94,7 +95,9 @@ impl Bot {
     /// A TLS backend that can't start (the HTTP client can't be built).
     pub fn new(settings: &TelegramSettings) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            http: reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?,
+            http: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()?,
             api_base: settings.api_base.clone(),
             token: settings.bot_token.clone(),
         })

@@ -157,6 +157,17 @@ impl TestApp {
         (room, tokens)
     }
 
+    /// The server's own database, for tests that set up state no API creates (a transcript
+    /// without a speech model, say).
+    #[allow(dead_code)]
+    pub async fn store(&self) -> api::db::Store {
+        let url = match self.env.get("DATABASE_URL") {
+            Some(url) => url.clone(),
+            None => api::db::Store::sqlite_url_in(&self.data_dir),
+        };
+        api::db::Store::connect(&url).await.expect("test database")
+    }
+
     /// Stops the server and waits until it has closed its database.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -1,6 +1,7 @@
 //! End-to-end tests of the HTTP API through real sockets, on SQLite by default or on
 //! PostgreSQL when `WEBCALL_TEST_DATABASE_URL` is set (see README: Tests).
 
+mod agent;
 mod auth;
 mod binary;
 mod chat;
@@ -13,5 +14,7 @@ mod observability;
 mod ratelimit;
 mod realtime;
 mod rooms;
+mod standin;
 mod static_files;
+mod telegram;
 mod transcription;

@@ -15,6 +15,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{json_of, spawn_with, TestApp};
+use crate::standin::StandIn;
+use crate::telegram::{link, BOT_TOKEN, WEBHOOK_SECRET};
 
 fn test_model() -> Option<String> {
     let model = std::env::var("WEBCALL_TEST_WHISPER_MODEL").ok();
@@ -381,4 +383,160 @@ async fn an_overloaded_transcriber_drops_audio_but_captions_flow_and_forwarding_
     }
     eprintln!("dropped utterances: {dropped}");
     assert!(dropped >= 1.0, "the overload dropped (and counted) audio");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_agent_summarises_the_live_transcript_and_sends_it_to_the_linked_chat() {
+    let Some(model) = test_model() else { return };
+    let llm = StandIn::llm(|_, req| {
+        let input = req.body["messages"][1]["content"].as_str().unwrap_or("");
+        let lines = input.lines().filter(|l| l.starts_with('[')).count();
+        Ok(format!(
+            "Main topics:\n- The meeting started; a report is due this afternoon ({lines} lines read).\nDecisions:\n- Bob sends the report."
+        ))
+    })
+    .await;
+    let bot = StandIn::bot_api().await;
+    let ai_base = format!("{}/v1", llm.base);
+    let app = spawn_with(&[
+        ("WHISPER_MODEL", &model),
+        ("WHISPER_LANGUAGE", "en"),
+        ("WHISPER_WORKERS", "1"),
+        ("WHISPER_THREADS", "2"),
+        ("AI_SUMMARY_ENABLED", "true"),
+        ("AI_MODEL_PROVIDER", "openai:meeting-model"),
+        ("AI_BASE_URL", &ai_base),
+        ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
+        ("TELEGRAM_BOT_USERNAME", "webcall_test_bot"),
+        ("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("TELEGRAM_API_BASE", &bot.base),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (room, tokens) = app.room_with(&["alice", "bob"]).await;
+    link(&app, &tokens[0], 4242).await;
+    let (alice, alice_voice) =
+        speaker(&app, room, &tokens[0], speech(ALICE_SAYS, dir.path(), "a")).await;
+    let (bob, bob_voice) = speaker(&app, room, &tokens[1], speech(BOB_SAYS, dir.path(), "b")).await;
+    wait_until("media flows both ways", 20, || {
+        alice.packets_from(&bob) >= 25 && bob.packets_from(&alice) >= 25
+    })
+    .await;
+    alice
+        .send(json!({"type": "transcription_start", "request_id": "on"}))
+        .expect("send");
+    wait_until("the agent is on", 10, || {
+        bob.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+    for voice in [&alice_voice, &bob_voice] {
+        voice.play();
+        wait_until("the speech is sent", 20, || voice.finished().is_some()).await;
+    }
+    app.post_chat(&tokens[1], room, "Report draft: https://example.org/report")
+        .await;
+
+    // Stop right away: what whisper still works on must make it into the summary.
+    let asked = Instant::now();
+    alice
+        .send(json!({"type": "agent_summary", "request_id": "sum"}))
+        .expect("send");
+    wait_until("the summary reaches the room", 120, || {
+        bob.saw(|m| m["type"] == "summary")
+    })
+    .await;
+    eprintln!(
+        "summary {:.2} s after agent_summary",
+        asked.elapsed().as_secs_f64()
+    );
+    wait_until("the asker's ack", 10, || {
+        alice.saw(|m| m["type"] == "ack" && m["request_id"] == "sum")
+    })
+    .await;
+    assert!(bob.saw(|m| m["type"] == "transcription_state" && m["active"] == false));
+    let summary = bob
+        .messages()
+        .into_iter()
+        .find(|m| m["type"] == "summary")
+        .expect("summary")["summary"]
+        .clone();
+    assert_eq!(summary["source"], "ai");
+    assert_eq!(summary["model"], "meeting-model");
+
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 1);
+    let input = requests[0].body["messages"][1]["content"]
+        .as_str()
+        .expect("user message")
+        .to_owned();
+    let said_by = |name: &str| {
+        input
+            .lines()
+            .filter_map(|l| l.split_once(&format!("] {name}: ")).map(|(_, t)| t))
+            .take_while(|t| !t.starts_with("Report draft"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (alice_text, bob_text) = (said_by("alice"), said_by("bob"));
+    assert!(
+        transcriber::wer::wer(ALICE_SAYS, &alice_text) <= MAX_WER,
+        "alice: {input}"
+    );
+    assert!(
+        transcriber::wer::wer(BOB_SAYS, &bob_text) <= MAX_WER,
+        "bob: {input}"
+    );
+    let voice_at = input.find("] bob: ").expect("bob's speech");
+    let chat_at = input.find("bob: Report draft").expect("the chat");
+    assert!(voice_at < chat_at, "transcript first, then chat:\n{input}");
+
+    let sent = bot.sent_messages();
+    let delivered = sent
+        .iter()
+        .find(|(chat, text)| *chat == json!(4242) && text.contains("meeting summary"))
+        .map(|(_, text)| text.clone())
+        .expect("sent to alice's chat");
+    assert!(delivered.contains("Bob sends the report."), "{delivered}");
+    assert!(
+        sent.iter().all(|(chat, _)| *chat == json!(4242)),
+        "only alice: {sent:?}"
+    );
+
+    // The example in the note: the real input, and the heuristic on the same session.
+    let (_, transcript) = json_of(
+        app.get(
+            &format!("/api/v1/rooms/{room}/transcript"),
+            Some(&tokens[0]),
+        )
+        .await,
+    )
+    .await;
+    let line =
+        |who: &Value, start: &Value, end: &Value, text: &Value| api::agent::heuristic::Line {
+            speaker: who.as_str().unwrap_or("").to_owned(),
+            start_ms: start.as_i64().unwrap_or(0),
+            end_ms: end.as_i64().unwrap_or(0),
+            text: text.as_str().unwrap_or("").to_owned(),
+        };
+    let utterances: Vec<_> = transcript["segments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| line(&s["username"], &s["start_ms"], &s["end_ms"], &s["text"]))
+        .collect();
+    let chat = [line(
+        &json!("bob"),
+        &json!(0),
+        &json!(0),
+        &json!("Report draft: https://example.org/report"),
+    )];
+    let heuristic = api::agent::heuristic::heuristic_summary(
+        &utterances,
+        &chat,
+        api::agent::heuristic::HeuristicReason::NoProvider,
+    );
+    eprintln!(
+        "--- summary input (as the model got it) ---\n{input}--- model output ---\n{}\n--- heuristic on the same session ---\n{heuristic}",
+        summary["text"].as_str().unwrap_or("")
+    );
 }
