@@ -367,6 +367,7 @@ impl SessionTask {
             None => (Instant::now(), None),
         };
         let deadline = tokio::time::Instant::from_std(deadline);
+        let (waited_for, waiting) = (self.in_flight, Instant::now());
         while self.in_flight > 0 {
             match tokio::time::timeout_at(deadline, done.recv()).await {
                 Ok(Some(t)) => {
@@ -381,6 +382,13 @@ impl SessionTask {
                 room_id = self.room_id,
                 unfinished = self.in_flight,
                 "transcription stopped before whisper finished"
+            );
+        } else {
+            tracing::info!(
+                room_id = self.room_id,
+                utterances = waited_for,
+                waited_ms = waiting.elapsed().as_millis() as u64,
+                "transcription stopped after whisper finished what was said"
             );
         }
         if let Some(flushed) = flushed {
