@@ -122,6 +122,16 @@ pub fn timestamp(millis: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A request that takes longer is answered 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A summary waits for the transcriber and a model (with retry and fallback), so it gets
+/// longer; its work runs in a task of its own and finishes even if the answer times out.
+const SUMMARY_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn timeout(limit: Duration) -> TimeoutLayer {
+    TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, limit)
+}
+
 /// The OpenAPI document and the API routes it describes, from the same declarations.
 pub fn api_routes() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -131,15 +141,17 @@ pub fn api_routes() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
                 .merge(auth::router())
                 .merge(rooms::router())
                 .merge(transcripts::router())
-                .merge(summaries::router())
                 .merge(ai::router())
                 .merge(telegram::router())
                 .merge(chat::router())
                 .merge(keys::router())
                 .merge(dm::router())
-                .merge(ws::router()),
+                .merge(ws::router())
+                .layer(timeout(REQUEST_TIMEOUT))
+                // Added after the layer above, so only the long limit applies.
+                .merge(summaries::router().layer(timeout(SUMMARY_TIMEOUT))),
         )
-        .merge(ops::router())
+        .merge(ops::router().layer(timeout(REQUEST_TIMEOUT)))
         .split_for_parts()
 }
 
@@ -220,10 +232,7 @@ pub fn app(ctx: ApiContext) -> Router {
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(axum::middleware::from_fn(middleware::server_timing))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
+        // Request timeouts are per route group (`api_routes`): summaries get a longer one.
         .layer(DefaultBodyLimit::max(settings.max_body_bytes));
 
     Router::new()
@@ -235,7 +244,11 @@ pub fn app(ctx: ApiContext) -> Router {
                 async move { axum::Json(openapi.as_ref().clone()) }
             }),
         )
-        .fallback_service(static_files)
+        .fallback_service(
+            ServiceBuilder::new()
+                .layer(timeout(REQUEST_TIMEOUT))
+                .service(static_files),
+        )
         .layer(layers)
         // Outermost, so the id check happens before one is generated and logged.
         .layer(axum::middleware::map_request(

@@ -96,7 +96,10 @@ async fn post_summary(
     user: AuthUser,
     RoomId(id): RoomId,
 ) -> Result<(StatusCode, axum::Json<SummaryOutcomeDto>)> {
-    let outcome = ctx.summaries.summarise(ctx.deps(), id, user.id).await?;
+    // In a task of its own: a client that gives up (or a timeout) must not cancel a summary
+    // halfway, after the agent was stopped but before the summary was stored.
+    let task = tokio::spawn(async move { ctx.summaries.summarise(ctx.deps(), id, user.id).await });
+    let outcome = task.await??;
     let status = if outcome.created {
         StatusCode::CREATED
     } else {
