@@ -242,6 +242,10 @@ impl Whisper {
         }
         let params = WhisperContextParameters {
             use_gpu: cfg!(feature = "cuda"),
+            // On the GPU flash attention cut a 6 s utterance from 89 to 63 ms on an H100 with
+            // the same words (bench/reports/whisper-cuda.md); on this project's CPUs it was
+            // slower, so it stays off there.
+            flash_attn: cfg!(feature = "cuda"),
             ..Default::default()
         };
         let ctx = WhisperContext::new_with_params(path, params).map_err(|e| Error::Model {
