@@ -254,6 +254,7 @@ impl Server {
             .map_err(|e| StartError::Transcription(e.to_string()))?
             .map_err(|e| StartError::Transcription(e.to_string()))?;
         let transcription = Arc::new(transcription);
+        transcription.follow(store.clone(), hub.clone());
         let (summaries, telegram) = start_agent(&settings)?;
 
         Ok(Self {

@@ -146,6 +146,12 @@ impl Hub {
         self.config
     }
 
+    /// Every bus envelope from now on, for application services that follow other nodes
+    /// (the transcriber joins a room's transcription started elsewhere).
+    pub fn subscribe_bus(&self) -> broadcast::Receiver<Envelope> {
+        self.bus.subscribe()
+    }
+
     pub fn node_tag(&self) -> u32 {
         self.node_tag
     }

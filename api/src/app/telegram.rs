@@ -172,16 +172,19 @@ impl Telegram {
             .telegram_link(initiator)
             .await?
             .and_then(|l| l.chat_id);
-        let mut chats: Vec<ChatRef> = match own {
-            Some(chat) => vec![ChatRef::Id(chat)],
-            None => store
-                .member_telegram_chats(room_id)
-                .await?
-                .into_iter()
-                .map(|(_, chat)| ChatRef::Id(chat))
-                .collect(),
-        };
-        chats.dedup();
+        let mut chats: Vec<ChatRef> = Vec::new();
+        match own {
+            Some(chat) => chats.push(ChatRef::Id(chat)),
+            None => {
+                for (_, chat) in store.member_telegram_chats(room_id).await? {
+                    // Two members may have linked the same (group) chat: send it once.
+                    let chat = ChatRef::Id(chat);
+                    if !chats.contains(&chat) {
+                        chats.push(chat);
+                    }
+                }
+            }
+        }
         if chats.is_empty() {
             if let Some(fallback) = &self.settings.fallback_chat {
                 tracing::warn!(

@@ -4,8 +4,10 @@
 //!
 //! Who may: any member in the call starts it (everyone is told with `transcription_state`,
 //! joiners too, so it is never secret); the member who started it, moderators and the owner
-//! stop it. One session per room per node: the tap sees the participants whose media lands
-//! on this node, which is all of them in a single-node deployment.
+//! stop it. One session task per room per node: the tap sees the participants whose media
+//! lands on this node. Nodes follow each other's starts and stops on the bus
+//! ([`Transcription::follow`]), so with several nodes everyone is transcribed, into the
+//! room's one agent session.
 //!
 //! Each start opens (or joins) the room's agent session in the database; its segments carry
 //! the session id, so a summary reads exactly what the session heard. A stop finishes what
@@ -19,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use signaling::bus::RoomEvent;
+use signaling::bus::{BusEvent, RoomEvent};
 use signaling::hub::Hub;
 use signaling::media::room_of;
 use signaling::protocol::{ParticipantId, RoomId, ServerMessage, UserId};
@@ -148,49 +150,9 @@ impl Transcription {
         let role = store.member_role(room_id, user_id).await?;
         if start {
             authorize(role, Action::StartTranscription)?;
-            let Some(pool) = self.pool.clone() else {
-                return Err(Error::TranscriptionUnavailable);
-            };
-            let Some(plane) = hub.media_plane() else {
-                return Err(Error::TranscriptionUnavailable);
-            };
-            if self.sessions().contains_key(&room_id) {
+            if !self.start_local(store, hub, room_id, user_id).await? {
                 return Ok(());
             }
-            let agent = store
-                .open_agent_session(room_id, user_id, now_millis())
-                .await?;
-            {
-                let mut sessions = self.sessions();
-                // Another start won the race while we were at the database.
-                if sessions.contains_key(&room_id) {
-                    return Ok(());
-                }
-                let (stop, stopped) = oneshot::channel();
-                let tap = plane.sfu.tap(room_of(room_id), TAP_CAPACITY);
-                let run = SessionTask {
-                    room_id,
-                    session_id: agent.id,
-                    hub: hub.clone(),
-                    store: store.clone(),
-                    pool,
-                    in_flight: 0,
-                };
-                tokio::spawn(run.run(tap, stopped));
-                sessions.insert(
-                    room_id,
-                    Session {
-                        by_user: user_id,
-                        stop,
-                    },
-                );
-            }
-            tracing::info!(
-                room_id,
-                user_id,
-                session_id = agent.id,
-                "transcription started"
-            );
         } else {
             let by_user = self.sessions().get(&room_id).map(|s| s.by_user);
             let Some(by_user) = by_user else {
@@ -221,6 +183,107 @@ impl Transcription {
         )
         .await
         .map_err(Error::internal)
+    }
+
+    /// Starts this node's part of the room's transcription: its SFU's tracks of the room go
+    /// into the room's agent session. `false` when it runs here already.
+    ///
+    /// # Errors
+    /// [`Error::TranscriptionUnavailable`] without a model or media plane; internal errors.
+    async fn start_local(
+        &self,
+        store: &Store,
+        hub: &Arc<Hub>,
+        room_id: RoomId,
+        user_id: UserId,
+    ) -> Result<bool> {
+        let (Some(pool), Some(plane)) = (self.pool.clone(), hub.media_plane()) else {
+            return Err(Error::TranscriptionUnavailable);
+        };
+        if self.sessions().contains_key(&room_id) {
+            return Ok(false);
+        }
+        let agent = store
+            .open_agent_session(room_id, user_id, now_millis())
+            .await?;
+        let mut sessions = self.sessions();
+        // Another start won the race while we were at the database.
+        if sessions.contains_key(&room_id) {
+            return Ok(false);
+        }
+        let (stop, stopped) = oneshot::channel();
+        let tap = plane.sfu.tap(room_of(room_id), TAP_CAPACITY);
+        let run = SessionTask {
+            room_id,
+            session_id: agent.id,
+            hub: hub.clone(),
+            store: store.clone(),
+            pool,
+            in_flight: 0,
+        };
+        tokio::spawn(run.run(tap, stopped));
+        sessions.insert(
+            room_id,
+            Session {
+                by_user: user_id,
+                stop,
+            },
+        );
+        tracing::info!(
+            room_id,
+            user_id,
+            session_id = agent.id,
+            "transcription started on this node"
+        );
+        Ok(true)
+    }
+
+    /// Follows the other nodes: when one starts or stops a room's transcription, this node
+    /// starts or stops its part too, so participants whose media lands here are transcribed
+    /// into the same session. Ends at the hub's shutdown; does nothing without a model.
+    pub fn follow(self: &Arc<Self>, store: Store, hub: Arc<Hub>) {
+        if self.pool.is_none() || hub.media_plane().is_none() {
+            return;
+        }
+        let this = self.clone();
+        let mut events = hub.subscribe_bus();
+        let mut shutdown = hub.shutdown_signal();
+        tokio::spawn(async move {
+            loop {
+                let envelope = tokio::select! {
+                    got = events.recv() => match got {
+                        Ok(envelope) => envelope,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                    _ = shutdown.changed() => break,
+                };
+                let BusEvent::Room {
+                    room_id,
+                    event: RoomEvent::Transcription { active, by_user_id },
+                } = envelope.event
+                else {
+                    continue;
+                };
+                if envelope.origin == hub.node_tag() {
+                    continue;
+                }
+                if active {
+                    if let Err(err) = this.start_local(&store, &hub, room_id, by_user_id).await {
+                        tracing::error!(room_id, error = %err, "could not follow another node's transcription start");
+                    }
+                } else {
+                    let session = this.sessions().remove(&room_id);
+                    if let Some(session) = session {
+                        session.stop(STOP_FLUSH, None);
+                        tracing::info!(
+                            room_id,
+                            "transcription stopped here, following another node"
+                        );
+                    }
+                }
+            }
+        });
     }
 
     /// Who started the transcription running on this node for the room, if it runs here.

@@ -14,7 +14,7 @@ use bench::tone::{PcmHandle, PcmSource};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{json_of, spawn_with, TestApp};
+use crate::helpers::{json_of, spawn_from, spawn_with, test_env, TestApp};
 use crate::standin::StandIn;
 use crate::telegram::{link, BOT_TOKEN, WEBHOOK_SECRET};
 
@@ -539,4 +539,108 @@ async fn stopping_the_agent_summarises_the_live_transcript_and_sends_it_to_the_l
         "--- summary input (as the model got it) ---\n{input}--- model output ---\n{}\n--- heuristic on the same session ---\n{heuristic}",
         summary["text"].as_str().unwrap_or("")
     );
+}
+
+/// Two nodes on one Redis and one database: alice's media lands on node A, bob's on node B.
+/// Alice turns the agent on at A; B follows, so bob's words go into the same session, and the
+/// summary triggered at A has both. Runs in CI's PostgreSQL + Redis pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_transcribes_its_own_participants_into_the_rooms_one_session() {
+    let Some(model) = test_model() else { return };
+    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
+        eprintln!("WEBCALL_TEST_REDIS_URL not set: cross-node transcription not exercised");
+        return;
+    };
+    let (mut env, _data) = test_env().await;
+    for (k, v) in [
+        ("REDIS_URL", redis_url.as_str()),
+        ("WHISPER_MODEL", model.as_str()),
+        ("WHISPER_LANGUAGE", "en"),
+        ("WHISPER_WORKERS", "1"),
+        ("WHISPER_THREADS", "1"),
+    ] {
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    let node_a = spawn_from(env.clone()).await;
+    let node_b = spawn_from(env).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (room, tokens) = node_a.room_with(&["alice", "bob"]).await;
+    let bob_id = node_a.user_id(&tokens[1]).await;
+    let (alice, alice_voice) = speaker(
+        &node_a,
+        room,
+        &tokens[0],
+        speech(ALICE_SAYS, dir.path(), "a"),
+    )
+    .await;
+    let (bob, bob_voice) =
+        speaker(&node_b, room, &tokens[1], speech(BOB_SAYS, dir.path(), "b")).await;
+    wait_until("both media paths are up", 20, || {
+        alice.join_time().is_some() && bob.join_time().is_some()
+    })
+    .await;
+    alice
+        .send(json!({"type": "transcription_start", "request_id": "on"}))
+        .expect("send");
+    wait_until("bob, on the other node, is told", 10, || {
+        bob.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+    for voice in [&alice_voice, &bob_voice] {
+        voice.play();
+        wait_until("the speech is sent", 20, || voice.finished().is_some()).await;
+    }
+    let transcript = || async {
+        let (_, body) = json_of(
+            node_a
+                .get(
+                    &format!("/api/v1/rooms/{room}/transcript"),
+                    Some(&tokens[0]),
+                )
+                .await,
+        )
+        .await;
+        body["segments"].as_array().cloned().unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let bob_text = loop {
+        let segments = transcript().await;
+        let text: Vec<&str> = segments
+            .iter()
+            .filter(|s| s["user_id"].as_i64() == Some(bob_id))
+            .filter_map(|s| s["text"].as_str())
+            .collect();
+        if !text.is_empty() {
+            break text.join(" ");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob's words never arrived: {segments:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        transcriber::wer::wer(BOB_SAYS, &bob_text) <= MAX_WER,
+        "bob: {bob_text:?}"
+    );
+
+    alice
+        .send(json!({"type": "agent_summary", "request_id": "sum"}))
+        .expect("send");
+    wait_until("the summary reaches bob on node B", 60, || {
+        bob.saw(|m| m["type"] == "summary")
+    })
+    .await;
+    let summary = bob
+        .messages()
+        .into_iter()
+        .find(|m| m["type"] == "summary")
+        .expect("summary")["summary"]
+        .clone();
+    let text = summary["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("alice") && text.contains("bob"),
+        "both speakers: {text}"
+    );
+    assert!(summary["segments"].as_i64().unwrap_or(0) >= 2, "{summary}");
 }
