@@ -77,10 +77,6 @@ impl Telegram {
         })
     }
 
-    pub fn bot(&self) -> &Bot {
-        &self.bot
-    }
-
     /// A new link token for `user_id` and the deep link that carries it.
     ///
     /// # Errors
