@@ -60,6 +60,7 @@ pub struct ChatMessage {
 
 /// Who wrote a summary: a model, or the server's own extract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SummarySource {
     Ai,
@@ -68,6 +69,7 @@ pub enum SummarySource {
 
 /// The AI agent's summary of one session (its transcript, then the chat of the same period).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Summary {
     pub id: i64,
     pub room_id: RoomId,

@@ -25,7 +25,8 @@ use crate::app::prompts;
 use crate::app::telegram::{Delivery, Telegram};
 use crate::app::transcription::{Transcription, TRANSCRIPT_LIMIT};
 use crate::config::SummarySettings;
-use crate::db::{now_millis, AgentSessionRow, NewSummary, Store, SummaryRow};
+use crate::db::{now_millis, AgentSessionRow, NewSummary, RoomRow, Store, SummaryRow};
+use crate::domain::Role;
 use crate::error::{Error, Result};
 use crate::http::timestamp;
 
@@ -133,10 +134,13 @@ impl Summaries {
         let Deps { store, hub, .. } = deps;
         let role = store.member_role(room_id, user_id).await?;
         authorize(role, Action::ReadTranscript)?;
+        let room = store.room(room_id).await?.ok_or(Error::NotFound("room"))?;
         let lock = self.room_lock(room_id);
         let _one_at_a_time = lock.lock().await;
 
-        let session = self.session_to_summarise(deps, room_id, user_id).await?;
+        let session = self
+            .session_to_summarise(deps, &room, role, user_id)
+            .await?;
         if let Some(stored) = store.summary_of_session(session.id).await? {
             return Ok(Outcome {
                 summary: to_wire(stored),
@@ -144,7 +148,6 @@ impl Summaries {
                 delivery: Delivery::Repeat,
             });
         }
-        let room = store.room(room_id).await?.ok_or(Error::NotFound("room"))?;
         let input = self.input_of(store, &session, room.name).await?;
         let written = self.write(store, user_id, &input).await;
         let segments = i64::try_from(input.utterances.len()).unwrap_or(i64::MAX);
@@ -219,9 +222,11 @@ impl Summaries {
     async fn session_to_summarise(
         &self,
         deps: Deps<'_>,
-        room_id: i64,
+        room: &RoomRow,
+        role: Option<Role>,
         user_id: i64,
     ) -> Result<AgentSessionRow> {
+        let room_id = room.id;
         let Deps {
             store,
             hub,
@@ -232,10 +237,7 @@ impl Summaries {
             Some(open) if open.ended_at.is_none() => {
                 let own = open.started_by == Some(user_id)
                     || transcription.started_by(room_id) == Some(user_id);
-                authorize(
-                    store.member_role(room_id, user_id).await?,
-                    Action::StopTranscription { own },
-                )?;
+                authorize(role, Action::StopTranscription { own })?;
                 // The session ends when the stop came; speech from before it that is still
                 // in whisper is waited for (bounded), chat after it belongs to the next one.
                 let ended = store.end_agent_session(open.id, now).await?;
@@ -252,12 +254,9 @@ impl Summaries {
                 Ok(ended.unwrap_or(open))
             }
             Some(ended) => Ok(ended),
-            None => {
-                let room = store.room(room_id).await?.ok_or(Error::NotFound("room"))?;
-                Ok(store
-                    .insert_ended_session(room_id, user_id, room.created_at, now)
-                    .await?)
-            }
+            None => Ok(store
+                .insert_ended_session(room_id, user_id, room.created_at, now)
+                .await?),
         }
     }
 

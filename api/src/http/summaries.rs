@@ -3,7 +3,7 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use signaling::protocol::{Summary, SummarySource};
+use signaling::protocol::Summary;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,59 +21,9 @@ pub fn router() -> OpenApiRouter<ApiContext> {
         .routes(routes!(list_summaries))
 }
 
-/// A summary of one agent session.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SummaryDto {
-    pub id: i64,
-    pub room_id: i64,
-    pub session_id: i64,
-    pub requested_by: Option<i64>,
-    pub requested_by_name: Option<String>,
-    /// `ai` (a model wrote it) or `heuristic` (the server's own extract).
-    pub source: String,
-    /// The model that wrote it.
-    pub model: Option<String>,
-    /// Why heuristic: `short`, `no_provider` or `provider_failed`.
-    pub reason: Option<String>,
-    /// Plain text; never render it as HTML.
-    pub text: String,
-    /// Transcript segments and chat messages that went in.
-    pub segments: i64,
-    pub messages: i64,
-    /// The session's period, RFC 3339.
-    pub started_at: String,
-    pub ended_at: String,
-    pub created_at: String,
-}
-
-impl From<Summary> for SummaryDto {
-    fn from(s: Summary) -> Self {
-        Self {
-            id: s.id,
-            room_id: s.room_id,
-            session_id: s.session_id,
-            requested_by: s.requested_by,
-            requested_by_name: s.requested_by_name,
-            source: match s.source {
-                SummarySource::Ai => "ai",
-                SummarySource::Heuristic => "heuristic",
-            }
-            .to_owned(),
-            model: s.model,
-            reason: s.reason,
-            text: s.text,
-            segments: s.segments,
-            messages: s.messages,
-            started_at: s.started_at,
-            ended_at: s.ended_at,
-            created_at: s.created_at,
-        }
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SummaryOutcomeDto {
-    pub summary: SummaryDto,
+    pub summary: Summary,
     /// `false`: the session was summarised before and this is the stored summary.
     pub created: bool,
     /// What happened to the Telegram delivery.
@@ -108,7 +58,7 @@ async fn post_summary(
     Ok((
         status,
         axum::Json(SummaryOutcomeDto {
-            summary: outcome.summary.into(),
+            summary: outcome.summary,
             created: outcome.created,
             telegram: outcome.delivery,
         }),
@@ -125,7 +75,7 @@ pub struct ListParams {
 pub struct SummariesDto {
     pub room_id: i64,
     /// Newest first.
-    pub summaries: Vec<SummaryDto>,
+    pub summaries: Vec<Summary>,
 }
 
 /// The room's summaries (members only), newest first.
@@ -144,7 +94,7 @@ async fn list_summaries(
     let list = summaries::list(&ctx.store, user.id, id, params.limit.unwrap_or(20)).await?;
     Ok(axum::Json(SummariesDto {
         room_id: id,
-        summaries: list.into_iter().map(SummaryDto::from).collect(),
+        summaries: list,
     }))
 }
 

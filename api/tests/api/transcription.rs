@@ -26,6 +26,16 @@ fn test_model() -> Option<String> {
     model
 }
 
+/// The settings of a transcribing test server: `model`, English, one worker of `threads`.
+fn whisper<'a>(model: &'a str, threads: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("WHISPER_MODEL", model),
+        ("WHISPER_LANGUAGE", "en"),
+        ("WHISPER_WORKERS", "1"),
+        ("WHISPER_THREADS", threads),
+    ]
+}
+
 async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
@@ -149,13 +159,7 @@ const MAX_WER: f64 = 0.35;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_speakers_are_transcribed_live_and_stored_with_the_right_names_in_order() {
     let Some(model) = test_model() else { return };
-    let app = spawn_with(&[
-        ("WHISPER_MODEL", &model),
-        ("WHISPER_LANGUAGE", "en"),
-        ("WHISPER_WORKERS", "1"),
-        ("WHISPER_THREADS", "2"),
-    ])
-    .await;
+    let app = spawn_with(&whisper(&model, "2")).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let (room, tokens) = app.room_with(&["alice", "bob"]).await;
     let (alice_id, bob_id) = (app.user_id(&tokens[0]).await, app.user_id(&tokens[1]).await);
@@ -284,13 +288,7 @@ async fn two_speakers_are_transcribed_live_and_stored_with_the_right_names_in_or
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overloaded_transcriber_drops_audio_but_captions_flow_and_forwarding_does_not_suffer() {
     let Some(model) = test_model() else { return };
-    let app = spawn_with(&[
-        ("WHISPER_MODEL", &model),
-        ("WHISPER_LANGUAGE", "en"),
-        ("WHISPER_WORKERS", "1"),
-        ("WHISPER_THREADS", "1"),
-    ])
-    .await;
+    let app = spawn_with(&whisper(&model, "1")).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let names = ["speaker1", "speaker2", "speaker3", "speaker4"];
     let (room, tokens) = app.room_with(&names).await;
@@ -398,11 +396,8 @@ async fn stopping_the_agent_summarises_the_live_transcript_and_sends_it_to_the_l
     .await;
     let bot = StandIn::bot_api().await;
     let ai_base = format!("{}/v1", llm.base);
-    let app = spawn_with(&[
-        ("WHISPER_MODEL", &model),
-        ("WHISPER_LANGUAGE", "en"),
-        ("WHISPER_WORKERS", "1"),
-        ("WHISPER_THREADS", "2"),
+    let mut settings = whisper(&model, "2");
+    settings.extend([
         ("AI_SUMMARY_ENABLED", "true"),
         ("AI_MODEL_PROVIDER", "openai:meeting-model"),
         ("AI_BASE_URL", &ai_base),
@@ -410,8 +405,8 @@ async fn stopping_the_agent_summarises_the_live_transcript_and_sends_it_to_the_l
         ("TELEGRAM_BOT_USERNAME", "webcall_test_bot"),
         ("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET),
         ("TELEGRAM_API_BASE", &bot.base),
-    ])
-    .await;
+    ]);
+    let app = spawn_with(&settings).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let (room, tokens) = app.room_with(&["alice", "bob"]).await;
     link(&app, &tokens[0], 4242).await;
@@ -552,13 +547,10 @@ async fn every_node_transcribes_its_own_participants_into_the_rooms_one_session(
         return;
     };
     let (mut env, _data) = test_env().await;
-    for (k, v) in [
-        ("REDIS_URL", redis_url.as_str()),
-        ("WHISPER_MODEL", model.as_str()),
-        ("WHISPER_LANGUAGE", "en"),
-        ("WHISPER_WORKERS", "1"),
-        ("WHISPER_THREADS", "1"),
-    ] {
+    for (k, v) in whisper(&model, "1")
+        .into_iter()
+        .chain([("REDIS_URL", redis_url.as_str())])
+    {
         env.insert(k.to_owned(), v.to_owned());
     }
     let node_a = spawn_from(env.clone()).await;
