@@ -97,6 +97,7 @@ async fn start_media(settings: &Settings) -> Result<Media, StartError> {
         public_ip: settings.media.public_ip,
         port: settings.media.udp_port,
         shards: settings.media.shards,
+        disconnect_grace: settings.media.disconnect_grace,
         ..SfuConfig::default()
     };
     let sfu = Sfu::start(config)

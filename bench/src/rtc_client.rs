@@ -70,6 +70,8 @@ enum Command {
     SetAnswer(String, oneshot::Sender<Result<(), ClientError>>),
     HandleOffer(String, oneshot::Sender<Result<String, ClientError>>),
     Publish(bool),
+    Offline(bool),
+    Rebind(oneshot::Sender<Result<SocketAddr, ClientError>>),
     Stop,
     Vanish,
 }
@@ -135,6 +137,7 @@ impl RtcClient {
             level_id,
             tone: source,
             publishing: true,
+            offline: false,
             seq: rand::random(),
             timestamp: rand::random(),
             started: now,
@@ -204,6 +207,25 @@ impl RtcClient {
     pub fn vanish(&self) {
         let _ = self.commands.send(Command::Vanish);
     }
+
+    /// Drops every datagram both ways while `on` (a network blip, a laptop lid closed); the
+    /// client keeps its state and carries on when back.
+    pub fn set_offline(&self, on: bool) {
+        let _ = self.commands.send(Command::Offline(on));
+    }
+
+    /// Moves to a new UDP socket (a new local port), as a browser does when it switches to
+    /// another candidate pair or a NAT rebinds. Returns the new address.
+    ///
+    /// # Errors
+    /// When no socket can be bound.
+    pub async fn rebind(&self) -> Result<SocketAddr, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Rebind(tx))
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
 }
 
 struct Driver {
@@ -215,6 +237,7 @@ struct Driver {
     level_id: Option<u8>,
     tone: Box<dyn FrameSource>,
     publishing: bool,
+    offline: bool,
     seq: u16,
     timestamp: u32,
     started: Instant,
@@ -266,9 +289,23 @@ impl Driver {
                         let _ = reply.send(self.answer(sdp));
                     }
                     Some(Command::Publish(on)) => self.publishing = on,
+                    Some(Command::Offline(on)) => self.offline = on,
+                    Some(Command::Rebind(reply)) => {
+                        // The ICE agent keeps its old local candidate: to the server this is
+                        // the same client appearing from a new address.
+                        let result = match UdpSocket::bind("127.0.0.1:0").await {
+                            Ok(socket) => {
+                                let addr = socket.local_addr().map_err(ClientError::from);
+                                self.socket = socket;
+                                addr
+                            }
+                            Err(err) => Err(err.into()),
+                        };
+                        let _ = reply.send(result);
+                    }
                 },
                 received = self.socket.recv_from(&mut buf) => {
-                    if let Ok((n, from)) = received {
+                    if let (Ok((n, from)), false) = (received, self.offline) {
                         let msg = TaggedBytesMut {
                             now: Instant::now(),
                             transport: TransportContext {
@@ -399,6 +436,9 @@ impl Driver {
 
     async fn flush(&mut self) {
         while let Some(msg) = self.pc.poll_write() {
+            if self.offline {
+                continue;
+            }
             let _ = self
                 .socket
                 .send_to(&msg.message, msg.transport.peer_addr)

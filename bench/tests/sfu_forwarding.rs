@@ -185,10 +185,10 @@ async fn leaving_removes_the_track_for_everyone_and_a_late_joiner_hears_the_rest
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_vanishes_is_removed_after_the_ice_timeout() {
+async fn a_client_that_vanishes_is_disconnected_then_removed_after_the_grace_period() {
     let sfu = start_sfu(SfuConfig {
         ice_disconnected_timeout: Duration::from_millis(800),
-        ice_failed_timeout: Duration::from_millis(1500),
+        disconnect_grace: Duration::from_millis(1500),
         ..SfuConfig::default()
     })
     .await;
@@ -197,11 +197,118 @@ async fn a_client_that_vanishes_is_removed_after_the_ice_timeout() {
     let b = join(&sfu, room, 550.0).await;
     wait_until("b hears a", || b.from(&a) >= 25).await;
     a.client.vanish();
+    wait_until("b is told a went silent", || {
+        b.saw(&PeerEvent::MediaState {
+            peer: a.peer,
+            connected: false,
+        })
+    })
+    .await;
+    assert!(
+        !b.saw(&PeerEvent::TrackUnpublished { peer: a.peer }),
+        "a keeps its place during the grace period"
+    );
     wait_until("b is told a is gone", || {
         b.saw(&PeerEvent::TrackUnpublished { peer: a.peer })
     })
     .await;
     assert!(a.saw(&PeerEvent::Closed {
+        reason: CloseReason::Failed
+    }));
+}
+
+/// Both directions keep flowing for `window`: each side's packet count from the other grows
+/// in every half second of it.
+async fn both_keep_hearing(a: &Participant, b: &Participant, window: Duration) {
+    let steps = (window.as_millis() / 500).max(1);
+    let (mut ab, mut ba) = (a.from(b), b.from(a));
+    for step in 0..steps {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (nab, nba) = (a.from(b), b.from(a));
+        assert!(
+            nab > ab && nba > ba,
+            "audio stalled at step {step}: a<-b {ab}->{nab}, b<-a {ba}->{nba}"
+        );
+        (ab, ba) = (nab, nba);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_moves_to_another_address_keeps_its_audio_both_ways() {
+    // A browser that switches its selected candidate pair (a second interface, IPv6, a relay
+    // next to a host pair) or whose NAT rebinds shows up from a new address with the same
+    // credentials. The server must follow it: accept it once a check proves it, send to it,
+    // and never call the client silent. (Before the SFU answered checks itself, `rtc`'s agent
+    // kept the first pair and declared the peer disconnected, then failed.)
+    let sfu = start_sfu(SfuConfig {
+        // The test client proves its new address with its next consent check (every 2 s).
+        ice_disconnected_timeout: Duration::from_millis(3000),
+        disconnect_grace: Duration::from_millis(1500),
+        ..SfuConfig::default()
+    })
+    .await;
+    let room = RoomId(8);
+    let a = join(&sfu, room, 440.0).await;
+    let b = join(&sfu, room, 550.0).await;
+    wait_until("both hear each other", || {
+        b.from(&a) >= 25 && a.from(&b) >= 25
+    })
+    .await;
+    let before = a.client.local_addr;
+    let moved = a.client.rebind().await.expect("new socket");
+    assert_ne!(before, moved);
+    let (ab, ba) = (a.from(&b), b.from(&a));
+    wait_until("audio resumes both ways from the new address", || {
+        a.from(&b) > ab + 25 && b.from(&a) > ba + 25
+    })
+    .await;
+    // Past the disconnect timeout and the grace period: the old bug showed here.
+    both_keep_hearing(&a, &b, Duration::from_millis(5000)).await;
+    let silent = PeerEvent::MediaState {
+        peer: a.peer,
+        connected: false,
+    };
+    assert!(!b.saw(&silent), "a was never reported disconnected");
+    assert!(!a.saw(&PeerEvent::Closed {
+        reason: CloseReason::Failed
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_blip_shorter_than_the_grace_period_resumes_the_call() {
+    let sfu = start_sfu(SfuConfig {
+        ice_disconnected_timeout: Duration::from_millis(800),
+        disconnect_grace: Duration::from_secs(10),
+        ..SfuConfig::default()
+    })
+    .await;
+    let room = RoomId(9);
+    let a = join(&sfu, room, 440.0).await;
+    let b = join(&sfu, room, 550.0).await;
+    wait_until("both hear each other", || {
+        b.from(&a) >= 25 && a.from(&b) >= 25
+    })
+    .await;
+    a.client.set_offline(true);
+    wait_until("b is told a went silent", || {
+        b.saw(&PeerEvent::MediaState {
+            peer: a.peer,
+            connected: false,
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.client.set_offline(false);
+    wait_until("b is told a is back", || {
+        b.saw(&PeerEvent::MediaState {
+            peer: a.peer,
+            connected: true,
+        })
+    })
+    .await;
+    both_keep_hearing(&a, &b, Duration::from_millis(2000)).await;
+    assert!(!b.saw(&PeerEvent::TrackUnpublished { peer: a.peer }));
+    assert!(!a.saw(&PeerEvent::Closed {
         reason: CloseReason::Failed
     }));
 }

@@ -15,10 +15,11 @@ pub struct SfuConfig {
     pub shards: usize,
     /// A peer whose ICE does not connect within this time is removed.
     pub connect_timeout: Duration,
-    /// No ICE traffic for this long marks a peer disconnected...
+    /// Nothing authenticated from a client for this long marks its peer disconnected...
     pub ice_disconnected_timeout: Duration,
-    /// ...and this long removes it.
-    pub ice_failed_timeout: Duration,
+    /// ...and staying disconnected this long removes it (its place, subscriptions and SSRCs
+    /// are kept until then, so a blip or an ICE restart resumes the call).
+    pub disconnect_grace: Duration,
 }
 
 impl Default for SfuConfig {
@@ -30,7 +31,7 @@ impl Default for SfuConfig {
             shards: std::thread::available_parallelism().map_or(1, usize::from),
             connect_timeout: Duration::from_secs(20),
             ice_disconnected_timeout: Duration::from_secs(5),
-            ice_failed_timeout: Duration::from_secs(15),
+            disconnect_grace: Duration::from_secs(20),
         }
     }
 }

@@ -9,6 +9,8 @@
 //!   pinned to it and the rooms they are in. ICE-lite; datagrams are routed to a peer by the
 //!   STUN username fragment, then by the remote address that peer answered. A room lives on one
 //!   shard, so forwarding is a loop over subscribers with no task or channel hop per packet.
+//! - [`ice_lite`]: the server's half of ICE (lite): checks answered, the client's path
+//!   followed, liveness judged; `rtc`'s own agent is only shown a well-behaved client.
 //! - [`peer`]: one participant's connection, subscriptions and negotiation state.
 //! - [`rewrite`]: per-subscriber sequence/timestamp rewriting.
 //! - [`speaking`]: RFC 6464 levels to speaking state and the active speaker.
@@ -19,6 +21,7 @@
 
 pub mod audio;
 mod config;
+pub mod ice_lite;
 pub mod peer;
 pub mod rewrite;
 pub mod shard;
@@ -72,7 +75,8 @@ pub enum SfuError {
 pub enum CloseReason {
     /// ICE never connected within the connect timeout.
     ConnectTimeout,
-    /// ICE/DTLS failed or the client went silent past the failure timeout.
+    /// DTLS failed, the client closed its connection, or it stayed disconnected past the
+    /// grace period.
     Failed,
 }
 
@@ -100,6 +104,12 @@ pub enum PeerEvent {
     ActiveSpeaker {
         peer: PeerId,
     },
+    /// A participant of the room (this peer too) went silent on the network, or came back.
+    /// While disconnected it keeps its place; after the grace period it is closed.
+    MediaState {
+        peer: PeerId,
+        connected: bool,
+    },
     /// This peer's media connection is gone; the client must rejoin for media.
     Closed {
         reason: CloseReason,
@@ -122,6 +132,11 @@ pub(crate) enum Command {
         peer: PeerId,
         sdp: String,
         reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Restart {
+        peer: PeerId,
+        offer: String,
+        reply: oneshot::Sender<Result<String, SfuError>>,
     },
     Candidate {
         peer: PeerId,
@@ -220,6 +235,24 @@ impl Sfu {
         self.shard(room)
             .send(Command::Answer { peer, sdp, reply })?;
         done.await.map_err(|_| SfuError::ShuttingDown)?
+    }
+
+    /// The client's new offer for an ICE restart (new username fragment and password) on
+    /// its running media connection; returns the answer. Subscriptions and DTLS are kept.
+    ///
+    /// # Errors
+    /// [`SfuError::OutOfOrder`] while a server offer is outstanding (answer it, then retry),
+    /// [`SfuError::UnknownPeer`] without a media connection, [`SfuError::Sdp`] for a bad one.
+    pub async fn restart(
+        &self,
+        room: RoomId,
+        peer: PeerId,
+        offer: String,
+    ) -> Result<String, SfuError> {
+        let (reply, answer) = oneshot::channel();
+        self.shard(room)
+            .send(Command::Restart { peer, offer, reply })?;
+        answer.await.map_err(|_| SfuError::ShuttingDown)?
     }
 
     /// A trickled ICE candidate from the client.

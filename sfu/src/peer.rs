@@ -1,9 +1,9 @@
 //! One participant's WebRTC connection to the SFU: the `rtc` peer connection plus what the
 //! SFU tracks about it (published track, subscriptions, negotiation, speaking).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rtc::media_stream::MediaStreamTrack;
@@ -23,9 +23,10 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use crate::audio::{
     audio_engine, audio_track, extmap_id, host_candidate, AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE,
 };
+use crate::ice_lite::{Credentials, IceLite};
 use crate::rewrite::SequenceRewriter;
 use crate::speaking::SpeakingDetector;
-use crate::{PeerId, RoomId, SfuConfig, SfuError};
+use crate::{PeerId, RoomId, SfuError};
 
 /// Where a peer is in the offer/answer dance. The client offers once (join); after that only
 /// the server offers, one at a time, so offers never cross (no glare).
@@ -45,7 +46,14 @@ pub enum PeerState {
         since: Instant,
     },
     Connected,
-    /// ICE or DTLS failed, or the peer closed: remove it.
+    /// Nothing authenticated has arrived from the client for a while (network blip, sleep,
+    /// Wi-Fi change). Its slot, subscriptions and SSRCs are kept; any check or packet from
+    /// a proven address, or an ICE restart, brings it back.
+    Disconnected {
+        since: Instant,
+    },
+    /// DTLS failed, the client closed, or it stayed disconnected past the grace period:
+    /// remove it.
     Failed,
 }
 
@@ -89,6 +97,18 @@ pub struct Peer {
     publishing_announced: bool,
     pc: RTCPeerConnection,
     local_addr: SocketAddr,
+    /// The ICE checks are answered here, not by `rtc`'s agent (see `ice_lite`).
+    ice: IceLite,
+    /// The address `rtc`'s ICE transport believes the client has; its datagrams are
+    /// re-addressed to wherever the client is now ([`IceLite::path`]).
+    anchor: Option<SocketAddr>,
+    /// `rtc`'s ICE transport has a selected pair, so DTLS and SRTP pass through it.
+    rtc_ice_ready: bool,
+    /// Our STUN responses, sent before anything `rtc` produces.
+    outbox: VecDeque<(SocketAddr, BytesMut)>,
+    /// A change between connected and disconnected not yet reported to the room.
+    liveness_change: Option<bool>,
+    reported_disconnected: bool,
     audio_level_id: Option<u8>,
     subscriptions: HashMap<PeerId, Subscription>,
     /// Subscriptions of publishers who left: their m-lines are reused before new ones are
@@ -162,20 +182,34 @@ impl Peer {
         offer_sdp: String,
         local_addr: SocketAddr,
         advertised: SocketAddr,
-        config: &SfuConfig,
         now: Instant,
     ) -> Result<(Self, String), SfuError> {
         let sdp_err = |e: rtc::shared::error::Error| SfuError::Sdp(e.to_string());
         // The server picks its own ICE username fragment so the shard can route STUN by it.
         let ufrag = random_token(16);
+        let pwd = random_token(32);
+        validate_offer(&offer_sdp)?;
+        let remote = Credentials::from_sdp(&offer_sdp).ok_or_else(|| {
+            SfuError::Sdp("offer has no ICE username fragment and password".to_owned())
+        })?;
+        let ice = IceLite::new(
+            Credentials {
+                ufrag: ufrag.clone(),
+                pwd: pwd.clone(),
+            },
+            remote,
+        )
+        .map_err(|e| SfuError::Sdp(e.to_string()))?;
+        // Liveness is judged by `IceLite` (any authenticated datagram on any proven path),
+        // so `rtc`'s agent gets no timers of its own: zero disables them.
         let settings = SettingEngineBuilder::new()
             .with_lite(true)
-            .with_ice_credentials(ufrag.clone(), random_token(32))
+            .with_ice_credentials(ufrag.clone(), pwd)
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_ice_timeouts(
-                Some(config.ice_disconnected_timeout),
-                Some(config.ice_failed_timeout),
-                None,
+                Some(Duration::ZERO),
+                Some(Duration::ZERO),
+                Some(Duration::ZERO),
             )
             .build();
         let (media, registry) = audio_engine().map_err(sdp_err)?;
@@ -187,7 +221,6 @@ impl Peer {
             .build(now)
             .map_err(sdp_err)?;
 
-        validate_offer(&offer_sdp)?;
         let audio_level_id = extmap_id(&offer_sdp, AUDIO_LEVEL_URI);
         let offer = RTCSessionDescription::offer(offer_sdp).map_err(sdp_err)?;
         pc.set_remote_description(now, offer).map_err(sdp_err)?;
@@ -213,6 +246,12 @@ impl Peer {
                 publishing_announced: false,
                 pc,
                 local_addr,
+                ice,
+                anchor: None,
+                rtc_ice_ready: false,
+                outbox: VecDeque::new(),
+                liveness_change: None,
+                reported_disconnected: false,
                 audio_level_id,
                 subscriptions: HashMap::new(),
                 idle: Vec::new(),
@@ -221,8 +260,75 @@ impl Peer {
         ))
     }
 
-    /// Feeds one datagram from the client.
+    /// Feeds one datagram from the client: checks are answered here; DTLS and SRTP from a
+    /// proven address go to `rtc`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if crate::stun::is_stun(data) {
+            match self.ice.handle_check(now, from, data) {
+                Ok(answered) => {
+                    self.outbox
+                        .push_back((from, BytesMut::from(&answered.response[..])));
+                    if answered.moved {
+                        tracing::debug!(peer = self.id.0, %from, nominated = answered.nominated, "client path");
+                    }
+                    if !self.rtc_ice_ready {
+                        self.connect_rtc(now, from);
+                    }
+                    self.heard(now);
+                }
+                Err(err) => tracing::debug!(peer = self.id.0, %from, error = %err, "check ignored"),
+            }
+            return;
+        }
+        if !self.ice.handle_media(now, from) {
+            return;
+        }
+        self.heard(now);
+        let msg = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.local_addr,
+                peer_addr: self.anchor.unwrap_or(from),
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        if let Err(err) = self.pc.handle_read(msg) {
+            tracing::debug!(peer = self.id.0, error = %err, "datagram rejected");
+        }
+    }
+
+    /// Something authenticated arrived from the client.
+    fn heard(&mut self, _now: Instant) {
+        if let PeerState::Disconnected { .. } = self.state {
+            self.state = PeerState::Connected;
+            self.liveness_change = Some(true);
+        }
+    }
+
+    /// Brings `rtc`'s ICE transport to a selected pair by playing a well-behaved client at
+    /// `anchor`: a check, the answer to the agent's triggered check, a nominating check.
+    /// Everything happens here, synchronously, so DTLS from the real client (which starts
+    /// once our success response reaches it) finds the transport ready.
+    fn connect_rtc(&mut self, now: Instant, anchor: SocketAddr) {
+        self.anchor = Some(anchor);
+        for nominate in [false, true] {
+            let check = match self.ice.rtc_check(nominate) {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::warn!(peer = self.id.0, error = %err, "could not drive the ICE transport");
+                    return;
+                }
+            };
+            self.feed_rtc(now, anchor, &check);
+            self.answer_rtc_pings(now, anchor);
+        }
+        // Confirmed (or withdrawn) by the transport's state events in `poll_inbound`.
+        self.rtc_ice_ready = true;
+    }
+
+    fn feed_rtc(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let msg = TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -234,8 +340,114 @@ impl Peer {
             message: BytesMut::from(data),
         };
         if let Err(err) = self.pc.handle_read(msg) {
-            tracing::debug!(peer = self.id.0, error = %err, "datagram rejected");
+            tracing::debug!(peer = self.id.0, error = %err, "synthetic check rejected");
         }
+    }
+
+    /// Answers the checks `rtc`'s agent sends (to the anchor) as the client would; its own
+    /// responses are dropped (ours went out already); anything else is kept for sending.
+    fn answer_rtc_pings(&mut self, now: Instant, anchor: SocketAddr) {
+        while let Some(m) = self.pc.poll_write() {
+            if !crate::stun::is_stun(&m.message) {
+                let to = self.ice.path().unwrap_or(m.transport.peer_addr);
+                self.outbox.push_back((to, m.message));
+                continue;
+            }
+            match self.ice.rtc_ping_response(&m.message, self.local_addr) {
+                Ok(Some(response)) => self.feed_rtc(now, anchor, &response),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(peer = self.id.0, error = %err, "could not answer the ICE transport")
+                }
+            }
+        }
+    }
+
+    /// Checks the client's liveness: no authenticated datagram for `disconnected_after`
+    /// makes it disconnected; staying so for `grace` fails it.
+    pub fn check_liveness(&mut self, now: Instant, disconnected_after: Duration, grace: Duration) {
+        match self.state {
+            PeerState::Connected => {
+                let silent = self
+                    .ice
+                    .last_heard()
+                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                if silent >= disconnected_after {
+                    self.state = PeerState::Disconnected { since: now };
+                    self.liveness_change = Some(false);
+                }
+            }
+            PeerState::Disconnected { since } if now.saturating_duration_since(since) >= grace => {
+                self.state = PeerState::Failed;
+            }
+            _ => {}
+        }
+    }
+
+    /// A change between connected (`true`) and disconnected to tell the room about.
+    pub fn take_liveness_change(&mut self) -> Option<bool> {
+        let change = self.liveness_change.take();
+        if let Some(connected) = change {
+            self.reported_disconnected = !connected;
+        }
+        change
+    }
+
+    /// The room was told this peer is disconnected and not yet that it is back.
+    pub fn is_reported_disconnected(&self) -> bool {
+        self.reported_disconnected
+    }
+
+    /// The client restarted ICE: a new offer with a new username fragment and password
+    /// (after a network change, or when its ICE failed). Subscriptions, SSRCs and DTLS are
+    /// kept. Returns the answer.
+    ///
+    /// # Errors
+    /// [`SfuError::OutOfOrder`] while a server offer is outstanding (the client answers it
+    /// and retries); [`SfuError::Sdp`] for an unusable offer.
+    pub fn handle_restart_offer(&mut self, now: Instant, sdp: String) -> Result<String, SfuError> {
+        if self.negotiation != Negotiation::Stable {
+            return Err(SfuError::OutOfOrder(
+                "a server offer is outstanding: answer it, then offer again",
+            ));
+        }
+        validate_offer(&sdp)?;
+        let remote = Credentials::from_sdp(&sdp).ok_or_else(|| {
+            SfuError::Sdp("offer has no ICE username fragment and password".to_owned())
+        })?;
+        let sdp_err = |e: rtc::shared::error::Error| SfuError::Sdp(e.to_string());
+        let offer = RTCSessionDescription::offer(sdp).map_err(sdp_err)?;
+        self.pc
+            .set_remote_description(now, offer)
+            .map_err(sdp_err)?;
+        let answer = self.pc.create_answer(None).map_err(sdp_err)?;
+        self.pc
+            .set_local_description(now, answer)
+            .map_err(sdp_err)?;
+        let answer_sdp = self
+            .pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or_else(|| SfuError::Sdp("no local description after answering".to_owned()))?;
+        if remote != *self.ice.remote() {
+            tracing::info!(peer = self.id.0, "ICE restart");
+            self.ice.set_remote(remote);
+            // `rtc` restarted its agent (no selected pair: DTLS and SRTP would be dropped):
+            // show it the client again right away, so media on the old path keeps flowing
+            // while the client checks its new candidates.
+            self.rtc_ice_ready = false;
+            if let Some(anchor) = self.anchor {
+                self.connect_rtc(now, anchor);
+            }
+        }
+        Ok(answer_sdp)
+    }
+
+    /// Whether subscriptions wait for a server offer.
+    pub fn has_pending_subscriptions(&self) -> bool {
+        self.subscriptions
+            .values()
+            .any(|s| s.stage == SubscriptionStage::Pending)
     }
 
     /// The client's remote ICE candidate (trickle). An ICE-lite server doesn't need them to
@@ -256,11 +468,22 @@ impl Peer {
         self.pc.poll_timeout()
     }
 
-    /// Datagrams to send, as (destination, bytes).
+    /// Datagrams to send, as (destination, bytes): our STUN responses, then what `rtc`
+    /// produced, re-addressed to the client's current path.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, BytesMut)> {
-        self.pc
-            .poll_write()
-            .map(|m| (m.transport.peer_addr, m.message))
+        if let Some(t) = self.outbox.pop_front() {
+            return Some(t);
+        }
+        loop {
+            let m = self.pc.poll_write()?;
+            // `rtc`'s agent only ever talks to the synthetic client (answered in
+            // `connect_rtc`); a lite agent sends the real one no checks.
+            if crate::stun::is_stun(&m.message) {
+                continue;
+            }
+            let to = self.ice.path().unwrap_or(m.transport.peer_addr);
+            return Some((to, m.message));
+        }
     }
 
     /// Processes the connection's events; returns the RTP received from the client.
@@ -269,14 +492,24 @@ impl Peer {
             match event {
                 RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
                     tracing::debug!(peer = self.id.0, %state, "ice state");
-                    if state == RTCIceConnectionState::Failed {
-                        self.state = PeerState::Failed;
+                    match state {
+                        RTCIceConnectionState::Connected | RTCIceConnectionState::Completed => {
+                            self.rtc_ice_ready = true;
+                        }
+                        // Its agent has no timers; this is a restart. The next check from
+                        // the client shows it the way again.
+                        _ => self.rtc_ice_ready = false,
                     }
                 }
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                     tracing::debug!(peer = self.id.0, %state, "connection state");
                     match state {
-                        RTCPeerConnectionState::Connected => self.state = PeerState::Connected,
+                        // DTLS is up. Later liveness is ours to judge (`check_liveness`).
+                        RTCPeerConnectionState::Connected => {
+                            if let PeerState::Connecting { .. } = self.state {
+                                self.state = PeerState::Connected;
+                            }
+                        }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                             self.state = PeerState::Failed
                         }

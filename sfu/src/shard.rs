@@ -146,6 +146,28 @@ impl ShardCore {
                 let _ = reply.send(result);
                 self.drain_peer(now, peer);
             }
+            Command::Restart { peer, offer, reply } => {
+                let result = match self.peers.get_mut(&peer) {
+                    None => Err(SfuError::UnknownPeer),
+                    Some(entry) => contain(|| entry.peer.handle_restart_offer(now, offer))
+                        .unwrap_or_else(|()| {
+                            Err(SfuError::Sdp("the offer could not be processed".to_owned()))
+                        }),
+                };
+                if result.is_ok() {
+                    metrics::counter!("sfu_ice_restarts_total").increment(1);
+                }
+                let renegotiate = result.is_ok()
+                    && self
+                        .peers
+                        .get(&peer)
+                        .is_some_and(|e| e.peer.has_pending_subscriptions());
+                let _ = reply.send(result);
+                if renegotiate {
+                    self.negotiate(now, peer);
+                }
+                self.drain_peer(now, peer);
+            }
             Command::Candidate { peer, candidate } => {
                 if let Some(entry) = self.peers.get_mut(&peer) {
                     if let Err(err) = entry.peer.add_remote_candidate(candidate) {
@@ -197,9 +219,9 @@ impl ShardCore {
                 "this participant already has a media connection",
             ));
         }
-        let (local, advertised, config) = (self.local_addr, self.advertised, &self.config);
+        let (local, advertised) = (self.local_addr, self.advertised);
         let (mut peer, answer) =
-            contain(|| Peer::answer_offer(id, room, offer, local, advertised, config, now))
+            contain(|| Peer::answer_offer(id, room, offer, local, advertised, now))
                 .unwrap_or_else(|()| {
                     Err(SfuError::Sdp("the offer could not be processed".to_owned()))
                 })?;
@@ -271,7 +293,15 @@ impl ShardCore {
         while let Some(t) = entry.peer.poll_transmit() {
             self.transmits.push_back(t);
         }
+        if entry.peer.is_reported_disconnected() {
+            metrics::gauge!("sfu_peers_disconnected").decrement(1.0);
+        }
         if let Some(reason) = reason {
+            let label = match reason {
+                CloseReason::ConnectTimeout => "connect_timeout",
+                CloseReason::Failed => "failed",
+            };
+            metrics::counter!("sfu_peers_closed_total", "reason" => label).increment(1);
             let _ = entry.events.send(PeerEvent::Closed { reason });
         }
         self.by_ufrag.remove(&entry.peer.ufrag);
@@ -326,6 +356,24 @@ impl ShardCore {
                 let _ = entry.events.send(PeerEvent::Connected);
             }
             let room = entry.peer.room;
+            let liveness = entry.peer.take_liveness_change();
+            if let Some(connected) = liveness {
+                tracing::info!(room = room.0, peer = id.0, connected, "peer media state");
+                if connected {
+                    metrics::gauge!("sfu_peers_disconnected").decrement(1.0);
+                    metrics::counter!("sfu_peer_reconnects_total").increment(1);
+                } else {
+                    metrics::gauge!("sfu_peers_disconnected").increment(1.0);
+                    metrics::counter!("sfu_peer_disconnects_total").increment(1);
+                }
+                self.broadcast(
+                    room,
+                    &PeerEvent::MediaState {
+                        peer: id,
+                        connected,
+                    },
+                );
+            }
             if first_media {
                 self.on_first_media(now, room, id);
             }
@@ -501,6 +549,11 @@ impl ShardCore {
                     continue;
                 }
             }
+            entry.peer.check_liveness(
+                now,
+                self.config.ice_disconnected_timeout,
+                self.config.disconnect_grace,
+            );
             let room = entry.peer.room;
             if let Some(speaking) = entry.peer.speaking.handle_timeout(now) {
                 self.broadcast(room, &PeerEvent::Speaking { peer: id, speaking });

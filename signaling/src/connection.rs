@@ -46,6 +46,8 @@ pub mod close_codes {
     pub const POLICY: u16 = 1008;
     /// The client stopped answering pings.
     pub const IDLE_TIMEOUT: u16 = 4000;
+    /// The same user joined the call from a newer connection (don't reconnect).
+    pub const REPLACED: u16 = 4001;
     /// The user was removed from the room.
     pub const REMOVED: u16 = 4003;
 }
@@ -69,6 +71,7 @@ enum Exit {
     Closed,
     Timeout,
     Removed,
+    Replaced,
     Shutdown,
     Abuse,
 }
@@ -79,6 +82,7 @@ impl Exit {
             Exit::Closed | Exit::Abuse => LeaveReason::Closed,
             Exit::Timeout => LeaveReason::Timeout,
             Exit::Removed => LeaveReason::Removed,
+            Exit::Replaced => LeaveReason::Replaced,
             Exit::Shutdown => LeaveReason::Shutdown,
         }
     }
@@ -88,6 +92,7 @@ impl Exit {
             Exit::Closed => return None,
             Exit::Timeout => (close_codes::IDLE_TIMEOUT, "idle timeout"),
             Exit::Removed => (close_codes::REMOVED, "removed from the room"),
+            Exit::Replaced => (close_codes::REPLACED, "replaced by a newer connection"),
             Exit::Shutdown => (close_codes::GOING_AWAY, "server shutting down"),
             Exit::Abuse => (close_codes::POLICY, "too many invalid messages"),
         };
@@ -376,13 +381,24 @@ pub async fn run_room<Si, St, E>(
                     Ok(())
                 }
                 Some(event) => {
-                    if matches!(event, sfu::PeerEvent::Closed { .. }) {
+                    let closed = matches!(event, sfu::PeerEvent::Closed { .. });
+                    if closed {
                         media = None;
                     }
-                    match to_client(event) {
+                    let sent = match to_client(event) {
                         Some(message) => conn.send(&message).await.map_err(|Gone| Exit::Closed),
                         None => Ok(()),
+                    };
+                    // Without media past the grace period it is no longer in the call: a
+                    // participant nobody can hear must not stay listed. The client joins
+                    // again when it can.
+                    if closed {
+                        if let Some(j) = joined.take() {
+                            drop(j.rx);
+                            hub.leave(room_id, j.participant_id, LeaveReason::MediaFailed).await;
+                        }
                     }
+                    sent
                 }
             },
             Some(reply) = aside.replies.recv() => {
@@ -441,6 +457,17 @@ where
         }
         // Not in the call: nothing else is for this socket.
         _ if joined.is_none() => Ok(()),
+        // This user joined again elsewhere (a reconnect or another tab): this one is done.
+        ServerMessage::ParticipantLeft {
+            participant_id,
+            reason: LeaveReason::Replaced,
+            ..
+        } if joined.is_some_and(|j| j.participant_id == *participant_id) => {
+            conn.send_frame(Frame::Text(out.json.clone()))
+                .await
+                .map_err(|Gone| Exit::Closed)?;
+            Err(Exit::Replaced)
+        }
         // The joiner learned it from `joined`.
         ServerMessage::ParticipantJoined { participant }
             if joined.is_some_and(|j| j.participant_id == participant.participant_id) =>
@@ -500,7 +527,26 @@ where
                 Err(err) => conn.fail(rid, err).await,
                 Ok(role) => {
                     let id = hub.next_participant_id();
-                    let info = participant_info(id, session.user_id, &session.username, role);
+                    let mut info = participant_info(id, session.user_id, &session.username, role);
+                    // One call presence per user per room: a rejoin (after a dropped socket
+                    // the server may not have noticed yet) or another tab replaces the old
+                    // participant, which keeps no ghost in the list. Mute and a moderator's
+                    // lock belong to the user in the room, so they carry over.
+                    for old in hub
+                        .participants(room_id)
+                        .into_iter()
+                        .filter(|p| p.user_id == session.user_id)
+                    {
+                        info.muted |= old.muted;
+                        info.mute_locked |= old.mute_locked;
+                        hub.leave(room_id, old.participant_id, LeaveReason::Replaced)
+                            .await;
+                    }
+                    if hub.is_mute_locked(room_id, session.user_id) {
+                        info.muted = true;
+                        info.mute_locked = true;
+                    }
+                    let muted = info.muted;
                     let (participants, rx) = hub.join(room_id, info).await;
                     *joined = Some(Joined {
                         participant_id: id,
@@ -516,7 +562,7 @@ where
                             room_id,
                             participant_id: id,
                             role,
-                            muted: false,
+                            muted,
                             participants,
                             ice_servers,
                         })
@@ -763,18 +809,34 @@ where
             .reject(rid, codes::NOT_JOINED, "send `join` first")
             .await;
     };
-    if media.is_some() {
-        return conn
-            .reject(
-                rid,
-                codes::MEDIA_OUT_OF_ORDER,
-                "media is already running; answer the server's offers instead",
-            )
-            .await;
-    }
-    let (tx, events) = mpsc::unbounded_channel();
     let room = room_of(session.room_id);
     let peer = peer_of(j.participant_id);
+    if media.is_some() {
+        // A new offer on running media is an ICE restart (new ufrag and password).
+        return match plane.sfu.restart(room, peer, sdp).await {
+            Ok(answer) => {
+                conn.send(&ServerMessage::Answer {
+                    request_id: rid.map(str::to_owned),
+                    sdp: answer,
+                })
+                .await
+            }
+            Err(err @ sfu::SfuError::OutOfOrder(_)) => {
+                conn.reject(rid, codes::MEDIA_OUT_OF_ORDER, err.to_string())
+                    .await
+            }
+            Err(sfu::SfuError::UnknownPeer) => {
+                conn.reject(
+                    rid,
+                    codes::MEDIA_OUT_OF_ORDER,
+                    "your media connection is closed; join again",
+                )
+                .await
+            }
+            Err(err) => conn.reject(rid, codes::BAD_SDP, err.to_string()).await,
+        };
+    }
+    let (tx, events) = mpsc::unbounded_channel();
     match plane.sfu.join(room, peer, sdp, tx).await {
         Ok(answer) => {
             *media = Some(MediaLink {

@@ -1,7 +1,7 @@
 //! The [`Hub`]: this node's rooms and user sockets, the bus that connects it to other nodes,
 //! and the dispatcher that applies what comes off the bus.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -68,6 +68,9 @@ pub struct Hub {
     users: Mutex<HashMap<UserId, UserEntry>>,
     /// Rooms being transcribed and who turned it on, so joiners can be told.
     transcribing: Mutex<HashMap<RoomId, UserId>>,
+    /// Users a moderator muted in a room, until a moderator asks them to unmute. It belongs
+    /// to the user in the room, not to a socket: leaving and joining again keeps it.
+    mute_locks: Mutex<HashSet<(RoomId, UserId)>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -98,6 +101,7 @@ impl Hub {
             plane: None,
             users: Mutex::new(HashMap::new()),
             transcribing: Mutex::new(HashMap::new()),
+            mute_locks: Mutex::new(HashSet::new()),
             shutdown: watch::channel(false).0,
         })
     }
@@ -262,6 +266,23 @@ impl Hub {
             .and_then(|t| t.get(&room_id).copied())
     }
 
+    /// Whether a moderator's mute holds for `user_id` in the room (as every node has heard).
+    pub fn is_mute_locked(&self, room_id: RoomId, user_id: UserId) -> bool {
+        self.mute_locks
+            .lock()
+            .is_ok_and(|l| l.contains(&(room_id, user_id)))
+    }
+
+    fn set_mute_lock(&self, room_id: RoomId, user_id: UserId, locked: bool) {
+        if let Ok(mut l) = self.mute_locks.lock() {
+            if locked {
+                l.insert((room_id, user_id));
+            } else {
+                l.remove(&(room_id, user_id));
+            }
+        }
+    }
+
     pub fn participants(&self, room_id: RoomId) -> Vec<ParticipantInfo> {
         self.rooms.participants(room_id)
     }
@@ -391,6 +412,7 @@ impl Hub {
                 let Some(info) = rooms.participant(room_id, participant_id) else {
                     return;
                 };
+                self.set_mute_lock(room_id, info.user_id, muted && mute_locked);
                 if rooms.set_mute(room_id, participant_id, muted, mute_locked) == Some(true) {
                     self.media.set_muted(room_id, participant_id, muted);
                 }
@@ -413,6 +435,7 @@ impl Hub {
                     return;
                 };
                 // Asking to unmute lifts the moderator's lock; the participant decides.
+                self.set_mute_lock(room_id, info.user_id, false);
                 rooms.set_mute(room_id, participant_id, info.muted, false);
                 rooms.fan_out(
                     room_id,
@@ -469,6 +492,7 @@ impl Hub {
                 user_id,
                 by_user_id,
             } => {
+                self.set_mute_lock(room_id, user_id, false);
                 // The removed user's sockets see this and close themselves.
                 rooms.fan_out(
                     room_id,

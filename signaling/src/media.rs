@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::protocol::{IceServer, MediaCloseReason, ParticipantId, RoomId, ServerMessage};
+use crate::protocol::{
+    IceServer, MediaCloseReason, MediaState, ParticipantId, RoomId, ServerMessage,
+};
 
 /// What the media plane must enforce. Called on the node that holds the participant's
 /// connection, after the change is decided and broadcast.
@@ -69,6 +71,14 @@ pub fn to_client(event: sfu::PeerEvent) -> Option<ServerMessage> {
         },
         E::ActiveSpeaker { peer } => ServerMessage::ActiveSpeaker {
             participant_id: participant(peer),
+        },
+        E::MediaState { peer, connected } => ServerMessage::MediaState {
+            participant_id: participant(peer),
+            state: if connected {
+                MediaState::Connected
+            } else {
+                MediaState::Disconnected
+            },
         },
         E::Closed { reason } => ServerMessage::MediaClosed {
             reason: match reason {

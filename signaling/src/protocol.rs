@@ -160,8 +160,17 @@ pub struct IceCandidate {
 pub enum MediaCloseReason {
     /// ICE never connected.
     ConnectTimeout,
-    /// ICE/DTLS failed or the client went silent.
+    /// DTLS failed, the client closed it, or it stayed disconnected past the grace period.
     Failed,
+}
+
+/// Whether a participant's media is reaching the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaState {
+    Connected,
+    /// Nothing has arrived from it for a few seconds; it keeps its place while it reconnects.
+    Disconnected,
 }
 
 /// Why a participant left the call.
@@ -178,6 +187,11 @@ pub enum LeaveReason {
     Removed,
     /// The server is shutting down.
     Shutdown,
+    /// The same user joined the call again (a reconnect, or another tab): the newer
+    /// connection replaces this one.
+    Replaced,
+    /// Its media stayed disconnected past the grace period.
+    MediaFailed,
 }
 
 /// What a client sends.
@@ -346,9 +360,15 @@ pub enum ServerMessage {
     ActiveSpeaker {
         participant_id: ParticipantId,
     },
-    /// Your media connection ended (ICE failed or timed out); send a new `offer` to restart.
+    /// Your media connection ended and you left the call (`participant_left` with
+    /// `media_failed` goes to the others); `join` and `offer` again.
     MediaClosed {
         reason: MediaCloseReason,
+    },
+    /// A participant's media (yours too) stopped reaching the server, or came back.
+    MediaState {
+        participant_id: ParticipantId,
+        state: MediaState,
     },
     ParticipantJoined {
         participant: ParticipantInfo,

@@ -1,6 +1,7 @@
 // @ts-check
 // Entry of call.html: joins the room named in the URL fragment (#room=ID&token=JWT; the
-// fragment never reaches the server or its logs) and plays everyone else's audio.
+// fragment never reaches the server or its logs) and plays everyone else's audio. The call
+// reconnects by itself; the status line says so while it does.
 
 import { Call } from './call.js';
 import { onLeave, playRemote, showStatus } from './ui/call-view.js';
@@ -13,11 +14,8 @@ if (!roomId || !token) {
   showStatus('open this page as call.html#room=<id>&token=<jwt>');
 } else {
   const call = new Call(roomId, token, {
-    onStatus: showStatus,
-    onRemoteStream: (id, stream) => {
-      for (const track of stream.getAudioTracks()) call.trackStreams.set(track.id, id);
-      playRemote(id, stream);
-    },
+    onState: (state, detail) => showStatus(state === 'reconnecting' ? `reconnecting… (${detail})` : detail ? `${state}: ${detail}` : state),
+    onRemoteStream: (id, stream) => playRemote(id, stream),
   });
   // Exposed for the browser tests, which read getStats() through it.
   Object.assign(window, { webcall: call });

@@ -1,70 +1,334 @@
 // @ts-check
-// One call: the room socket plus one RTCPeerConnection to the SFU. The client offers once
-// (its microphone); after that only the server offers, when participants come and go. No DOM.
+// One call: the room socket plus one RTCPeerConnection to the SFU. The client offers when it
+// joins (its microphone) and again only to restart ICE; otherwise only the server offers,
+// when participants come and go. No DOM.
+//
+// The call heals itself, like a phone call on a train:
+// - ICE `disconnected` for 2 s, or `failed`: an ICE restart (a new offer with new
+//   credentials on the same socket); the server keeps our place meanwhile.
+// - No recovery 10 s after the first restart, `media_closed`, or the socket dropping (or
+//   missing two heartbeats): reconnect with backoff and jitter, join again (the server
+//   replaces our old participant) and start new media. The microphone stream is kept.
+// - Closed for good only by `leave()`, removal from the room (4003) or a newer connection of
+//   the same user (4001).
 
-import { RoomSocket } from './signaling.js';
+import { FINAL_CLOSE_CODES, RoomSocket } from './signaling.js';
 
 /**
  * @typedef {{streamId: string, packets: number, energy: number, level: number}} InboundAudio
+ * @typedef {'connecting' | 'connected' | 'reconnecting' | 'closed'} CallState
+ * @typedef {{onRemoteStream?: (id: string, stream: MediaStream) => void,
+ *            onStatus?: (text: string) => void,
+ *            onState?: (state: CallState, detail: string) => void,
+ *            onJoined?: (joined: import('./signaling.js').ServerMessage, rejoined: boolean) => void,
+ *            onMessage?: (msg: import('./signaling.js').ServerMessage) => void}} CallHooks
  */
+
+/** How long ICE may stay `disconnected` before we restart it. */
+const DISCONNECTED_GRACE_MS = 2000;
+/** How long ICE restarts may try before we rejoin from scratch. */
+const RESTART_DEADLINE_MS = 10_000;
+/** Application heartbeat: a socket that answers no ping for two periods is dead. */
+const HEARTBEAT_MS = 10_000;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 10_000;
 
 export class Call {
   /**
    * @param {number} roomId
    * @param {string} token
-   * @param {{onRemoteStream?: (id: string, stream: MediaStream) => void,
-   *          onStatus?: (text: string) => void,
-   *          onMessage?: (msg: import('./signaling.js').ServerMessage) => void}} [hooks]
+   * @param {CallHooks} [hooks]
    */
   constructor(roomId, token, hooks = {}) {
-    this.socket = new RoomSocket(roomId, token);
+    this.roomId = roomId;
+    this.token = token;
     this.hooks = hooks;
+    /** @type {RoomSocket | null} */
+    this.socket = null;
     /** @type {RTCPeerConnection | null} */
     this.pc = null;
+    /** @type {MediaStream | null} */
+    this.mic = null;
     /** @type {number | null} */
     this.participantId = null;
-    this.socket.on('*', (msg) => this.hooks.onMessage?.(msg));
-    this.socket.on('joined', (msg) => { void this.startMedia(msg); });
-    this.socket.on('answer', (msg) => { void this.pc?.setRemoteDescription({ type: 'answer', sdp: msg.sdp }); });
-    this.socket.on('offer', (msg) => { void this.answerServerOffer(msg.sdp); });
-    this.socket.on('error', (msg) => this.hooks.onStatus?.(`error: ${msg.code}: ${msg.message}`));
+    /** @type {CallState} */
+    this.state = 'connecting';
+    /** Times the socket was reopened or media rebuilt (for tests and the UI). */
+    this.rejoins = 0;
+    this.iceRestarts = 0;
+    this.left = false;
+    this.joinedOnce = false;
+    this.reconnectAttempt = 0;
+    this.restartPending = false;
+    /** @type {number | null} */ this.restartSince = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */ this.disconnectTimer = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */ this.reconnectTimer = null;
+    /** @type {ReturnType<typeof setInterval> | null} */ this.heartbeat = null;
+    this.lastPong = Date.now();
+    /** @type {Map<string, string>} */
+    this.trackStreams = new Map();
+    /** @type {(() => void) | null} */
+    this.resolveJoined = null;
+    /**
+     * Offer/answer steps run one after another: a server offer that arrives while the answer
+     * to our offer is still being applied must see the state that answer leaves.
+     * @type {Promise<void>}
+     */
+    this.negotiation = Promise.resolve();
   }
 
-  async join() {
-    await this.socket.opened;
-    this.socket.send({ type: 'join' });
+  /** @param {() => Promise<void>} step */
+  serially(step) {
+    this.negotiation = this.negotiation.then(step).catch((err) => {
+      this.hooks.onStatus?.(`negotiation failed: ${err}`);
+    });
+  }
+
+  /** Opens the room socket and joins the call; resolves once joined. */
+  join() {
+    const joined = new Promise((resolve) => { this.resolveJoined = () => resolve(undefined); });
+    this.connect();
+    return joined;
+  }
+
+  /** @param {CallState} state @param {string} [detail] */
+  setState(state, detail = '') {
+    if (this.state === 'closed') return;
+    this.state = state;
+    this.hooks.onState?.(state, detail);
+    this.hooks.onStatus?.(detail ? `${state}: ${detail}` : state);
+  }
+
+  connect() {
+    if (this.left) return;
+    const socket = new RoomSocket(this.roomId, this.token);
+    this.socket = socket;
+    socket.on('*', (msg) => this.hooks.onMessage?.(msg));
+    socket.on('joined', (msg) => { void this.onJoined(msg); });
+    socket.on('answer', (msg) => this.serially(() => this.onAnswer(msg.sdp)));
+    socket.on('offer', (msg) => this.serially(() => this.answerServerOffer(msg.sdp)));
+    socket.on('pong', () => { this.lastPong = Date.now(); });
+    socket.on('media_closed', (msg) => this.rebuildMedia(`media closed (${msg.reason})`));
+    socket.on('error', (msg) => this.serially(async () => this.onServerError(msg)));
+    socket.onClose((ev) => this.onSocketClosed(socket, ev));
+    socket.opened.then(() => {
+      this.lastPong = Date.now();
+      socket.send({ type: 'join' });
+      this.startHeartbeat(socket);
+    }, () => {});
+  }
+
+  /** @param {RoomSocket} socket */
+  startHeartbeat(socket) {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => {
+      if (socket !== this.socket) return;
+      if (Date.now() - this.lastPong > 2 * HEARTBEAT_MS + 1000) {
+        // Half-open TCP (a dead Wi-Fi): the browser may not notice for minutes.
+        socket.close(4000, 'no heartbeat');
+        this.onSocketClosed(socket, null);
+        return;
+      }
+      socket.send({ type: 'ping' });
+    }, HEARTBEAT_MS);
+  }
+
+  /**
+   * @param {RoomSocket} socket
+   * @param {CloseEvent | null} ev
+   */
+  onSocketClosed(socket, ev) {
+    if (socket !== this.socket || this.left) return;
+    this.socket = null;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+    const code = ev?.code ?? 0;
+    if (code === FINAL_CLOSE_CODES.REMOVED) return this.close('removed from the room');
+    if (code === FINAL_CLOSE_CODES.REPLACED) return this.close('joined from another tab');
+    this.scheduleReconnect(ev ? `connection lost (${code})` : 'connection lost');
+  }
+
+  /** @param {string} why */
+  scheduleReconnect(why) {
+    if (this.left || this.reconnectTimer) return;
+    this.setState('reconnecting', why);
+    this.closePeerConnection();
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.reconnectAttempt);
+    const delay = ceiling / 2 + Math.random() * ceiling / 2;
+    this.reconnectAttempt += 1;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.rejoins += 1;
+      this.connect();
+    }, delay);
+  }
+
+  /** Media can't be saved on this socket: join again (replacing ourselves) with new media. */
+  /** @param {string} why */
+  rebuildMedia(why) {
+    if (this.left) return;
+    this.setState('reconnecting', why);
+    this.closePeerConnection();
+    this.rejoins += 1;
+    const socket = this.socket;
+    if (socket?.isOpen) {
+      // `media_closed` left the call server-side; a `join` while still joined replaces us.
+      socket.send({ type: 'join' });
+    } else if (socket) {
+      socket.close(4000, 'rejoin');
+      this.onSocketClosed(socket, null);
+    }
+  }
+
+  /** @param {import('./signaling.js').ServerMessage} joined */
+  async onJoined(joined) {
+    const rejoined = this.joinedOnce;
+    this.joinedOnce = true;
+    this.participantId = joined.participant_id;
+    this.hooks.onJoined?.(joined, rejoined);
+    this.resolveJoined?.();
+    this.resolveJoined = null;
+    try {
+      await this.startMedia(joined);
+    } catch (err) {
+      this.setState('reconnecting', `media: ${err}`);
+      this.scheduleReconnect(`media failed: ${err}`);
+    }
   }
 
   /** @param {import('./signaling.js').ServerMessage} joined */
   async startMedia(joined) {
-    this.participantId = joined.participant_id;
+    this.closePeerConnection();
+    this.setState(this.joinedOnce && this.rejoins > 0 ? 'reconnecting' : 'connecting', 'media');
     const pc = new RTCPeerConnection({ iceServers: joined.ice_servers ?? [] });
     this.pc = pc;
+    this.restartPending = false;
+    this.restartSince = null;
     pc.addEventListener('icecandidate', (ev) => {
-      if (ev.candidate) this.socket.send({ type: 'ice_candidate', candidate: ev.candidate.toJSON() });
+      if (ev.candidate && pc === this.pc) this.socket?.send({ type: 'ice_candidate', candidate: ev.candidate.toJSON() });
     });
-    pc.addEventListener('connectionstatechange', () => this.hooks.onStatus?.(pc.connectionState));
+    pc.addEventListener('iceconnectionstatechange', () => this.onIceState(pc));
     pc.addEventListener('track', (ev) => {
       const stream = ev.streams[0];
-      if (stream) this.hooks.onRemoteStream?.(stream.id, stream);
+      if (stream) {
+        for (const track of stream.getAudioTracks()) this.trackStreams.set(track.id, stream.id);
+        this.hooks.onRemoteStream?.(stream.id, stream);
+      }
     });
-    const mic = await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-    });
-    for (const track of mic.getAudioTracks()) pc.addTrack(track, mic);
+    if (!this.mic) {
+      this.mic = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      });
+    }
+    if (pc !== this.pc) return;
+    for (const track of this.mic.getAudioTracks()) pc.addTrack(track, this.mic);
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    this.socket.send({ type: 'offer', sdp: offer.sdp });
+    this.socket?.send({ type: 'offer', sdp: offer.sdp });
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  onIceState(pc) {
+    if (pc !== this.pc) return;
+    const state = pc.iceConnectionState;
+    if (state === 'connected' || state === 'completed') {
+      if (this.disconnectTimer) clearTimeout(this.disconnectTimer);
+      this.disconnectTimer = null;
+      this.restartSince = null;
+      this.reconnectAttempt = 0;
+      this.setState('connected');
+    } else if (state === 'disconnected') {
+      this.setState('reconnecting', 'network');
+      if (!this.disconnectTimer) {
+        this.disconnectTimer = setTimeout(() => {
+          this.disconnectTimer = null;
+          if (pc === this.pc && pc.iceConnectionState === 'disconnected') this.serially(() => this.restartIce());
+        }, DISCONNECTED_GRACE_MS);
+      }
+    } else if (state === 'failed') {
+      this.setState('reconnecting', 'network');
+      this.serially(() => this.restartIce());
+    }
+  }
+
+  /** Restarts ICE with a new offer on the same socket; falls back to a rejoin. */
+  async restartIce() {
+    const pc = this.pc;
+    if (!pc || this.left) return;
+    const now = Date.now();
+    this.restartSince ??= now;
+    if (now - this.restartSince > RESTART_DEADLINE_MS) {
+      this.rebuildMedia('ICE restart did not recover');
+      return;
+    }
+    // Retry while the network is still down; each retry picks up new interfaces.
+    setTimeout(() => {
+      if (pc === this.pc && this.restartSince !== null) this.serially(() => this.restartIce());
+    }, 3000);
+    if (!this.socket?.isOpen) return;
+    if (pc.signalingState !== 'stable') {
+      this.restartPending = true;
+      return;
+    }
+    this.restartPending = false;
+    this.iceRestarts += 1;
+    const offer = await pc.createOffer({ iceRestart: true });
+    if (pc !== this.pc || pc.signalingState !== 'stable') return;
+    await pc.setLocalDescription(offer);
+    this.socket?.send({ type: 'offer', sdp: offer.sdp });
+  }
+
+  /** @param {string} sdp */
+  async onAnswer(sdp) {
+    const pc = this.pc;
+    if (!pc || pc.signalingState !== 'have-local-offer') return;
+    await pc.setRemoteDescription({ type: 'answer', sdp });
+    if (this.restartPending) await this.restartIce();
+  }
+
+  /**
+   * @param {import('./signaling.js').ServerMessage} msg
+   * @returns {Promise<void> | void}
+   */
+  onServerError(msg) {
+    const pc = this.pc;
+    // Our restart offer crossed a server offer: undo it; it is retried once stable.
+    if (msg.code === 'media_out_of_order' && pc?.signalingState === 'have-local-offer') {
+      this.restartPending = true;
+      return pc.setLocalDescription({ type: 'rollback' });
+    }
+    this.hooks.onStatus?.(`error: ${msg.code}: ${msg.message}`);
   }
 
   /** @param {string} sdp */
   async answerServerOffer(sdp) {
     const pc = this.pc;
     if (!pc) return;
+    if (pc.signalingState === 'have-local-offer') {
+      // Glare with our ICE restart: the server's offer wins, ours is retried after.
+      await pc.setLocalDescription({ type: 'rollback' });
+      this.restartPending = true;
+    }
     await pc.setRemoteDescription({ type: 'offer', sdp });
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
-    this.socket.send({ type: 'answer', sdp: answer.sdp });
+    this.socket?.send({ type: 'answer', sdp: answer.sdp });
+    if (this.restartPending) await this.restartIce();
+  }
+
+  closePeerConnection() {
+    if (this.disconnectTimer) clearTimeout(this.disconnectTimer);
+    this.disconnectTimer = null;
+    const pc = this.pc;
+    this.pc = null;
+    pc?.close();
+  }
+
+  /** @param {string} why */
+  close(why) {
+    this.closePeerConnection();
+    this.setState('closed', why);
+    this.state = 'closed';
   }
 
   /**
@@ -94,17 +358,39 @@ export class Call {
     return out;
   }
 
-  /** @type {Map<string, string>} */
-  trackStreams = new Map();
-
   /** @param {string} trackId */
   streamOf(trackId) {
     return this.trackStreams.get(trackId) ?? trackId;
   }
 
+  /** The local UDP port of the selected candidate pair (tests block it to fake a network drop). */
+  async localMediaPort() {
+    const pc = this.pc;
+    if (!pc) return null;
+    const stats = await pc.getStats();
+    /** @type {string | null} */
+    let pairId = null;
+    stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
+    /** @type {number | null} */
+    let port = null;
+    stats.forEach((r) => {
+      if (r.type === 'candidate-pair' && r.id === pairId) {
+        const local = stats.get(r.localCandidateId);
+        port = local?.port ?? null;
+      }
+    });
+    return port;
+  }
+
   leave() {
-    this.socket.send({ type: 'leave' });
-    this.pc?.close();
-    this.socket.close();
+    this.left = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.socket?.send({ type: 'leave' });
+    this.closePeerConnection();
+    this.socket?.close();
+    this.socket = null;
+    this.setState('closed', 'left');
+    this.state = 'closed';
   }
 }

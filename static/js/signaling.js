@@ -7,6 +7,15 @@
  * @typedef {{type: string, [key: string]: any}} ServerMessage
  */
 
+/** Close codes after which reconnecting is pointless (docs/protocol.md). */
+export const FINAL_CLOSE_CODES = Object.freeze({
+  /** The same user joined from a newer connection (another tab, or our own reconnect). */
+  REPLACED: 4001,
+  /** Removed from the room. */
+  REMOVED: 4003,
+});
+
+/** One WebSocket to a room. A dropped socket is not reopened here: `Call` does that. */
 export class RoomSocket {
   /**
    * @param {number} roomId
@@ -18,10 +27,17 @@ export class RoomSocket {
     const url = `${scheme}://${location.host}/api/v1/rooms/${roomId}/ws?token=${encodeURIComponent(token)}`;
     /** @type {Map<string, Array<(msg: ServerMessage) => void>>} */
     this.handlers = new Map();
+    /** @type {Array<(ev: CloseEvent) => void>} */
+    this.closeHandlers = [];
     this.ws = new WebSocket(url);
     this.opened = new Promise((resolve, reject) => {
       this.ws.addEventListener('open', () => resolve(undefined));
       this.ws.addEventListener('error', () => reject(new Error('websocket failed')));
+    });
+    // An unobserved rejection would be reported as an error; `close` tells the story.
+    this.opened.catch(() => {});
+    this.ws.addEventListener('close', (ev) => {
+      for (const handler of this.closeHandlers) handler(ev);
     });
     this.ws.addEventListener('message', (ev) => {
       /** @type {ServerMessage} */
@@ -46,12 +62,22 @@ export class RoomSocket {
     this.handlers.set(type, list);
   }
 
-  /** @param {Record<string, unknown>} message */
-  send(message) {
-    this.ws.send(JSON.stringify(message));
+  /** @param {(ev: CloseEvent) => void} handler called once when the socket closes, for any reason */
+  onClose(handler) {
+    this.closeHandlers.push(handler);
   }
 
-  close() {
-    this.ws.close(1000, 'bye');
+  get isOpen() {
+    return this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /** @param {Record<string, unknown>} message */
+  send(message) {
+    if (this.isOpen) this.ws.send(JSON.stringify(message));
+  }
+
+  /** @param {number} [code] @param {string} [reason] */
+  close(code = 1000, reason = 'bye') {
+    this.ws.close(code, reason);
   }
 }

@@ -3,13 +3,17 @@
 
 import { writeFileSync } from 'node:fs';
 
-/** @param {string} path @param {number} seconds */
-export function writeToneWav(path, seconds = 10) {
+/**
+ * @param {string} path
+ * @param {number} seconds
+ * @param {number[]} tones Hz, one per second in turn (give each page its own to tell them apart)
+ */
+export function writeToneWav(path, seconds = 10, tones = [330, 440, 550]) {
   const rate = 48_000;
   const samples = rate * seconds;
   const data = Buffer.alloc(samples * 2);
   for (let i = 0; i < samples; i++) {
-    const freq = [330, 440, 550][Math.floor(i / rate) % 3];
+    const freq = tones[Math.floor(i / rate) % tones.length];
     data.writeInt16LE(Math.round(Math.sin((2 * Math.PI * freq * i) / rate) * 9000), i * 2);
   }
   const header = Buffer.alloc(44);

@@ -57,6 +57,9 @@ pub struct MediaSettings {
     pub udp_port: u16,
     /// `SFU_SHARDS`: media loops (one UDP socket each); default the number of cores.
     pub shards: usize,
+    /// `SFU_DISCONNECT_GRACE_SECS`: how long a participant whose network went silent keeps
+    /// its place in the call (ICE restart or a blip resumes it); default 20 s.
+    pub disconnect_grace: std::time::Duration,
 }
 
 /// STUN/TURN servers handed to clients so they can reach the SFU.
@@ -397,11 +400,24 @@ fn media_settings(
     if !(1..=64).contains(&shards) {
         return Err(invalid("SFU_SHARDS", "must be between 1 and 64"));
     }
+    let grace_secs = parse_or(
+        "SFU_DISCONNECT_GRACE_SECS",
+        get("SFU_DISCONNECT_GRACE_SECS"),
+        20u64,
+        "a number of seconds",
+    )?;
+    if !(1..=600).contains(&grace_secs) {
+        return Err(invalid(
+            "SFU_DISCONNECT_GRACE_SECS",
+            "must be between 1 and 600",
+        ));
+    }
     Ok(MediaSettings {
         bind: media_bind,
         public_ip,
         udp_port,
         shards,
+        disconnect_grace: std::time::Duration::from_secs(grace_secs),
     })
 }
 
@@ -541,6 +557,14 @@ mod tests {
             (&[("SFU_PUBLIC_IP", "example.org")], "SFU_PUBLIC_IP"),
             (&[("SFU_UDP_PORT", "99999")], "SFU_UDP_PORT"),
             (&[("SFU_SHARDS", "0")], "SFU_SHARDS"),
+            (
+                &[("SFU_DISCONNECT_GRACE_SECS", "0")],
+                "SFU_DISCONNECT_GRACE_SECS",
+            ),
+            (
+                &[("SFU_DISCONNECT_GRACE_SECS", "soon")],
+                "SFU_DISCONNECT_GRACE_SECS",
+            ),
             (&[("RATE_LIMIT_CHAT", "-1")], "RATE_LIMIT_CHAT"),
             (&[("WS_IDLE_TIMEOUT_SECS", "0")], "WS_IDLE_TIMEOUT_SECS"),
             (&[("WHISPER_LANGUAGE", "english")], "WHISPER_LANGUAGE"),

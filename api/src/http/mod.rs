@@ -11,6 +11,7 @@ pub mod middleware;
 mod openapi;
 mod ops;
 mod rooms;
+mod spa;
 mod summaries;
 mod telegram;
 mod transcripts;
@@ -160,7 +161,9 @@ pub fn app(ctx: ApiContext) -> Router {
     let settings = ctx.settings.clone();
     let (api, openapi) = api_routes();
     let openapi = Arc::new(openapi);
-    let static_files = ServeDir::new(&settings.static_dir).append_index_html_on_directories(true);
+    let static_files = ServeDir::new(&settings.static_dir)
+        .append_index_html_on_directories(true)
+        .fallback(spa::entry_service(settings.static_dir.join("index.html")));
 
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request| {

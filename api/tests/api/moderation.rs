@@ -76,6 +76,31 @@ async fn moderators_mute_members_and_the_mute_holds_until_they_ask_to_unmute() {
     // Server-enforced: bob can't lift it himself.
     bob.send(json!({"type": "unmute", "request_id": "u"})).await;
     assert_eq!(bob.recv_type("error").await["code"], "mute_locked");
+    // Nor by leaving and joining again, nor from a second socket: the lock belongs to bob in
+    // this room, not to his socket.
+    bob.send(json!({"type": "leave", "request_id": "l"})).await;
+    assert_eq!(bob.recv_type("ack").await["request_id"], "l");
+    let again = bob.join().await;
+    assert_eq!(again["muted"], true, "{again}");
+    bob.send(json!({"type": "unmute"})).await;
+    assert_eq!(bob.recv_type("error").await["code"], "mute_locked");
+    let mut bob2 = app.room_ws(&c.bob, c.room).await;
+    let second = bob2.join().await;
+    assert_eq!(second["muted"], true, "{second}");
+    let me = second["participants"]
+        .as_array()
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p["participant_id"] == second["participant_id"])
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(me["mute_locked"], true, "{second}");
+    bob2.send(json!({"type": "unmute"})).await;
+    assert_eq!(bob2.recv_type("error").await["code"], "mute_locked");
+    // The second socket replaced the first; carry on with it.
+    let mut bob = bob2;
+    let bob_id = second["participant_id"].clone();
 
     mo.send(json!({"type": "request_unmute", "participant_id": bob_id}))
         .await;

@@ -93,46 +93,59 @@ async fn joined_lists_everyone_in_the_call_and_others_see_joins_and_leaves() {
         (Some(false), Some(room))
     );
 
-    // One user, two tabs: two participants.
+    // One user is in a call once: a second tab (or a reconnect) replaces the first, and the
+    // first is told and closed with 4001 so it doesn't fight back.
     let mut b1 = app.room_ws(&bob, room).await;
     let mut b2 = app.room_ws(&bob, room).await;
     let j1 = b1.join().await;
+    assert_eq!(
+        a.recv_type("participant_joined").await["participant"]["participant_id"],
+        j1["participant_id"]
+    );
     let j2 = b2.join().await;
     assert_ne!(j1["participant_id"], j2["participant_id"]);
-    assert_eq!(j2["participants"].as_array().map(Vec::len), Some(3));
+    assert_eq!(j2["participants"].as_array().map(Vec::len), Some(2));
     assert_eq!(j2["role"], "member");
-    let p1 = a.recv_type("participant_joined").await;
-    let p2 = a.recv_type("participant_joined").await;
-    assert_eq!(p1["participant"]["participant_id"], j1["participant_id"]);
-    assert_eq!(p2["participant"]["username"], "bob");
-    // The joiner isn't told about itself; the first tab is.
+    let replaced = a.recv_type("participant_left").await;
     assert_eq!(
-        b1.recv_type("participant_joined").await["participant"]["participant_id"],
-        j2["participant_id"]
+        (
+            replaced["participant_id"].clone(),
+            replaced["reason"].as_str()
+        ),
+        (j1["participant_id"].clone(), Some("replaced"))
     );
+    let p2 = a.recv_type("participant_joined").await;
+    assert_eq!(p2["participant"]["participant_id"], j2["participant_id"]);
+    assert_eq!(p2["participant"]["username"], "bob");
+    let (seen, code) = b1.closed().await;
+    assert!(
+        seen.iter()
+            .any(|m| m["type"] == "participant_left" && m["reason"] == "replaced"),
+        "{seen:?}"
+    );
+    assert_eq!(code, Some(4001));
     b2.expect_silence(200).await;
 
     // An explicit leave and a closed socket both reach the others, with the reason.
-    b1.send(json!({"type": "leave", "request_id": "bye"})).await;
-    assert_eq!(b1.recv_type("ack").await["request_id"], "bye");
+    b2.send(json!({"type": "leave", "request_id": "bye"})).await;
+    assert_eq!(b2.recv_type("ack").await["request_id"], "bye");
     let left = a.recv_type("participant_left").await;
     assert_eq!(
         (left["participant_id"].clone(), left["reason"].as_str()),
-        (j1["participant_id"].clone(), Some("left"))
+        (j2["participant_id"].clone(), Some("left"))
     );
+    // A socket that left may join again.
+    let j3 = b2.join().await;
+    assert_eq!(j3["participants"].as_array().map(Vec::len), Some(2));
+    a.recv_type("participant_joined").await;
     b2.close().await;
     let left = a.recv_type("participant_left").await;
     assert_eq!(
         (left["participant_id"].clone(), left["reason"].as_str()),
-        (j2["participant_id"].clone(), Some("closed"))
+        (j3["participant_id"].clone(), Some("closed"))
     );
     let p = wait_presence(&app, &alice, room, "bob", |p| p["in_call"] == false).await;
     assert_eq!(p["participants"], 0);
-    // A socket that left may join again.
-    assert_eq!(
-        b1.join().await["participants"].as_array().map(Vec::len),
-        Some(2)
-    );
 }
 
 #[tokio::test]

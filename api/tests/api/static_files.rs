@@ -45,3 +45,23 @@ async fn path_traversal_attempts_are_404() {
         );
     }
 }
+
+#[tokio::test]
+async fn app_routes_answer_the_entry_page_and_api_paths_stay_json_404() {
+    let app = spawn_app().await;
+    for path in ["/rooms/3", "/dm/bob", "/settings", "/login"] {
+        let res = app.get(path, None).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let html = res.text().await.expect("html");
+        assert!(
+            html.contains(r#"<script type="module" src="/app.js">"#),
+            "{path}"
+        );
+    }
+    for path in ["/api/v1/no-such-thing", "/missing.js"] {
+        let res = app.get(path, None).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: serde_json::Value = res.json().await.expect("json error body");
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+}

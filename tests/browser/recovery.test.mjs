@@ -1,0 +1,122 @@
+// A call heals by itself: one page's UDP is blocked for 8 s (nftables, as root), another
+// page's WebSocket is cut. Each time the page hears and is heard again within seconds, the
+// others see it come back, and no ghost participant stays.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { after, before, test } from 'node:test';
+
+import {
+  everyoneHearsEveryone, holdCall, launchChromium, openCall, packetsByStream, roomWith, sample,
+  sleep, toneWav, waitFor,
+} from './harness.mjs';
+import { startServer } from './server.mjs';
+
+let server;
+const browsers = [];
+
+const canFilter = (() => {
+  try {
+    execFileSync('nft', ['list', 'tables'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+before(async () => {
+  // A short grace period would hide the point: recovery must come before it ends.
+  server = await startServer({ env: { SFU_DISCONNECT_GRACE_SECS: '20' } });
+});
+
+after(async () => {
+  await Promise.all(browsers.map((b) => b.close()));
+  server?.stop();
+  if (canFilter) unblock();
+});
+
+const TABLE = `webcall_test_${process.pid}`;
+
+/** Drops every UDP datagram to or from `port` on this machine (loopback included). */
+function block(port) {
+  execFileSync('nft', ['-f', '-'], {
+    input: `table inet ${TABLE} {
+  chain input { type filter hook input priority 0; udp sport ${port} drop; udp dport ${port} drop; }
+  chain output { type filter hook output priority 0; udp sport ${port} drop; udp dport ${port} drop; }
+}\n`,
+  });
+}
+
+function unblock() {
+  try {
+    execFileSync('nft', ['delete', 'table', 'inet', TABLE], { stdio: 'ignore' });
+  } catch {
+    // not there
+  }
+}
+
+/** Each user appears exactly once in the call: no ghost of a participant that reconnected. */
+async function assertNoGhosts(roomId, token, names) {
+  const presence = await server.api(`/api/v1/rooms/${roomId}/presence`, { token });
+  const members = presence.members ?? presence;
+  for (const name of names) {
+    const m = members.find((x) => x.username === name);
+    assert.ok(m?.in_call, `${name} is in the call: ${JSON.stringify(members)}`);
+    assert.equal(m.participants, 1, `${name} appears once: ${JSON.stringify(members)}`);
+  }
+  const metrics = await server.metrics();
+  assert.equal(metrics.get('sfu_participants'), names.length, 'one media peer per user');
+}
+
+test('a page whose UDP is blocked for 8 s, and a page whose socket is cut, both come back by themselves', { skip: !canFilter && 'needs nft (nftables) and root', timeout: 300_000 }, async () => {
+  const names = ['ruth', 'sam', 'tess'];
+  const { room, tokens } = await roomWith(server, names, 'Recovery');
+  for (let i = 0; i < names.length; i++) browsers.push(await launchChromium(toneWav(i)));
+  /** @type {import('playwright-core').WebSocketRoute[]} */
+  const samSockets = [];
+  const pages = [];
+  for (let i = 0; i < names.length; i++) {
+    pages.push(await openCall(browsers[i], server.base, room.id, tokens[i], {
+      // Sam's room socket passes through the test, so the test can cut it.
+      beforeGoto: i === 1 ? (page) => page.routeWebSocket(/\/ws\?/, (ws) => {
+        ws.connectToServer();
+        samSockets.push(ws);
+      }) : undefined,
+    }));
+  }
+  await waitFor(pages, 'not everyone heard everyone', everyoneHearsEveryone);
+
+  // 1. Ruth's network drops for 8 s.
+  const port = await pages[0].evaluate(() => /** @type {any} */ (window).webcall.localMediaPort());
+  assert.ok(port, 'ruth has a selected candidate pair');
+  const [ruth] = await sample([pages[0]]);
+  const ruthStream = `p${ruth.me}`;
+  const fromRuth = async () => (await sample(pages.slice(1))).map((s) => packetsByStream(s).get(ruthStream) ?? 0);
+  block(port);
+  const blockedAt = Date.now();
+  await sleep(8000);
+  const duringBlock = await fromRuth();
+  unblock();
+  const healed = await waitFor(pages, 'ruth did not come back after the block', (samples) =>
+    samples.every((s) => s.state === 'connected') && everyoneHearsEveryone(samples), 30_000);
+  const healedIn = Date.now() - blockedAt - 8000;
+  // Ruth is heard again: the others' packets from her grow past what they had at the block.
+  await sleep(2000);
+  const afterBlock = await fromRuth();
+  assert.ok(afterBlock.every((n, i) => n > duringBlock[i] + 50), `ruth is heard again: ${duringBlock} -> ${afterBlock}`);
+  console.log(`UDP blocked 8 s: connected again ${healedIn} ms after the block ended; ice restarts ${healed[0].iceRestarts}, rejoins ${healed[0].rejoins}`);
+  await assertNoGhosts(room.id, tokens[0], names);
+
+  // 2. Sam's WebSocket is cut.
+  assert.ok(samSockets.length >= 1);
+  const cutAt = Date.now();
+  for (const ws of samSockets.splice(0)) await ws.close({ code: 1001, reason: 'test cut' });
+  const back = await waitFor(pages, 'sam did not rejoin after the socket was cut', (samples) =>
+    samples[1].rejoins >= 1 && samples.every((s) => s.state === 'connected') && everyoneHearsEveryone(samples), 30_000);
+  console.log(`socket cut: sam rejoined and everyone heard everyone after ${Date.now() - cutAt} ms`);
+  assert.ok(back[1].rejoins >= 1, 'sam rejoined by itself, without a reload');
+  await assertNoGhosts(room.id, tokens[0], names);
+
+  // And the healed call stays up.
+  await holdCall(server, pages, 15, 'after recovery');
+});
