@@ -103,6 +103,18 @@ pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, Error> {
 }
 
 /// The `a=extmap` id an SDP gives the header extension `uri`, if any.
+/// The payload type the client's SDP gives Opus (`a=rtpmap:<pt> opus/48000/2`): Chromium
+/// uses 111, Firefox 109. Packets we send must carry the receiver's number.
+pub fn opus_payload_type(sdp: &str) -> Option<u8> {
+    sdp.lines().find_map(|line| {
+        let (pt, codec) = line.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+        codec
+            .to_ascii_lowercase()
+            .starts_with("opus/48000")
+            .then(|| pt.trim().parse().ok())?
+    })
+}
+
 pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
     sdp.lines().find_map(|line| {
         let (id, rest) = line.strip_prefix("a=extmap:")?.split_once(' ')?;
@@ -122,5 +134,14 @@ mod tests {
         let sdp = "a=extmap:5/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level vad=on\r\n";
         assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(5));
         assert_eq!(extmap_id("a=extmap:2 http://x\r\n", AUDIO_LEVEL_URI), None);
+    }
+
+    #[test]
+    fn opus_keeps_the_payload_type_each_browser_gave_it() {
+        let chromium = "m=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\na=rtpmap:63 red/48000/2\r\na=rtpmap:111 opus/48000/2\r\n";
+        assert_eq!(opus_payload_type(chromium), Some(111));
+        let firefox = "m=audio 9 UDP/TLS/RTP/SAVPF 109 9 0 8 101\r\na=rtpmap:109 opus/48000/2\r\na=rtpmap:9 G722/8000/1\r\n";
+        assert_eq!(opus_payload_type(firefox), Some(109));
+        assert_eq!(opus_payload_type("a=rtpmap:0 PCMU/8000\r\n"), None);
     }
 }

@@ -245,7 +245,10 @@ impl IceLite {
             return false;
         }
         self.last_heard = Some(now);
-        self.path = Some(from);
+        if self.path != Some(from) {
+            tracing::debug!(%from, "client media moved");
+            self.path = Some(from);
+        }
         true
     }
 

@@ -21,7 +21,8 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::audio::{
-    audio_engine, audio_track, extmap_id, host_candidate, AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE,
+    audio_engine, audio_track, extmap_id, host_candidate, opus_payload_type, AUDIO_LEVEL_URI,
+    OPUS_PAYLOAD_TYPE,
 };
 use crate::ice_lite::{Credentials, IceLite};
 use crate::rewrite::SequenceRewriter;
@@ -110,6 +111,8 @@ pub struct Peer {
     liveness_change: Option<bool>,
     reported_disconnected: bool,
     audio_level_id: Option<u8>,
+    /// Opus's payload type in this client's SDP (the forwarded packets carry it).
+    opus_pt: u8,
     subscriptions: HashMap<PeerId, Subscription>,
     /// Subscriptions of publishers who left: their m-lines are reused before new ones are
     /// added, so the SDP doesn't grow with every join and leave.
@@ -222,6 +225,7 @@ impl Peer {
             .map_err(sdp_err)?;
 
         let audio_level_id = extmap_id(&offer_sdp, AUDIO_LEVEL_URI);
+        let opus_pt = opus_payload_type(&offer_sdp).unwrap_or(OPUS_PAYLOAD_TYPE);
         let offer = RTCSessionDescription::offer(offer_sdp).map_err(sdp_err)?;
         pc.set_remote_description(now, offer).map_err(sdp_err)?;
         let candidate = host_candidate(advertised).map_err(sdp_err)?;
@@ -253,6 +257,7 @@ impl Peer {
                 liveness_change: None,
                 reported_disconnected: false,
                 audio_level_id,
+                opus_pt,
                 subscriptions: HashMap::new(),
                 idle: Vec::new(),
             },
@@ -264,8 +269,12 @@ impl Peer {
     /// proven address go to `rtc`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if crate::stun::is_stun(data) {
+            let known = self.ice.is_proven(from);
             match self.ice.handle_check(now, from, data) {
                 Ok(answered) => {
+                    if !known {
+                        tracing::debug!(peer = self.id.0, %from, nominated = answered.nominated, "client address proven");
+                    }
                     self.outbox
                         .push_back((from, BytesMut::from(&answered.response[..])));
                     if answered.moved {
@@ -652,7 +661,7 @@ impl Peer {
         packet.header.ssrc = sub.ssrc;
         packet.header.sequence_number = seq;
         packet.header.timestamp = ts;
-        packet.header.payload_type = OPUS_PAYLOAD_TYPE;
+        packet.header.payload_type = self.opus_pt;
         // Extension ids are negotiated per leg; the publisher's mean nothing here.
         packet.header.extension = false;
         packet.header.extensions.clear();

@@ -13,12 +13,18 @@ const token = params.get('token') ?? sessionStorage.getItem('webcall.token') ?? 
 if (!roomId || !token) {
   showStatus('open this page as call.html#room=<id>&token=<jwt>');
 } else {
+  /** The page's state changes, newest last (the browser tests read them). */
+  const states = /** @type {{state: string, detail: string, at: number}[]} */ ([]);
   const call = new Call(roomId, token, {
-    onState: (state, detail) => showStatus(state === 'reconnecting' ? `reconnecting… (${detail})` : detail ? `${state}: ${detail}` : state),
+    onState: (state, detail) => {
+      states.push({ state, detail, at: Date.now() });
+      if (states.length > 100) states.shift();
+      showStatus(state === 'reconnecting' ? `reconnecting… (${detail})` : detail ? `${state}: ${detail}` : state);
+    },
     onRemoteStream: (id, stream) => playRemote(id, stream),
   });
   // Exposed for the browser tests, which read getStats() through it.
-  Object.assign(window, { webcall: call });
+  Object.assign(window, { webcall: call, webcallStates: states });
   onLeave(() => call.leave());
   call.join().catch((err) => showStatus(`failed: ${err}`));
 }

@@ -263,7 +263,10 @@ export class Call {
     }
     // Retry while the network is still down; each retry picks up new interfaces.
     setTimeout(() => {
-      if (pc === this.pc && this.restartSince !== null) this.serially(() => this.restartIce());
+      if (pc !== this.pc || this.restartSince === null) return;
+      const up = pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed';
+      if (up) this.restartSince = null;
+      else this.serially(() => this.restartIce());
     }, 3000);
     if (!this.socket?.isOpen) return;
     if (pc.signalingState !== 'stable') {
@@ -363,23 +366,17 @@ export class Call {
     return this.trackStreams.get(trackId) ?? trackId;
   }
 
-  /** The local UDP port of the selected candidate pair (tests block it to fake a network drop). */
-  async localMediaPort() {
+  /** The local UDP ports of every ICE candidate this page gathered (tests block them to cut its network). */
+  async localMediaPorts() {
     const pc = this.pc;
-    if (!pc) return null;
+    if (!pc) return [];
     const stats = await pc.getStats();
-    /** @type {string | null} */
-    let pairId = null;
-    stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
-    /** @type {number | null} */
-    let port = null;
+    /** @type {Set<number>} */
+    const ports = new Set();
     stats.forEach((r) => {
-      if (r.type === 'candidate-pair' && r.id === pairId) {
-        const local = stats.get(r.localCandidateId);
-        port = local?.port ?? null;
-      }
+      if (r.type === 'local-candidate' && r.protocol === 'udp' && r.port) ports.add(r.port);
     });
-    return port;
+    return [...ports];
   }
 
   leave() {
