@@ -97,7 +97,36 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let cpu_before = args.server_pid.and_then(cpu_seconds);
     let before: Vec<_> = clients.iter().map(|(_, c)| c.stats()).collect();
     let window = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    // Sample every stream every 5 s: a call that works at second 2 and dies at second 5 is
+    // broken, and only a per-slice check shows it.
+    let pairs: Vec<(usize, usize)> = clients
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (room, me))| {
+            clients
+                .iter()
+                .enumerate()
+                .filter(move |(_, (r, o))| r == room && o.participant_id != me.participant_id)
+                .map(move |(j, _)| (i, j))
+        })
+        .collect();
+    let mut stalled = std::collections::HashSet::new();
+    let mut last: Vec<u64> = pairs
+        .iter()
+        .map(|&(i, j)| clients[i].1.packets_from(&clients[j].1))
+        .collect();
+    let end = window + Duration::from_secs(args.seconds);
+    while Instant::now() < end {
+        let slice = Duration::from_secs(5).min(end.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(slice).await;
+        for (k, &(i, j)) in pairs.iter().enumerate() {
+            let now = clients[i].1.packets_from(&clients[j].1);
+            if slice >= Duration::from_secs(1) && now == last[k] {
+                stalled.insert(k);
+            }
+            last[k] = now;
+        }
+    }
     let elapsed = window.elapsed().as_secs_f64();
     let cpu_after = args.server_pid.and_then(cpu_seconds);
     let after: Vec<_> = clients.iter().map(|(_, c)| c.stats()).collect();
@@ -134,7 +163,24 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         (Some(a), Some(b)) => Some((b - a) / elapsed * 100.0),
         _ => None,
     };
+    // A peer failed if the server closed its media or ever saw it go silent.
+    let is_mine = |c: &CallClient, m: &serde_json::Value| {
+        m["participant_id"].as_u64() == Some(c.participant_id)
+    };
+    let failed_peers = clients
+        .iter()
+        .filter(|(_, c)| c.saw(|m| m["type"] == "media_closed"))
+        .count();
+    let disconnects = clients
+        .iter()
+        .filter(|(_, c)| {
+            c.saw(|m| m["type"] == "media_state" && m["state"] == "disconnected" && is_mine(c, m))
+        })
+        .count();
     let report = json!({
+        "failed_peers": failed_peers,
+        "peers_seen_disconnected": disconnects,
+        "stalled_streams": stalled.len(),
         "rooms": args.rooms,
         "participants_per_room": args.participants,
         "window_seconds": (elapsed * 10.0).round() / 10.0,
@@ -159,6 +205,10 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             loss * 100.0
         );
         println!("slowest stream:         {min_rate:.1} packets/s (50 expected)");
+        println!(
+            "liveness:               {failed_peers} failed peers, {disconnects} seen disconnected, {} of {streams} streams stalled in some 5 s slice",
+            stalled.len()
+        );
         println!(
             "join (socket -> media): p50 {} ms, p95 {} ms, max {} ms",
             report["join_ms"]["p50"], report["join_ms"]["p95"], report["join_ms"]["max"]

@@ -124,6 +124,10 @@ async fn joined_lists_everyone_in_the_call_and_others_see_joins_and_leaves() {
         "{seen:?}"
     );
     assert_eq!(code, Some(4001));
+    // The new tab may hear its predecessor leave (the bus delivers it after its `joined`);
+    // nothing else.
+    let gone = b2.recv_type("participant_left").await;
+    assert_eq!(gone["participant_id"], j1["participant_id"]);
     b2.expect_silence(200).await;
 
     // An explicit leave and a closed socket both reach the others, with the reason.
