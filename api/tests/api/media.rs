@@ -287,3 +287,56 @@ async fn bad_media_messages_get_errors_and_the_call_goes_on() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_that_goes_silent_is_kept_for_the_grace_period_then_leaves_the_call() {
+    let app = spawn_with(&[("SFU_DISCONNECT_GRACE_SECS", "1")]).await;
+    let (room, tokens) = app.room_with(&["alice", "bob"]).await;
+    let mut calls = join_all(&app, room, &tokens[..2]).await.into_iter();
+    let (Some(alice), Some(bob)) = (calls.next(), calls.next()) else {
+        panic!("two joined");
+    };
+    wait_until("alice hears bob", || alice.packets_from(&bob) >= 25).await;
+    // Bob's network goes; his socket stays up (a UDP-blocking firewall, a dead Wi-Fi path).
+    bob.rtc.vanish();
+    let bob_state = |state: &'static str| {
+        move |m: &Value| {
+            m["type"] == "media_state"
+                && m["participant_id"].as_u64() == Some(bob.participant_id)
+                && m["state"] == state
+        }
+    };
+    wait_until("alice and bob are told bob's media went silent", || {
+        alice.saw(bob_state("disconnected")) && bob.saw(bob_state("disconnected"))
+    })
+    .await;
+    // After the grace period he leaves the call, so nobody is listed whom nobody can hear.
+    wait_until("bob's media is closed and he leaves the call", || {
+        bob.saw(|m| m["type"] == "media_closed" && m["reason"] == "failed")
+            && alice.saw(|m| {
+                m["type"] == "participant_left"
+                    && m["participant_id"].as_u64() == Some(bob.participant_id)
+                    && m["reason"] == "media_failed"
+            })
+            && alice.saw(is("track_unpublished", bob.participant_id))
+    })
+    .await;
+    let (_, presence) = crate::helpers::json_of(
+        app.get(&format!("/api/v1/rooms/{room}/presence"), Some(&tokens[0]))
+            .await,
+    )
+    .await;
+    let bob_presence = presence
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["username"] == "bob"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(bob_presence["in_call"], false, "{presence}");
+    // His socket may join again (the browser does, by itself).
+    bob.send(json!({"type": "join", "request_id": "again"}))
+        .expect("send");
+    wait_until("bob is back in the call", || {
+        bob.saw(|m| m["type"] == "joined" && m["request_id"] == "again")
+    })
+    .await;
+}
