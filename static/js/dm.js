@@ -37,7 +37,11 @@ export class DmService {
 
   get me() { return this.session.user?.username ?? ''; }
 
-  start() { void this.refresh(); }
+  /** After sign-in: the conversations, and this browser's key published (first use). */
+  start() {
+    void this.refresh();
+    if (this.e2ee.supported && this.me) this.e2ee.myKey(this.me).catch(() => { /* retried on send */ });
+  }
 
   stop() {
     this.conversations = [];

@@ -60,7 +60,7 @@ export function renderDms(ctx, peer) {
   if (peer) {
     const peerName = peer;
     const security = h('div', { class: 'security' }, [h('span', { class: 'muted', text: t('checking_encryption') })]);
-    const list = h('ol', { class: 'chat-list dm-list', role: 'log', 'aria-live': 'polite', 'aria-label': t('dm_with', { name: peerName }) });
+    const list = h('ol', { class: 'chat-list dm-list', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': t('dm_with', { name: peerName }) });
     const olderButton = h('button', { type: 'button', class: 'link-button', hidden: true, text: t('load_older') });
     const inputId = newId('dm');
     const input = h('textarea', { id: inputId, rows: '2', 'aria-describedby': `${inputId}-count ${inputId}-error` });

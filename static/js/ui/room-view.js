@@ -60,10 +60,10 @@ export function renderRoom(ctx, roomId) {
   const muteButton = h('button', { type: 'button', class: 'mute-button', 'aria-pressed': 'false', hidden: true });
   const micId = newId('mic');
   const micSelect = h('select', { id: micId });
-  const micRow = h('div', { class: 'mic-row' }, [h('label', { for: micId, text: t('microphone') }), micSelect]);
+  const micRow = h('div', { class: 'mic-row', hidden: true }, [h('label', { for: micId, text: t('microphone') }), micSelect]);
   const unmutePrompt = h('div', { class: 'unmute-prompt', role: 'alert', hidden: true });
   const grid = h('ul', { class: 'grid', 'aria-label': t('participants') });
-  const gridCount = h('h2', { class: 'section-title' });
+  const gridCount = h('h2', { class: 'section-title', hidden: true });
   const audioBox = h('div', { class: 'audio-box', hidden: true });
   const callSection = h('section', { class: 'call card', 'aria-label': t('call') }, [
     h('div', { class: 'call-controls' }, [joinButton, muteButton, micRow]),
@@ -94,14 +94,16 @@ export function renderRoom(ctx, roomId) {
       if (!inCall) {
         replace(grid);
         tiles.clear();
-        gridCount.textContent = '';
+        gridCount.hidden = true;
         for (const a of audios.values()) a.remove();
         audios.clear();
         agent.reset();
       }
+      micRow.hidden = !inCall;
       if (state === 'removed') onRemoved();
       if (state === 'connected') void fillMics();
       renderMute();
+      renderAgent();
     },
     onRemoteStream: (streamId, stream) => {
       let audio = audios.get(streamId);
@@ -156,7 +158,7 @@ export function renderRoom(ctx, roomId) {
 
   async function fillMics() {
     try {
-      const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'audioinput');
+      const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'audioinput' && d.deviceId);
       const current = roomCall.call?.pc?.getSenders().find((s) => s.track?.kind === 'audio')?.track?.getSettings().deviceId;
       replace(micSelect, ...devices.map((d, i) => h('option', { value: d.deviceId, text: d.label || t('microphone_n', { n: i + 1 }) })));
       const wanted = localStorage.getItem('webcall.mic');
@@ -168,8 +170,6 @@ export function renderRoom(ctx, roomId) {
       }
     } catch { /* no devices */ }
   }
-  void fillMics();
-
   function renderMute() {
     const self = roomCall.self;
     const muted = Boolean(self?.muted);
@@ -182,6 +182,7 @@ export function renderRoom(ctx, roomId) {
   function renderGrid() {
     const ps = [...roomCall.participants.values()].sort((a, b) => a.username.localeCompare(b.username) || a.participant_id - b.participant_id);
     gridCount.textContent = t('in_call_count', { n: ps.length });
+    gridCount.hidden = false;
     const myRole = roomCall.self?.role ?? room?.role ?? 'member';
     const keep = new Set();
     /** @type {HTMLLIElement[]} */
@@ -310,7 +311,7 @@ export function renderRoom(ctx, roomId) {
   }
 
   // ---- chat ---------------------------------------------------------------------------
-  const chatList = h('ol', { class: 'chat-list', role: 'log', 'aria-live': 'polite', 'aria-label': t('chat_messages') });
+  const chatList = h('ol', { class: 'chat-list', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': t('chat_messages') });
   const olderButton = h('button', { type: 'button', class: 'link-button', hidden: true, text: t('load_older') });
   const chatInputId = newId('chat');
   const chatInput = h('textarea', { id: chatInputId, name: 'text', rows: '2', 'aria-describedby': `${chatInputId}-count ${chatInputId}-error` });

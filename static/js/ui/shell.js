@@ -38,7 +38,8 @@ export class Shell {
     const user = ctx.session.user;
     /** @param {string} href @param {string} label @param {boolean} current */
     const link = (href, label, current) => h('a', { href, class: 'nav-link', 'aria-current': current ? 'page' : null, text: label });
-    this.badge = h('span', { class: 'badge', hidden: this.unread === 0, text: String(this.unread) });
+    this.badge = h('span', { class: 'badge', hidden: this.unread === 0 });
+    this.fillBadge();
     const brand = h('a', { href: '/', class: 'brand', text: 'WebCall' });
     if (!user) {
       replace(this.topbar, brand);
@@ -46,7 +47,6 @@ export class Shell {
     }
     const dmLink = link('/dm', t('nav_messages'), route.name === 'dm' || route.name === 'dms');
     dmLink.append(' ', this.badge);
-    this.badgeLabel(dmLink);
     replace(this.topbar,
       brand,
       h('nav', { 'aria-label': t('nav_main') }, [
@@ -61,20 +61,18 @@ export class Shell {
     );
   }
 
-  /** @param {HTMLElement} dmLink */
-  badgeLabel(dmLink) {
-    if (this.unread) dmLink.setAttribute('aria-label', `${t('nav_messages')} (${t('unread_n', { n: this.unread })})`);
-    else dmLink.removeAttribute('aria-label');
-  }
-
   /** @param {number} n */
   setUnread(n) {
     this.unread = n;
     if (!this.badge) return;
-    this.badge.textContent = String(n);
-    this.badge.hidden = n === 0;
-    const a = this.badge.closest('a');
-    if (a) this.badgeLabel(a);
+    this.fillBadge();
+  }
+
+  /** The count, and for screen readers what it counts (visible text stays in the name). */
+  fillBadge() {
+    if (!this.badge) return;
+    replace(this.badge, String(this.unread), h('span', { class: 'visually-hidden', text: ` ${t('unread')}` }));
+    this.badge.hidden = this.unread === 0;
   }
 
   /** @param {View} view @param {string} title */
@@ -108,6 +106,7 @@ export class Shell {
       if (ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
       const a = /** @type {Element | null} */ (ev.target instanceof Element ? ev.target.closest('a[href]') : null);
       if (!(a instanceof HTMLAnchorElement) || a.target || a.hasAttribute('download')) return;
+      if ((a.getAttribute('href') ?? '').startsWith('#')) return;
       const url = new URL(a.href);
       if (url.origin !== location.origin || url.pathname.startsWith('/api/')) return;
       ev.preventDefault();
