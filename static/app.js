@@ -25,6 +25,8 @@ const session = new Session();
 let expiredNotice = '';
 const api = new Api(() => session.token, () => session.end('expired'));
 const userSocket = new UserSocket(() => session.token);
+// The socket can't tell why it was refused; the API can (401 ends the session).
+userSocket.onRefused = () => { api.me().catch(() => {}); };
 const dm = new DmService(api, session, userSocket);
 const shell = new Shell();
 

@@ -21,6 +21,8 @@ export class UserSocket {
     /** @type {ReturnType<typeof setInterval> | null} */
     this.pinger = null;
     this.everOpened = false;
+    /** @type {() => void} called when a connection closes without ever opening (a refused token?) */
+    this.onRefused = () => {};
   }
 
   start() {
@@ -35,7 +37,9 @@ export class UserSocket {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const ws = new WebSocket(`${scheme}://${location.host}/api/v1/ws?token=${encodeURIComponent(token)}`);
     this.ws = ws;
+    let opened = false;
     ws.addEventListener('open', () => {
+      opened = true;
       this.attempt = 0;
       if (this.everOpened) for (const fn of this.reconnectListeners) fn();
       this.everOpened = true;
@@ -53,6 +57,7 @@ export class UserSocket {
       if (this.pinger) clearInterval(this.pinger);
       this.pinger = null;
       if (this.ws !== ws || this.stopped) return;
+      if (!opened) this.onRefused();
       const delay = Math.min(30_000, 1000 * 2 ** this.attempt);
       this.attempt += 1;
       this.timer = setTimeout(() => this.connect(), delay);
