@@ -49,6 +49,7 @@ export class RoomCall {
     /** @type {CallState} */
     this.state = 'idle';
     this.joinedOnce = false;
+    this.selfHealing = false;
     this.leaving = false;
     this.attempt = 0;
     /** @type {string | null} */
@@ -80,23 +81,45 @@ export class RoomCall {
     /** @type {ConstructorParameters<typeof Call>[2] & Record<string, unknown>} */
     const hooks = {
       onMessage: (msg) => this.handle(msg),
-      onStatus: (text) => this.onCallStatus(text),
+      onStatus: (text) => { if (!this.selfHealing) this.onCallStatus(text); },
       onRemoteStream: (id, stream) => {
         const call = this.call;
         if (call) for (const track of stream.getAudioTracks()) call.trackStreams.set(track.id, id);
         this.hooks.onRemoteStream(id, stream);
       },
-      // Newer Call versions report their connection state through this hook.
-      onState: (/** @type {unknown} */ state) => this.onCallStatus(String(state)),
+      // A Call that heals itself (ICE restart, rejoin) reports its state through this hook.
+      onState: (/** @type {string} */ state, /** @type {string} */ detail) => this.onCallState(state, detail),
     };
     const call = new Call(this.roomId, token, hooks);
     this.call = call;
-    const socket = call.socket;
-    socket.ws.addEventListener('close', (ev) => this.onSocketClosed(call, socket, ev));
-    call.join().catch(() => { /* reported by the close handler */ });
+    // Self-healing Calls count their rejoins; an older Call only reports the ICE state, and
+    // then this page reopens a dropped call itself.
+    this.selfHealing = 'rejoins' in call;
+    if (!this.selfHealing) {
+      const socket = call.socket;
+      socket?.ws.addEventListener('close', (ev) => this.onSocketClosed(call, socket, ev));
+    }
+    call.join().catch(() => { /* reported by the state hooks */ });
   }
 
   /**
+   * The state of a self-healing Call.
+   * @param {string} state `connecting`, `connected`, `reconnecting` or `closed`
+   * @param {string} detail why (`removed from the room`, `left`, …)
+   */
+  onCallState(state, detail) {
+    if (this.leaving) return;
+    if (state === 'connected') this.setState('connected');
+    else if (state === 'connecting') { if (this.state !== 'reconnecting') this.setState('connecting'); }
+    else if (state === 'reconnecting') this.setState('reconnecting', detail);
+    else if (state === 'closed') {
+      if (/removed/.test(detail)) this.setState('removed');
+      else if (detail !== 'left') this.setState('failed', detail);
+    }
+  }
+
+  /**
+   * An older Call's socket closed: reopen the call with backoff (1, 2, 4 … 15 s).
    * @param {Call} call
    * @param {import('./signaling.js').RoomSocket} socket
    * @param {CloseEvent} ev
@@ -108,8 +131,6 @@ export class RoomCall {
       return;
     }
     this.setState('reconnecting');
-    // A Call that reconnects by itself swaps its socket or joins again; only when this one
-    // stays dead does the page open a new Call (backoff 1, 2, 4 … 15 s).
     const delay = Math.min(15_000, 1000 * 2 ** this.attempt);
     this.attempt += 1;
     this.retryTimer = setTimeout(() => {
@@ -236,9 +257,9 @@ export class RoomCall {
 
   /** @param {Record<string, unknown>} msg */
   send(msg) {
-    const ws = this.call?.socket.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    this.call?.socket.send(msg);
+    const socket = this.call?.socket;
+    if (!socket || socket.ws.readyState !== WebSocket.OPEN) return false;
+    socket.send(msg);
     return true;
   }
 
@@ -284,10 +305,15 @@ export class RoomCall {
     track.enabled = !(this.self?.muted ?? false);
     await sender.replaceTrack(track);
     old?.stop();
+    // A Call that keeps its microphone stream for rejoins gets the new one.
+    const call = /** @type {any} */ (this.call);
+    if (call && 'mic' in call) call.mic = stream;
   }
 
   stopMedia() {
     for (const sender of this.call?.pc?.getSenders() ?? []) sender.track?.stop();
+    const mic = /** @type {any} */ (this.call)?.mic;
+    if (mic instanceof MediaStream) for (const track of mic.getTracks()) track.stop();
     try { this.call?.pc?.close(); } catch { /* closed */ }
   }
 

@@ -254,11 +254,19 @@ test('chat both ways, links only for http(s), own message once, and catch-up aft
 
   // Alice's room socket drops: the page says so, reconnects by itself, and shows what Bob
   // wrote meanwhile, once.
-  await alice.evaluate(() => /** @type {any} */ (window).webcall.socket.ws.close());
-  await alice.locator('.call-state[data-state="reconnecting"]').waitFor({ timeout: 5000 });
+  await alice.evaluate(() => {
+    const w = /** @type {any} */ (window);
+    const state = /** @type {HTMLElement} */ (document.querySelector('.call-state'));
+    w.seenStates = [];
+    new MutationObserver(() => w.seenStates.push(state.dataset.state)).observe(state, { attributes: true });
+    w.webcall.socket.ws.close();
+  });
   await bob.getByLabel('Message').fill('Sent while you were away');
   await bob.getByLabel('Message').press('Enter');
-  await alice.locator('.call-state[data-state="connected"]').waitFor({ timeout: 20_000 });
+  await waitUntil('reconnected', async () => {
+    const seen = await alice.evaluate(() => /** @type {any} */ (window).seenStates);
+    return { ok: seen.includes('reconnecting') && seen.at(-1) === 'connected', seen };
+  }, 20_000);
   await alice.locator('.chat-list .msg', { hasText: 'Sent while you were away' }).waitFor({ timeout: 10_000 });
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal(await alice.locator('.chat-list .msg', { hasText: 'Sent while you were away' }).count(), 1);
