@@ -158,6 +158,8 @@ test('register, create a room, add a member, call with audio both ways, speaking
   await axe(alice, 'rooms (empty)');
   const bob = await newPage('bob');
   await register(bob, 'bob');
+  ctx.alice = alice;
+  ctx.bob = bob;
 
   await alice.getByLabel('Room name').fill('Standup');
   await alice.getByRole('button', { name: 'Create room' }).click();
@@ -222,8 +224,6 @@ test('register, create a room, add a member, call with audio both ways, speaking
     const e = await energyFrom(alice, pids.bob);
     return { ok: e > e3, e3, e };
   }, 10_000);
-  ctx.alice = alice;
-  ctx.bob = bob;
 });
 
 test('chat both ways, links only for http(s), own message once, and catch-up after the socket drops', { timeout: 60_000 }, async () => {
@@ -232,14 +232,14 @@ test('chat both ways, links only for http(s), own message once, and catch-up aft
   await alice.getByRole('tab', { name: 'Chat' }).click();
   await bob.getByRole('tab', { name: 'Chat' }).click();
 
-  await alice.getByLabel('Message').fill('Agenda: https://example.org/agenda and javascript:alert(1)');
-  await alice.getByLabel('Message').press('Enter');
+  await alice.getByRole('textbox', { name: 'Message' }).fill('Agenda: https://example.org/agenda and javascript:alert(1)');
+  await alice.getByRole('textbox', { name: 'Message' }).press('Enter');
   const fromAlice = bob.locator('.chat-list .msg', { hasText: 'Agenda:' });
   await fromAlice.waitFor();
   assert.equal(await fromAlice.locator('a').count(), 1, 'one link');
   assert.equal(await fromAlice.locator('a').getAttribute('href'), 'https://example.org/agenda');
 
-  await bob.getByLabel('Message').fill('Got it <b>not bold</b>');
+  await bob.getByRole('textbox', { name: 'Message' }).fill('Got it <b>not bold</b>');
   await bob.getByRole('button', { name: 'Send' }).click();
   await alice.locator('.chat-list .msg', { hasText: 'Got it <b>not bold</b>' }).waitFor();
   assert.equal(await alice.locator('.chat-list b').count(), 0, 'text is never HTML');
@@ -248,9 +248,9 @@ test('chat both ways, links only for http(s), own message once, and catch-up aft
   assert.equal(await bob.locator('.chat-list .msg', { hasText: 'Got it' }).count(), 1, 'own message shown once');
 
   // The 4000-character limit shows before sending.
-  await bob.getByLabel('Message').fill('x'.repeat(4005));
+  await bob.getByRole('textbox', { name: 'Message' }).fill('x'.repeat(4005));
   await bob.getByText('5 characters over the limit.').waitFor();
-  await bob.getByLabel('Message').fill('');
+  await bob.getByRole('textbox', { name: 'Message' }).fill('');
 
   // Alice's room socket drops: the page says so, reconnects by itself, and shows what Bob
   // wrote meanwhile, once.
@@ -261,8 +261,8 @@ test('chat both ways, links only for http(s), own message once, and catch-up aft
     new MutationObserver(() => w.seenStates.push(state.dataset.state)).observe(state, { attributes: true });
     w.webcall.socket.ws.close();
   });
-  await bob.getByLabel('Message').fill('Sent while you were away');
-  await bob.getByLabel('Message').press('Enter');
+  await bob.getByRole('textbox', { name: 'Message' }).fill('Sent while you were away');
+  await bob.getByRole('textbox', { name: 'Message' }).press('Enter');
   await waitUntil('reconnected', async () => {
     const seen = await alice.evaluate(() => /** @type {any} */ (window).seenStates);
     return { ok: seen.includes('reconnecting') && seen.at(-1) === 'connected', seen };
@@ -283,8 +283,8 @@ test('an encrypted DM is read by bob; the server holds ciphertext only', { timeo
   const { alice, bob } = ctx;
   await go(alice, '/dm/bob');
   await alice.getByText('End-to-end encrypted').waitFor();
-  await alice.getByLabel('Message').fill('The launch code is 1234');
-  await alice.getByLabel('Message').press('Enter');
+  await alice.getByRole('textbox', { name: 'Message' }).fill('The launch code is 1234');
+  await alice.getByRole('textbox', { name: 'Message' }).press('Enter');
   await alice.locator('.dm-list .msg', { hasText: 'The launch code is 1234' }).waitFor();
   // Bob sees the unread badge, opens the conversation, reads the plain text.
   await bob.locator('.topbar .badge', { hasText: '1' }).waitFor();

@@ -202,15 +202,21 @@ export function renderRoom(ctx, roomId) {
       tile.append(initials, h('span', { class: 'tile-text' }, [name, badges]));
       const perm = permissions(myRole, p.role);
       if (perm.moderate && p.user_id !== me.id) {
+        /** @param {() => void} fn */
+        const act = (fn) => (/** @type {Event} */ ev) => {
+          const details = /** @type {HTMLElement} */ (ev.currentTarget).closest('details');
+          if (details) details.open = false;
+          fn();
+        };
         const actions = h('details', { class: 'tile-actions' }, [
           h('summary', { 'aria-label': t('actions_for', { name: p.username }), text: '⋯' }),
           h('div', { class: 'menu' }, [
             p.muted
-              ? h('button', { type: 'button', onclick: () => roomCall.requestUnmute(p.participant_id), text: t('ask_to_unmute') })
-              : h('button', { type: 'button', onclick: () => roomCall.muteParticipant(p.participant_id), text: t('mute') }),
+              ? h('button', { type: 'button', onclick: act(() => roomCall.requestUnmute(p.participant_id)), text: t('ask_to_unmute') })
+              : h('button', { type: 'button', onclick: act(() => roomCall.muteParticipant(p.participant_id)), text: t('mute') }),
             h('button', {
               type: 'button', class: 'danger',
-              onclick: () => { if (confirm(t('confirm_remove', { name: p.username }))) roomCall.removeUser(p.user_id); },
+              onclick: act(() => { if (confirm(t('confirm_remove', { name: p.username }))) roomCall.removeUser(p.user_id); }),
               text: t('remove_from_room'),
             }),
           ]),

@@ -78,7 +78,7 @@ export function renderRooms(ctx) {
   const el = h('section', { class: 'page' }, [
     heading,
     h('div', { class: 'rooms-layout' }, [
-      h('section', { 'aria-labelledby': 'rooms-h' }, [h('h2', { id: 'rooms-h', class: 'visually-hidden', text: t('rooms_title') }), status, list]),
+      h('div', {}, [status, list]),
       form,
     ]),
   ]);
