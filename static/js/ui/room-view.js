@@ -269,7 +269,10 @@ export function renderRoom(ctx, roomId) {
         break;
       }
       case 'mute_changed':
-        if (msg.participant_id === roomCall.me && msg.muted && msg.by_user_id !== me.id) {
+        if (msg.participant_id === roomCall.me && !msg.muted) {
+          showActivity('');
+          unmutePrompt.hidden = true;
+        } else if (msg.participant_id === roomCall.me && msg.muted && msg.by_user_id !== me.id) {
           showActivity(t('you_were_muted', { name: nameOf(msg.by_user_id) }));
         } else if (msg.participant_id !== roomCall.me && msg.muted && msg.by_user_id !== msg.user_id) {
           showActivity(t('was_muted', { name: nameOf(msg.user_id), by: nameOf(msg.by_user_id) }));
