@@ -12,9 +12,10 @@ export const REGISTRATION_SECRET = 'browser-test-secret';
 export const PASSWORD = 'correct horse battery';
 
 /**
- * @returns {Promise<{base: string, stop: () => void, api: (path: string, opts?: {method?: string, token?: string, body?: unknown}) => Promise<any>}>}
+ * @param {{env?: Record<string, string>}} [opts] extra environment for the server
+ * @returns {Promise<{base: string, stop: () => void, api: (path: string, opts?: {method?: string, token?: string, body?: unknown}) => Promise<any>, metrics: () => Promise<Map<string, number>>}>}
  */
-export async function startServer() {
+export async function startServer({ env = {} } = {}) {
   const binary = process.env.WEBCALL_BIN ?? join(root, 'target', 'debug', 'webcall');
   const dataDir = mkdtempSync(join(tmpdir(), 'webcall-browser-'));
   const child = spawn(binary, ['serve'], {
@@ -31,6 +32,7 @@ export async function startServer() {
       RATE_LIMIT_LOGIN: '1000',
       RATE_LIMIT_ROOM_CREATE: '1000',
       RUST_LOG: process.env.RUST_LOG ?? 'info',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -58,9 +60,20 @@ export async function startServer() {
     if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
     return text ? JSON.parse(text) : null;
   };
+  // `/metrics` as name{labels} -> value.
+  const metrics = async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const out = new Map();
+    for (const line of text.split('\n')) {
+      if (!line || line.startsWith('#')) continue;
+      const at = line.lastIndexOf(' ');
+      out.set(line.slice(0, at), Number(line.slice(at + 1)));
+    }
+    return out;
+  };
   const stop = () => {
     child.kill('SIGTERM');
     rmSync(dataDir, { recursive: true, force: true });
   };
-  return { base, stop, api };
+  return { base, stop, api, metrics };
 }
