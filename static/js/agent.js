@@ -27,6 +27,9 @@ export class Agent {
     this.captions = [];
     /** @type {import('./api.js').Summary[]} */
     this.summaries = [];
+    /** What happened to Telegram delivery, for the summaries this page asked for. */
+    /** @type {Map<number, import('./api.js').Delivery>} */
+    this.deliveries = new Map();
     this.summarising = false;
   }
 
@@ -83,6 +86,9 @@ export class Agent {
     this.hooks.onState();
     try {
       const outcome = await this.api.summarise(this.roomId);
+      if (!this.deliveries.has(outcome.summary.id) || outcome.telegram.status !== 'repeat') {
+        this.deliveries.set(outcome.summary.id, outcome.telegram);
+      }
       this.addSummary(outcome.summary);
       return outcome;
     } finally {

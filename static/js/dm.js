@@ -2,7 +2,7 @@
 // Direct messages: conversations with unread counts, threads, sending (encrypted when both
 // sides have a key, docs/e2ee.md), read receipts, live delivery over the user socket. No DOM.
 
-import { E2ee } from './e2ee.js';
+import { E2ee, fingerprint } from './e2ee.js';
 
 /**
  * @typedef {import('./api.js').DirectMessage} DirectMessage
@@ -154,19 +154,26 @@ export class DmService {
   }
 
   /**
-   * Whether messages to `peer` can be encrypted now, and the fingerprints to compare.
+   * Whether messages to `peer` can be encrypted now, the fingerprints to compare, and whether
+   * the peer's key changed since this browser last saw it (a new device, or a substituted key).
    * @param {string} peer
-   * @returns {Promise<{encrypted: boolean, mine: string | null, theirs: string | null}>}
+   * @returns {Promise<{encrypted: boolean, mine: string | null, theirs: string | null, changed: boolean}>}
    */
   async security(peer) {
-    if (!this.e2ee.supported) return { encrypted: false, mine: null, theirs: null };
-    const { fingerprint } = await import('./e2ee.js');
+    if (!this.e2ee.supported) return { encrypted: false, mine: null, theirs: null, changed: false };
     const [mine, keys] = await Promise.all([this.e2ee.myKey(this.me).catch(() => null), this.e2ee.keysOf(peer, true)]);
-    return {
-      encrypted: Boolean(mine && keys.current),
-      mine: mine ? await fingerprint(mine.jwk) : null,
-      theirs: keys.current ? await fingerprint(keys.current.jwk) : null,
-    };
+    const theirs = keys.current ? await fingerprint(keys.current.jwk) : null;
+    const storeKey = `webcall.seen-keys.${this.me.toLowerCase()}`;
+    /** @type {Record<string, string>} */
+    let seen = {};
+    try { seen = JSON.parse(localStorage.getItem(storeKey) ?? '{}'); } catch { seen = {}; }
+    const who = keys.username.toLowerCase();
+    const changed = Boolean(theirs && seen[who] && seen[who] !== theirs);
+    if (theirs) {
+      seen[who] = theirs;
+      localStorage.setItem(storeKey, JSON.stringify(seen));
+    }
+    return { encrypted: Boolean(mine && keys.current), mine: mine ? await fingerprint(mine.jwk) : null, theirs, changed };
   }
 
   /**

@@ -187,6 +187,7 @@ test('agent: Telegram link in settings, transcription from the room page, a capt
   console.log(`summary: ${summary}`);
   assert.match(summary, /alice/);
   await bob.getByText('Not transcribing.').waitFor();
+  await alice.locator('.summaries .summary .tag', { hasText: 'Sent to Telegram (1)' }).waitFor();
   assert.ok(toAlice() > sentBefore, `summary sent to alice's chat: ${JSON.stringify(bot.seen.map((r) => r.path))}`);
 
   await bob.getByRole('button', { name: 'Show the stored transcript' }).click();

@@ -139,8 +139,9 @@ export function renderDms(ctx, peer) {
         const s = await ctx.dm.security(peerName);
         if (s.encrypted) {
           replace(security,
+            s.changed ? h('p', { class: 'banner', role: 'alert', text: t('key_changed', { name: peerName }) }) : null,
             h('p', { class: 'enc-on' }, [icon('lock'), ' ', t('e2ee_on')]),
-            h('details', {}, [
+            h('details', { open: s.changed }, [
               h('summary', { text: t('compare_fingerprints') }),
               h('p', { text: t('fingerprint_help', { name: peerName }) }),
               h('dl', { class: 'fingerprints' }, [

@@ -623,12 +623,23 @@ export function renderRoom(ctx, roomId) {
     }
   });
 
+  /** @param {import('../api.js').Delivery | undefined} d */
+  function deliveryTag(d) {
+    if (!d) return null;
+    const text = d.status === 'sent' ? t('telegram_sent', { n: d.chats ?? 1 })
+      : d.status === 'failed' ? t('telegram_failed')
+        : d.status === 'not_linked' ? t('telegram_not_linked')
+          : d.status === 'repeat' ? t('telegram_repeat') : '';
+    return text ? h('span', { class: d.status === 'failed' ? 'tag warn' : 'tag', text }) : null;
+  }
+
   function renderSummaries() {
     replace(summaryList, ...(agent.summaries.length ? agent.summaries.map((s) => h('li', { class: 'summary' }, [
       h('div', { class: 'msg-head' }, [
         h('strong', { text: t('summary_by', { name: s.requested_by_name }) }),
         h('time', { datetime: s.created_at, text: formatTime(s.created_at, lang) }),
         s.source === 'heuristic' ? h('span', { class: 'tag', text: t('heuristic') }) : null,
+        deliveryTag(agent.deliveries.get(s.id)),
       ]),
       h('p', { class: 'summary-text' }, linkify(s.text)),
     ])) : [h('li', { class: 'muted', text: t('no_summaries') })]));
