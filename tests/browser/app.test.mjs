@@ -305,6 +305,32 @@ test('an encrypted DM is read by bob; the server holds ciphertext only', { timeo
   await go(bob, `/rooms/${ctx.roomId}`);
 });
 
+test('a reload or a copied link opens the same screen (the server answers app paths with index.html)', { timeout: 30_000 }, async (t) => {
+  const { alice, bob } = ctx;
+  const probe = await fetch(`${server.base}/rooms/${ctx.roomId}`);
+  const html = await probe.text();
+  if (!probe.ok || !html.includes('id="view"')) {
+    t.skip(`this server answers /rooms/${ctx.roomId} with ${probe.status}: no SPA fallback yet`);
+    return;
+  }
+  await alice.reload();
+  await alice.getByRole('heading', { name: 'Standup' }).waitFor();
+  await alice.getByRole('button', { name: 'Join call' }).waitFor();
+  // A copied link in a new tab (the session is per tab without "remember me"): sign in,
+  // then the linked screen.
+  const page = await bob.context().newPage();
+  await page.goto(`${server.base}/dm/alice`);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  assert.equal(new URL(page.url()).searchParams.get('next'), '/dm/alice');
+  await page.getByLabel('Username').fill('bob');
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByLabel('Keep me signed in').check();
+  await page.locator('form').getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Messages with alice' }).waitFor();
+  await page.locator('.dm-list .msg', { hasText: 'The launch code is 1234' }).waitFor();
+  await page.close();
+});
+
 test('settings: prompt validation, save and reset; language switch', { timeout: 30_000 }, async () => {
   const { alice } = ctx;
   await go(alice, '/settings');
@@ -354,6 +380,14 @@ test('bad paths: wrong password, wrong secret, taken name, deleted room, removed
   await stranger.getByText('This username is taken.').waitFor();
   await axe(stranger, 'register (error)');
   await shots(stranger, 'register-error');
+
+  // A token the server no longer accepts: back to sign-in, with a word why.
+  await stranger.evaluate(() => sessionStorage.setItem('webcall.session', JSON.stringify({
+    token: 'not.a.valid-token', user: { id: 99, username: 'ghost', created_at: '' }, expiresAt: Date.now() + 3600_000,
+  })));
+  await stranger.goto(`${server.base}/`);
+  await stranger.getByText('Your session has expired. Please sign in again.').waitFor();
+  await stranger.getByRole('heading', { name: 'Sign in' }).waitFor();
 
   // A room deleted while Bob looks at it.
   await go(alice, '/');
