@@ -226,6 +226,48 @@ test('register, create a room, add a member, call with audio both ways, speaking
   }, 10_000);
 });
 
+test('the grid at 50 participants: speaking changes reach the DOM at most ~10 times a second', { timeout: 30_000 }, async () => {
+  const { alice } = ctx;
+  // 48 more participants and a storm of speaking events, fed to the page's Call as if the
+  // server had sent them (window.webcall.hooks.onMessage is where the socket delivers them).
+  const result = await alice.evaluate(async () => {
+    const call = /** @type {any} */ (window).webcall;
+    const deliver = (msg) => call.hooks.onMessage(msg);
+    for (let i = 0; i < 48; i++) {
+      deliver({ type: 'participant_joined', participant: { participant_id: 9_000_000 + i, user_id: 9000 + i, username: `guest${String(i).padStart(2, '0')}`, role: i % 10 === 0 ? 'moderator' : 'member', muted: i % 3 === 0, mute_locked: false } });
+    }
+    const grid = /** @type {HTMLElement} */ (document.querySelector('.grid'));
+    let batches = 0;
+    const observer = new MutationObserver(() => { batches += 1; });
+    observer.observe(grid, { attributes: true, subtree: true, attributeFilter: ['class'] });
+    const started = performance.now();
+    let events = 0;
+    while (performance.now() - started < 1000) {
+      for (let i = 0; i < 48; i++) {
+        deliver({ type: 'speaking', participant_id: 9_000_000 + i, speaking: Math.random() < 0.5 });
+        events += 1;
+      }
+      deliver({ type: 'active_speaker', participant_id: 9_000_000 + Math.floor(Math.random() * 48) });
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await new Promise((r) => setTimeout(r, 250));
+    observer.disconnect();
+    return { tiles: grid.querySelectorAll('.tile').length, batches, events, speaking: grid.querySelectorAll('.tile.speaking').length };
+  });
+  console.log(JSON.stringify(result));
+  assert.equal(result.tiles, 50);
+  assert.ok(result.events > 1000, `a storm of events: ${result.events}`);
+  assert.ok(result.batches <= 14, `speaking updates batched: ${result.batches} DOM batches for ${result.events} events`);
+  await alice.getByRole('heading', { name: 'In the call (50)' }).waitFor();
+  await axe(alice, 'room (50 participants)');
+  await shots(alice, 'room-50');
+  await alice.evaluate(() => {
+    const call = /** @type {any} */ (window).webcall;
+    for (let i = 0; i < 48; i++) call.hooks.onMessage({ type: 'participant_left', participant_id: 9_000_000 + i, user_id: 9000 + i, reason: 'left' });
+  });
+  await alice.getByRole('heading', { name: 'In the call (2)' }).waitFor();
+});
+
 test('chat both ways, links only for http(s), own message once, and catch-up after the socket drops', { timeout: 60_000 }, async () => {
   const { alice, bob } = ctx;
   assert.ok(alice && bob, 'the call test ran');
@@ -405,6 +447,9 @@ test('bad paths: wrong password, wrong secret, taken name, deleted room, removed
   await bob.getByRole('heading', { name: 'Temporary' }).waitFor();
   await alice.getByRole('button', { name: 'Delete room' }).click();
   await alice.getByRole('heading', { name: 'Your rooms' }).waitFor();
+  await alice.getByRole('link', { name: 'Standup' }).waitFor();
+  await axe(alice, 'rooms');
+  await shots(alice, 'rooms');
   await bob.getByText('This room does not exist any more, or you are no longer a member.').waitFor({ timeout: 10_000 });
   await shots(bob, 'room-deleted');
 
