@@ -190,7 +190,8 @@ export function renderRoom(ctx, roomId) {
     for (const p of ps) {
       keep.add(p.participant_id);
       const tile = h('li', { class: 'tile', 'data-pid': String(p.participant_id), 'data-user': p.username });
-      const name = h('span', { class: 'tile-name', text: p.username + (p.participant_id === roomCall.me ? ` (${t('you')})` : '') });
+      const label = p.username + (p.participant_id === roomCall.me ? ` (${t('you')})` : '');
+      const name = h('span', { class: 'tile-name', title: label, text: label });
       const badges = h('span', { class: 'tile-badges' });
       if (p.role !== 'member') badges.append(h('span', { class: `role role-${p.role}`, text: roleName(p.role) }));
       if (p.muted) {
