@@ -177,6 +177,20 @@ export class DmService {
   }
 
   /**
+   * This browser's key fingerprint, and a way to rotate the key.
+   * @returns {Promise<string | null>}
+   */
+  async myFingerprint() {
+    if (!this.e2ee.supported || !this.me) return null;
+    return fingerprint((await this.e2ee.myKey(this.me)).jwk);
+  }
+
+  /** @returns {Promise<string>} the new key's fingerprint */
+  async rotateKey() {
+    return fingerprint((await this.e2ee.rotate(this.me)).jwk);
+  }
+
+  /**
    * Sends `text` to `peer`: encrypted when both have a key, else plain.
    * @param {string} peer
    * @param {string} text

@@ -120,20 +120,38 @@ export class E2ee {
         await this.api.putKey(existing.keyId, existing.jwk); // 200 when already published
         return existing;
       }
-      const pair = await crypto.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, false, ['deriveBits']);
-      const full = /** @type {JsonWebKey} */ (await crypto.subtle.exportKey('jwk', pair.publicKey));
-      /** @type {import('./api.js').PublicJwk} */
-      const jwk = { kty: 'EC', crv: 'P-256', x: String(full.x), y: String(full.y) };
-      const rand = b64(crypto.getRandomValues(new Uint8Array(6))).replace(/[+/=]/g, '');
-      const keyId = `k-${new Date().toISOString().slice(0, 10)}-${rand}`;
-      await this.api.putKey(keyId, jwk);
-      /** @type {LocalKey} */
-      const key = { id: `${username.toLowerCase()}/${keyId}`, username: username.toLowerCase(), keyId, privateKey: pair.privateKey, jwk, created: Date.now() };
-      await saveKey(key);
-      return key;
+      return this.generate(username);
     })();
     this.mine.catch(() => { this.mine = null; });
     return this.mine;
+  }
+
+  /**
+   * Rotation: a new key pair becomes the current key; the old private keys stay in
+   * IndexedDB (and the old public keys on the server), so old messages stay readable.
+   * @param {string} username
+   * @returns {Promise<LocalKey>}
+   */
+  rotate(username) {
+    this.username = username;
+    this.mine = this.generate(username);
+    this.mine.catch(() => { this.mine = null; });
+    return this.mine;
+  }
+
+  /** @param {string} username @returns {Promise<LocalKey>} */
+  async generate(username) {
+    const pair = await crypto.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, false, ['deriveBits']);
+    const full = /** @type {JsonWebKey} */ (await crypto.subtle.exportKey('jwk', pair.publicKey));
+    /** @type {import('./api.js').PublicJwk} */
+    const jwk = { kty: 'EC', crv: 'P-256', x: String(full.x), y: String(full.y) };
+    const rand = b64(crypto.getRandomValues(new Uint8Array(6))).replace(/[+/=]/g, '');
+    const keyId = `k-${new Date().toISOString().slice(0, 10)}-${rand}`;
+    await this.api.putKey(keyId, jwk);
+    /** @type {LocalKey} */
+    const key = { id: `${username.toLowerCase()}/${keyId}`, username: username.toLowerCase(), keyId, privateKey: pair.privateKey, jwk, created: Date.now() };
+    await saveKey(key);
+    return key;
   }
 
   /** @param {string} username @param {boolean} [fresh] */

@@ -373,7 +373,7 @@ test('a reload or a copied link opens the same screen (the server answers app pa
   await page.close();
 });
 
-test('settings: prompt validation, save and reset; language switch', { timeout: 30_000 }, async () => {
+test('settings: prompt validation, save and reset; language switch; key rotation keeps old DMs readable', { timeout: 30_000 }, async () => {
   const { alice } = ctx;
   await go(alice, '/settings');
   const prompt = alice.getByLabel('Summary prompt');
@@ -395,6 +395,23 @@ test('settings: prompt validation, save and reset; language switch', { timeout: 
   await axe(alice, 'settings (ru)');
   await alice.getByLabel('Язык интерфейса').selectOption('en');
   await alice.getByRole('heading', { name: 'Settings' }).waitFor();
+
+  // Key rotation: old messages stay readable, new ones use the new key, bob is warned.
+  const before = await alice.locator('code.fingerprint').textContent();
+  await alice.getByRole('button', { name: 'Generate a new key' }).click();
+  await alice.getByText('New key published.').waitFor();
+  assert.notEqual(await alice.locator('code.fingerprint').textContent(), before);
+  await go(alice, '/dm/bob');
+  await alice.locator('.dm-list .msg', { hasText: 'The launch code is 1234' }).waitFor();
+  await alice.getByRole('textbox', { name: 'Message' }).fill('Sent with the new key');
+  await alice.getByRole('textbox', { name: 'Message' }).press('Enter');
+  await alice.locator('.dm-list .msg', { hasText: 'Sent with the new key' }).waitFor();
+  const { bob } = ctx;
+  await go(bob, '/dm/alice');
+  await bob.getByText('The key of alice changed since you last wrote.').waitFor();
+  await bob.locator('.dm-list .msg', { hasText: 'Sent with the new key' }).waitFor();
+  await bob.locator('.dm-list .msg', { hasText: 'The launch code is 1234' }).waitFor();
+  assert.equal(await bob.locator('.undecryptable').count(), 0);
 });
 
 test('bad paths: wrong password, wrong secret, taken name, deleted room, removed member', { timeout: 60_000 }, async () => {

@@ -137,6 +137,27 @@ export function renderSettings(ctx) {
     tgStatus, tgActions,
   ]);
 
-  const el = h('section', { class: 'page narrow' }, [heading, langSection, promptSection, tgSection]);
+  // End-to-end encryption key of this browser
+  const fp = h('code', { class: 'fingerprint', text: '…' });
+  const rotate = h('button', { type: 'button', text: t('rotate_key') });
+  const keyState = h('p', { role: 'status', class: 'muted' });
+  ctx.dm.myFingerprint().then((f) => { fp.textContent = f ?? t('e2ee_unsupported'); }).catch((err) => { fp.textContent = errorText(err); });
+  rotate.addEventListener('click', async () => {
+    if (!confirm(t('confirm_rotate'))) return;
+    try {
+      fp.textContent = await ctx.dm.rotateKey();
+      keyState.textContent = t('key_rotated');
+    } catch (err) {
+      keyState.textContent = errorText(err);
+    }
+  });
+  const keySection = h('section', { class: 'card', 'aria-labelledby': 'key-h' }, [
+    h('h2', { id: 'key-h', class: 'section-title', text: t('e2ee_key') }),
+    h('p', { class: 'muted', text: t('e2ee_key_explain') }),
+    h('p', {}, [t('your_key'), ': ', fp]),
+    rotate, keyState,
+  ]);
+
+  const el = h('section', { class: 'page narrow' }, [heading, langSection, promptSection, tgSection, keySection]);
   return { el, title: t('settings_title'), focus: heading, dispose: () => { for (const fn of cleanups) fn(); } };
 }
