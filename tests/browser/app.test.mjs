@@ -480,6 +480,53 @@ test('bad paths: wrong password, wrong secret, taken name, deleted room, removed
   await axe(bob, 'removed');
 });
 
+/** Presses Tab until the focused element matches `selector` (and `text`, if given). */
+async function tabTo(page, selector, text, max = 40) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab');
+    const hit = await page.evaluate(([sel, txt]) => {
+      const el = document.activeElement;
+      return Boolean(el && el.matches(sel) && (!txt || (el.textContent ?? '').includes(txt)));
+    }, [selector, text]);
+    if (hit) {
+      const outline = await page.evaluate(() => getComputedStyle(/** @type {Element} */ (document.activeElement)).outlineStyle);
+      assert.notEqual(outline, 'none', `visible focus on ${selector}`);
+      return;
+    }
+  }
+  assert.fail(`Tab never reached ${selector} ${text ?? ''}`);
+}
+
+test('keyboard only: sign in, open a room, switch panels, send a chat message', { timeout: 30_000 }, async () => {
+  const { alice } = ctx;
+  const dave = await server.api('/api/v1/auth/register', { method: 'POST', body: { username: 'dave', password: PASSWORD, registration_secret: REGISTRATION_SECRET } });
+  assert.ok(dave.token);
+  const aliceToken = await alice.evaluate(() => JSON.parse(sessionStorage.getItem('webcall.session') ?? '{}').token);
+  await server.api(`/api/v1/rooms/${ctx.roomId}/members`, { method: 'POST', token: aliceToken, body: { username: 'dave', role: 'member' } });
+  const page = await newPage('keyboard');
+  await page.goto(`${server.base}/`);
+  await tabTo(page, 'input[name="username"]');
+  await page.keyboard.type('dave');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Your rooms', level: 1 }).waitFor();
+  await tabTo(page, 'a.room-name', 'Standup');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Standup' }).waitFor();
+  await tabTo(page, '[role="tab"]', 'Chat');
+  await page.keyboard.press('ArrowRight');
+  assert.equal(await page.getByRole('tab', { name: 'Members' }).getAttribute('aria-selected'), 'true');
+  await page.getByRole('tabpanel').locator('.member[data-user="alice"]').waitFor();
+  await page.keyboard.press('ArrowLeft');
+  assert.equal(await page.getByRole('tab', { name: 'Chat' }).getAttribute('aria-selected'), 'true');
+  await tabTo(page, 'textarea');
+  await page.keyboard.type('Typed without a mouse');
+  await page.keyboard.press('Enter');
+  await page.locator('.chat-list .msg', { hasText: 'Typed without a mouse' }).waitFor();
+  await page.context().close();
+});
+
 test('no page logged a console error, an uncaught exception or a CSP violation', () => {
   assert.deepEqual(problems, []);
 });

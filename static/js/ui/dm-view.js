@@ -48,13 +48,15 @@ export function renderDms(ctx, peer) {
   const offList = ctx.dm.onList(renderList);
   renderList();
   void ctx.dm.refresh();
+  // Online dots: presence isn't pushed on the user socket, so the list is refreshed.
+  const listTimer = setInterval(() => { void ctx.dm.refresh(); }, 15_000);
 
   const aside = h('section', { class: 'conv-panel card', 'aria-label': t('conversations') }, [
     h('h2', { class: 'section-title', text: t('conversations') }), emptyNote, convList, newForm,
   ]);
 
   /** @type {Array<() => void>} */
-  const cleanups = [offList];
+  const cleanups = [offList, () => clearInterval(listTimer)];
   let thread = h('section', { class: 'thread card' }, [h('p', { class: 'muted', text: t('pick_conversation') })]);
 
   if (peer) {
