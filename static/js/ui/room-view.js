@@ -1,14 +1,17 @@
 // @ts-check
 // The room page: the call (participant grid, mute, microphone, moderation, connection
-// state) beside the chat, the members and the AI agent.
+// state) beside three panels: chat (chat-panel.js), members (members-panel.js) and the AI
+// agent (agent-panel.js). Room-socket events are routed from here.
 
-import { Agent, permissions } from '../agent.js';
+import { permissions } from '../agent.js';
 import { ApiError } from '../api.js';
-import { ChatStore, MAX_CHARS, charCount } from '../chat.js';
-import { currentLang, roleName, t } from '../i18n.js';
+import { roleName, t } from '../i18n.js';
 import { RoomCall } from '../room-call.js';
-import { field, formatTime, h, icon, linkify, newId, replace, setFieldError } from './dom.js';
-import { clearFormErrors, errorText, showFormError } from './errors.js';
+import { createAgentPanel } from './agent-panel.js';
+import { createChatPanel } from './chat-panel.js';
+import { h, icon, newId, replace } from './dom.js';
+import { errorText } from './errors.js';
+import { createMembersPanel } from './members-panel.js';
 
 /**
  * The current Call as `window.webcall`, for the browser tests (they read getStats through
@@ -26,7 +29,6 @@ function exposeCall(roomCall) {
  */
 export function renderRoom(ctx, roomId) {
   const me = /** @type {import('../api.js').User} */ (ctx.session.user);
-  const lang = currentLang();
   const heading = h('h1', { tabindex: '-1', text: t('loading') });
   const roleBadge = h('span', { class: 'role', hidden: true });
   const banner = h('div', { class: 'banner', role: 'alert', hidden: true });
@@ -103,7 +105,7 @@ export function renderRoom(ctx, roomId) {
       if (state === 'removed') onRemoved();
       if (state === 'connected') void fillMics();
       renderMute();
-      renderAgent();
+      agentPanel.render();
     },
     onRemoteStream: (streamId, stream) => {
       let audio = audios.get(streamId);
@@ -122,7 +124,7 @@ export function renderRoom(ctx, roomId) {
       audios.get(streamId)?.remove();
       audios.delete(streamId);
     },
-    onRejoined: () => { void chat.catchUp().catch(() => {}); },
+    onRejoined: () => { void chat.catchUp(); },
     onMessage: (msg) => onRoomMessage(msg),
     onNotice: (code) => {
       if (code === 'mute_locked') ctx.notify(t('err_mute_locked'), 'error');
@@ -253,8 +255,8 @@ export function renderRoom(ctx, roomId) {
   /** @param {import('../signaling.js').ServerMessage} msg */
   function onRoomMessage(msg) {
     switch (msg.type) {
-      case 'chat': chat.add(msg.message); break;
-      case 'history': for (const m of msg.messages ?? []) chat.add(m); break;
+      case 'chat': chat.store.add(msg.message); break;
+      case 'history': for (const m of msg.messages ?? []) chat.store.add(m); break;
       case 'unmute_requested': {
         const by = nameOf(msg.by_user_id);
         if (msg.participant_id === roomCall.me) {
@@ -281,7 +283,7 @@ export function renderRoom(ctx, roomId) {
         break;
       case 'role_changed':
       case 'member_removed':
-        if (!(msg.type === 'member_removed' && msg.user_id === me.id)) void loadMembers();
+        if (!(msg.type === 'member_removed' && msg.user_id === me.id)) void membersPanel.load();
         if (msg.type === 'role_changed' && msg.user_id === me.id && room) {
           room.role = msg.role;
           roleBadge.textContent = roleName(msg.role);
@@ -306,141 +308,38 @@ export function renderRoom(ctx, roomId) {
   /** @param {number} userId */
   function nameOf(userId) {
     for (const p of roomCall.participants.values()) if (p.user_id === userId) return p.username;
-    return members.find((m) => m.user_id === userId)?.username ?? `#${userId}`;
+    return membersPanel.members().find((m) => m.user_id === userId)?.username ?? `#${userId}`;
   }
 
   function onRemoved() {
     if (removed) return;
     removed = true;
     showBanner(t('you_were_removed'));
-    chatForm.hidden = true;
+    chat.close();
     joinButton.disabled = true;
-    membersSection.hidden = true;
-    agentSection.hidden = true;
+    membersPanel.section.hidden = true;
+    agentPanel.section.hidden = true;
     if (pollTimer) clearInterval(pollTimer);
   }
 
-  // ---- chat ---------------------------------------------------------------------------
-  const chatList = h('ol', { class: 'chat-list', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': t('chat_messages') });
-  const olderButton = h('button', { type: 'button', class: 'link-button', hidden: true, text: t('load_older') });
-  const chatInputId = newId('chat');
-  const chatInput = h('textarea', { id: chatInputId, name: 'text', rows: '2', 'aria-describedby': `${chatInputId}-count ${chatInputId}-error` });
-  const counter = h('span', { id: `${chatInputId}-count`, class: 'counter', text: `0 / ${MAX_CHARS}` });
-  const chatError = h('p', { id: `${chatInputId}-error`, class: 'field-error', hidden: true });
-  const sendButton = h('button', { type: 'submit', class: 'primary', text: t('send') });
-  const chatForm = h('form', { class: 'chat-form', novalidate: true }, [
-    h('label', { for: chatInputId, class: 'visually-hidden', text: t('message') }),
-    chatInput,
-    h('div', { class: 'chat-form-row' }, [counter, sendButton]),
-    chatError,
-  ]);
-  const chatSection = h('section', { class: 'chat card', 'aria-labelledby': `${chatInputId}-h` }, [
-    h('h2', { id: `${chatInputId}-h`, class: 'section-title', text: t('chat') }),
-    olderButton, chatList, chatForm,
-  ]);
-
-  /** @type {Map<string, HTMLLIElement>} */
-  const pendingEls = new Map();
-  const chat = new ChatStore(ctx.api, roomId, {
-    onInsert: (msg) => {
-      const stick = chatList.scrollHeight - chatList.scrollTop - chatList.clientHeight < 60;
-      const item = messageItem(msg);
-      // In id order: usually the end.
-      let before = null;
-      for (let c = /** @type {Element | null} */ (chatList.lastElementChild); c; c = c.previousElementSibling) {
-        const id = Number(c.getAttribute('data-id') ?? 'Infinity');
-        if (c.classList.contains('pending')) { before = c; continue; }
-        if (id > msg.id) before = c; else break;
-      }
-      chatList.insertBefore(item, before);
-      if (stick) chatList.scrollTop = chatList.scrollHeight;
-    },
-    onOlder: (msgs, hasMore) => {
-      const first = chatList.firstElementChild;
-      const height = chatList.scrollHeight;
-      for (const m of msgs) chatList.insertBefore(messageItem(m), first);
-      chatList.scrollTop += chatList.scrollHeight - height;
-      olderButton.hidden = !hasMore;
-    },
-    onPending: (key, text) => {
-      const item = h('li', { class: 'msg mine pending' }, [
-        h('div', { class: 'msg-head' }, [h('span', { class: 'msg-author', text: me.username }), h('span', { class: 'msg-time', text: t('sending') })]),
-        h('p', { class: 'msg-text', text }),
-      ]);
-      pendingEls.set(key, item);
-      chatList.append(item);
-      chatList.scrollTop = chatList.scrollHeight;
-    },
-    onPendingDone: (key, failed) => {
-      const item = pendingEls.get(key);
-      pendingEls.delete(key);
-      if (!item) return;
-      if (failed === null) item.remove();
-      else {
-        item.classList.add('failed');
-        const time = item.querySelector('.msg-time');
-        if (time) time.textContent = t('not_sent');
-      }
-    },
+  // ---- side panels ------------------------------------------------------------------------
+  const chat = createChatPanel(ctx, roomId, { onGone });
+  const membersPanel = createMembersPanel(ctx, roomId, { onGone, active: () => !disposed && !removed });
+  const agentPanel = createAgentPanel(ctx, roomId, {
+    inCall: () => roomCall.state === 'connected' || roomCall.state === 'reconnecting' || roomCall.state === 'connecting',
+    nameOf,
+    start: () => roomCall.startTranscription(),
+    stop: () => roomCall.stopTranscription(),
   });
+  const agent = agentPanel.agent;
 
-  /** @param {import('../api.js').ChatMessage} msg */
-  function messageItem(msg) {
-    const mine = msg.user_id === me.id;
-    return h('li', { class: mine ? 'msg mine' : 'msg', 'data-id': String(msg.id) }, [
-      h('div', { class: 'msg-head' }, [
-        h('span', { class: 'msg-author', text: msg.username }),
-        h('time', { class: 'msg-time', datetime: msg.created_at, text: formatTime(msg.created_at, lang) }),
-      ]),
-      h('p', { class: 'msg-text' }, linkify(msg.text)),
-    ]);
-  }
-
-  function updateCounter() {
-    const n = charCount(chatInput.value);
-    counter.textContent = `${n} / ${MAX_CHARS}`;
-    const over = n > MAX_CHARS;
-    counter.classList.toggle('over', over);
-    if (over) setFieldError({ input: chatInput, error: chatError }, t('err_too_long', { n: n - MAX_CHARS }));
-    else if (!chatError.hidden) setFieldError({ input: chatInput, error: chatError }, '');
-  }
-  chatInput.addEventListener('input', updateCounter);
-  chatInput.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
-      ev.preventDefault();
-      chatForm.requestSubmit();
-    }
-  });
-  chatForm.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    const text = chatInput.value;
-    if (!text.trim()) return;
-    if (charCount(text) > MAX_CHARS) {
-      updateCounter();
-      chatInput.focus();
-      return;
-    }
-    chatInput.value = '';
-    updateCounter();
-    chat.send(text).catch((err) => {
-      setFieldError({ input: chatInput, error: chatError }, errorText(err));
-      if (!chatInput.value) { chatInput.value = text; updateCounter(); }
-      if (err instanceof ApiError && err.status === 404) onGone();
-    });
-  });
-  olderButton.addEventListener('click', () => {
-    void chat.loadOlder().catch((err) => ctx.notify(errorText(err), 'error'));
-  });
-
-  // Outside the call, the room socket isn't joined and gets no chat: poll for new messages.
+  // Outside the call the room socket isn't joined and gets no chat: poll for new messages.
   /** @type {ReturnType<typeof setInterval> | null} */
   let pollTimer = null;
   function poll() {
     if (disposed || removed) return;
     if (roomCall.state === 'connected' || roomCall.state === 'connecting') return;
-    chat.catchUp().catch((err) => {
-      if (err instanceof ApiError && err.status === 404) onGone();
-    });
+    void chat.catchUp();
   }
 
   function onGone() {
@@ -450,207 +349,11 @@ export function renderRoom(ctx, roomId) {
     roomCall.leave();
   }
 
-  // ---- members --------------------------------------------------------------------------
-  /** @type {import('../api.js').Member[]} */
-  let members = [];
-  const memberList = h('ul', { class: 'member-list' });
-  const addName = field({ name: 'username', label: t('username'), required: true, maxlength: 32 });
-  const roleId = newId('role');
-  const addRole = h('select', { id: roleId, name: 'role' });
-  const addError = h('p', { class: 'form-error', role: 'alert', hidden: true });
-  const addForm = h('form', { class: 'add-member', novalidate: true, hidden: true }, [
-    h('h3', { text: t('add_member') }),
-    addName.row,
-    h('div', { class: 'field' }, [h('label', { for: roleId, text: t('role') }), addRole]),
-    addError,
-    h('button', { type: 'submit', text: t('add') }),
-  ]);
-  const membersSection = h('section', { class: 'members card', 'aria-labelledby': 'members-h' }, [
-    h('h2', { id: 'members-h', class: 'section-title', text: t('members') }), memberList, addForm,
-  ]);
-  addForm.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    clearFormErrors({ username: addName }, addError);
-    const name = addName.input.value.trim();
-    if (!name) { setFieldError(addName, t('err_required')); addName.input.focus(); return; }
-    try {
-      await ctx.api.addMember(roomId, name, /** @type {import('../api.js').Role} */ (addRole.value));
-      addName.input.value = '';
-      ctx.announce(t('member_added', { name }));
-      await loadMembers();
-    } catch (err) {
-      showFormError(err, { username: addName }, addError, (e) => (e.status === 404 || e.code === 'already_member' ? 'username' : undefined));
-      if (err instanceof ApiError && err.status === 404 && !err.field) {
-        setFieldError(addName, t('err_no_such_user'));
-      }
-    }
-  });
-
-  async function loadMembers() {
-    if (disposed || removed) return;
-    try {
-      const [list, presence] = await Promise.all([ctx.api.members(roomId), ctx.api.presence(roomId)]);
-      if (disposed) return;
-      members = list;
-      const myRole = list.find((m) => m.user_id === me.id)?.role ?? room?.role ?? 'member';
-      const byUser = new Map(presence.map((p) => [p.user_id, p]));
-      replace(memberList, ...list.map((m) => memberRow(m, myRole, byUser.get(m.user_id))));
-      addForm.hidden = myRole === 'member';
-      const roles = myRole === 'owner' ? ['member', 'moderator'] : ['member'];
-      if (addRole.options.length !== roles.length) replace(addRole, ...roles.map((r) => h('option', { value: r, text: roleName(r) })));
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 404) onGone();
-    }
-  }
-
-  /**
-   * @param {import('../api.js').Member} m
-   * @param {string} myRole
-   * @param {import('../api.js').Presence | undefined} p
-   */
-  function memberRow(m, myRole, p) {
-    const perm = permissions(myRole, m.role);
-    const status = p?.in_call ? t('status_in_call') : p?.online ? t('status_online') : t('status_offline');
-    const row = h('li', { class: 'member', 'data-user': m.username }, [
-      h('span', { class: `dot ${p?.in_call ? 'dot-call' : p?.online ? 'dot-online' : 'dot-offline'}`, 'aria-hidden': 'true' }),
-      h('span', { class: 'member-name' }, [
-        m.user_id === me.id ? `${m.username} (${t('you')})` : m.username,
-        h('span', { class: 'visually-hidden', text: `, ${status}` }),
-      ]),
-    ]);
-    if (perm.changeRole && m.user_id !== me.id) {
-      const id = newId('member-role');
-      const select = h('select', { id, 'aria-label': t('role_of', { name: m.username }) },
-        ['member', 'moderator'].map((r) => h('option', { value: r, text: roleName(r), selected: r === m.role })));
-      select.addEventListener('change', async () => {
-        try {
-          await ctx.api.changeRole(roomId, m.user_id, /** @type {import('../api.js').Role} */ (select.value));
-          ctx.announce(t('role_changed', { name: m.username, role: roleName(select.value) }));
-          await loadMembers();
-        } catch (err) {
-          ctx.notify(errorText(err), 'error');
-          select.value = m.role;
-        }
-      });
-      row.append(select);
-    } else {
-      row.append(h('span', { class: `role role-${m.role}`, text: roleName(m.role) }));
-    }
-    if (perm.moderate && m.user_id !== me.id) {
-      row.append(h('button', {
-        type: 'button', class: 'danger small', 'aria-label': t('remove_name', { name: m.username }), text: t('remove'),
-        onclick: async () => {
-          if (!confirm(t('confirm_remove', { name: m.username }))) return;
-          try {
-            await ctx.api.removeMember(roomId, m.user_id);
-            ctx.announce(t('member_removed', { name: m.username }));
-            await loadMembers();
-          } catch (err) {
-            ctx.notify(errorText(err), 'error');
-          }
-        },
-      }));
-    }
-    return row;
-  }
-
-  // ---- AI agent -------------------------------------------------------------------------
-  const agentState = h('p', { class: 'agent-state', role: 'status' });
-  const agentButton = h('button', { type: 'button', text: t('start_transcription') });
-  const summariseButton = h('button', { type: 'button', text: t('summarise') });
-  const captions = h('ol', { class: 'captions', 'aria-live': 'polite', 'aria-label': t('live_captions') });
-  const transcriptButton = h('button', { type: 'button', class: 'link-button', text: t('show_transcript') });
-  const transcriptBox = h('ol', { class: 'transcript', hidden: true, 'aria-label': t('transcript') });
-  const summaryList = h('ol', { class: 'summaries', 'aria-label': t('summaries') });
-  const agentSection = h('section', { class: 'agent card', 'aria-labelledby': 'agent-h' }, [
-    h('h2', { id: 'agent-h', class: 'section-title', text: t('ai_agent') }),
-    agentState,
-    h('div', { class: 'button-row' }, [agentButton, summariseButton]),
-    h('h3', { text: t('live_captions') }), captions,
-    h('h3', { text: t('transcript') }), transcriptButton, transcriptBox,
-    h('h3', { text: t('summaries') }), summaryList,
-  ]);
-
-  const agent = new Agent(ctx.api, roomId, {
-    onState: renderAgent,
-    onCaption: (c) => {
-      captions.append(h('li', { class: 'caption', 'data-user': c.username }, [
-        h('span', { class: 'caption-who', text: `${c.username}: ` }), c.text,
-      ]));
-      while (captions.childElementCount > 50) captions.firstElementChild?.remove();
-    },
-    onSummaries: renderSummaries,
-  });
-
-  function renderAgent() {
-    const inCall = roomCall.state === 'connected' || roomCall.state === 'reconnecting' || roomCall.state === 'connecting';
-    if (agent.active) {
-      agentState.textContent = t('transcribing_by', { name: agent.byUserId ? nameOf(agent.byUserId) : '?' });
-      agentState.classList.add('on');
-    } else {
-      agentState.textContent = inCall ? t('not_transcribing') : t('join_to_transcribe');
-      agentState.classList.remove('on');
-    }
-    agentButton.textContent = agent.active ? t('stop_transcription') : t('start_transcription');
-    agentButton.setAttribute('aria-pressed', String(agent.active));
-    agentButton.disabled = !inCall;
-    summariseButton.disabled = agent.summarising;
-    summariseButton.textContent = agent.summarising ? t('summarising') : t('summarise');
-  }
-  agentButton.addEventListener('click', () => {
-    if (agent.active) roomCall.stopTranscription();
-    else roomCall.startTranscription();
-  });
-  summariseButton.addEventListener('click', async () => {
-    try {
-      const outcome = await agent.summarise();
-      ctx.announce(t('summary_ready'));
-      if (outcome.telegram.status === 'failed') ctx.notify(t('telegram_failed'), 'error');
-    } catch (err) {
-      ctx.notify(errorText(err), 'error');
-    }
-  });
-  transcriptButton.addEventListener('click', async () => {
-    try {
-      const segments = await agent.transcript();
-      replace(transcriptBox, ...(segments.length ? segments.map((s) => h('li', {}, [
-        h('time', { datetime: s.started_at, text: formatTime(s.started_at, lang) }), ' ',
-        h('strong', { text: `${s.username}: ` }), s.text,
-      ])) : [h('li', { class: 'muted', text: t('no_transcript') })]));
-      transcriptBox.hidden = false;
-      transcriptButton.textContent = t('refresh_transcript');
-    } catch (err) {
-      ctx.notify(errorText(err), 'error');
-    }
-  });
-
-  /** @param {import('../api.js').Delivery | undefined} d */
-  function deliveryTag(d) {
-    if (!d) return null;
-    const text = d.status === 'sent' ? t('telegram_sent', { n: d.chats ?? 1 })
-      : d.status === 'failed' ? t('telegram_failed')
-        : d.status === 'not_linked' ? t('telegram_not_linked')
-          : d.status === 'repeat' ? t('telegram_repeat') : '';
-    return text ? h('span', { class: d.status === 'failed' ? 'tag warn' : 'tag', text }) : null;
-  }
-
-  function renderSummaries() {
-    replace(summaryList, ...(agent.summaries.length ? agent.summaries.map((s) => h('li', { class: 'summary' }, [
-      h('div', { class: 'msg-head' }, [
-        h('strong', { text: t('summary_by', { name: s.requested_by_name }) }),
-        h('time', { datetime: s.created_at, text: formatTime(s.created_at, lang) }),
-        s.source === 'heuristic' ? h('span', { class: 'tag', text: t('heuristic') }) : null,
-        deliveryTag(agent.deliveries.get(s.id)),
-      ]),
-      h('p', { class: 'summary-text' }, linkify(s.text)),
-    ])) : [h('li', { class: 'muted', text: t('no_summaries') })]));
-  }
-
   // ---- side panel tabs ------------------------------------------------------------------
   const panels = [
-    { key: 'chat', label: t('chat'), el: chatSection },
-    { key: 'members', label: t('members'), el: membersSection },
-    { key: 'agent', label: t('ai_agent'), el: agentSection },
+    { key: 'chat', label: t('chat'), el: chat.section },
+    { key: 'members', label: t('members'), el: membersPanel.section },
+    { key: 'agent', label: t('ai_agent'), el: agentPanel.section },
   ];
   const tablist = h('div', { class: 'tabs', role: 'tablist', 'aria-label': t('room_panels') });
   /** @type {HTMLButtonElement[]} */
@@ -663,6 +366,7 @@ export function renderRoom(ctx, roomId) {
       tabButtons[i].tabIndex = on ? 0 : -1;
       p.el.hidden = !on || (removed && p.key !== 'chat');
     });
+    if (panels[index].key === 'chat') chat.seen();
     if (focus) tabButtons[index].focus();
   }
   panels.forEach((p, i) => {
@@ -679,13 +383,11 @@ export function renderRoom(ctx, roomId) {
     tabButtons.push(b);
     tablist.append(b);
   });
-  // A tabpanel names itself by its tab; the h2 inside is then redundant for the label.
-  chatSection.removeAttribute('aria-labelledby');
-  membersSection.removeAttribute('aria-labelledby');
-  agentSection.removeAttribute('aria-labelledby');
-  chatSection.setAttribute('aria-labelledby', 'tab-chat');
-  membersSection.setAttribute('aria-labelledby', 'tab-members');
-  agentSection.setAttribute('aria-labelledby', 'tab-agent');
+  // The Chat tab counts what arrived while another panel was shown.
+  const chatTab = tabButtons[0];
+  chat.onUnseen((n) => {
+    chatTab.textContent = n ? `${t('chat')} (${n})` : t('chat');
+  });
   selectTab(0, false);
 
   // ---- load -----------------------------------------------------------------------------
@@ -705,20 +407,16 @@ export function renderRoom(ctx, roomId) {
     roleBadge.className = `role role-${room.role}`;
     roleBadge.hidden = false;
     deleteButton.hidden = room.role !== 'owner';
-    replace(body, callSection, h('div', { class: 'side' }, [tablist, chatSection, membersSection, agentSection]));
-    renderAgent();
-    renderSummaries();
-    void loadMembers();
+    replace(body, callSection, h('div', { class: 'side' }, [tablist, chat.section, membersPanel.section, agentPanel.section]));
+    void membersPanel.load();
     void agent.loadSummaries().catch(() => {});
     try {
       await chat.load();
-      olderButton.hidden = !chat.hasOlder;
-      chatList.scrollTop = chatList.scrollHeight;
     } catch (err) {
       ctx.notify(errorText(err), 'error');
     }
     pollTimer = setInterval(poll, 3000);
-    const presenceTimer = setInterval(() => { void loadMembers(); }, 10_000);
+    const presenceTimer = setInterval(() => { void membersPanel.load(); }, 10_000);
     cleanups.push(() => clearInterval(presenceTimer));
   }
 
