@@ -317,8 +317,9 @@ export function renderRoom(ctx, roomId) {
     showBanner(t('you_were_removed'));
     chat.close();
     joinButton.disabled = true;
-    membersPanel.section.hidden = true;
-    agentPanel.section.hidden = true;
+    // Only the chat history stays (read-only).
+    selectTab(0, false);
+    tablist.hidden = true;
     if (pollTimer) clearInterval(pollTimer);
   }
 
