@@ -271,8 +271,14 @@ test('the grid at 50 participants: speaking changes reach the DOM at most ~10 ti
 test('chat both ways, links only for http(s), own message once, and catch-up after the socket drops', { timeout: 60_000 }, async () => {
   const { alice, bob } = ctx;
   assert.ok(alice && bob, 'the call test ran');
-  await alice.getByRole('tab', { name: 'Chat' }).click();
+  // Alice looks at another panel: the Chat tab counts what arrives meanwhile.
   await bob.getByRole('tab', { name: 'Chat' }).click();
+  await bob.getByRole('textbox', { name: 'Message' }).fill('Anyone there?');
+  await bob.getByRole('textbox', { name: 'Message' }).press('Enter');
+  await alice.getByRole('tab', { name: 'Chat (1)' }).waitFor();
+  await alice.getByRole('tab', { name: 'Chat (1)' }).click();
+  await alice.getByRole('tab', { name: 'Chat', exact: true }).waitFor();
+  await alice.locator('.chat-list .msg', { hasText: 'Anyone there?' }).waitFor();
 
   await alice.getByRole('textbox', { name: 'Message' }).fill('Agenda: https://example.org/agenda and javascript:alert(1)');
   await alice.getByRole('textbox', { name: 'Message' }).press('Enter');
@@ -475,6 +481,10 @@ test('bad paths: wrong password, wrong secret, taken name, deleted room, removed
   await bob.getByRole('button', { name: 'Join call' }).click();
   await go(alice, `/rooms/${ctx.roomId}`);
   await alice.getByRole('tab', { name: 'Members' }).click();
+  await bob.locator('.call-state[data-state="connected"]').waitFor({ timeout: 20_000 });
+  // The owner makes bob a moderator; bob's page follows.
+  await alice.getByLabel('Role of bob').selectOption('moderator');
+  await bob.locator('.room-head .role', { hasText: 'moderator' }).waitFor();
   await alice.getByRole('button', { name: 'Remove bob' }).click();
   await bob.getByText('You were removed from this room.').waitFor({ timeout: 10_000 });
   await axe(bob, 'removed');
