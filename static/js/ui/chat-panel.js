@@ -31,6 +31,7 @@ export function createChatPanel(ctx, roomId, hooks) {
   const lang = currentLang();
   const list = h('ol', { class: 'chat-list', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': t('chat_messages') });
   const olderButton = h('button', { type: 'button', class: 'link-button', hidden: true, text: t('load_older') });
+  const empty = h('p', { class: 'muted', hidden: true, text: t('no_messages') });
   const inputId = newId('chat');
   const input = h('textarea', { id: inputId, name: 'text', rows: '2', 'aria-describedby': `${inputId}-count ${inputId}-error` });
   const counter = h('span', { id: `${inputId}-count`, class: 'counter', text: `0 / ${MAX_CHARS}` });
@@ -44,7 +45,7 @@ export function createChatPanel(ctx, roomId, hooks) {
   ]);
   const section = h('section', { class: 'chat card' }, [
     h('h2', { class: 'section-title', text: t('chat') }),
-    olderButton, list, form,
+    olderButton, empty, list, form,
   ]);
   const inputRef = { input, error };
 
@@ -65,6 +66,7 @@ export function createChatPanel(ctx, roomId, hooks) {
         if (Number(c.getAttribute('data-id')) > msg.id) before = c; else break;
       }
       list.insertBefore(messageItem(msg), before);
+      empty.hidden = true;
       if (stick) list.scrollTop = list.scrollHeight;
       if (section.hidden && msg.user_id !== me.id && loaded) {
         unseen += 1;
@@ -156,6 +158,7 @@ export function createChatPanel(ctx, roomId, hooks) {
       await store.load();
       loaded = true;
       olderButton.hidden = !store.hasOlder;
+      empty.hidden = store.byId.size > 0;
       list.scrollTop = list.scrollHeight;
     },
     catchUp: () => store.catchUp().catch((err) => {
