@@ -10,7 +10,7 @@ import { Call } from './call.js';
  * @typedef {import('./signaling.js').ServerMessage} ServerMessage
  * @typedef {{participant_id: number, user_id: number, username: string, role: string, muted: boolean,
  *   mute_locked: boolean, speaking: boolean}} Participant
- * @typedef {'idle' | 'connecting' | 'connected' | 'reconnecting' | 'removed' | 'closed' | 'failed'} CallState
+ * @typedef {'idle' | 'connecting' | 'connected' | 'reconnecting' | 'removed' | 'replaced' | 'closed' | 'failed'} CallState
  * @typedef {{
  *   onParticipants: () => void,
  *   onSpeaking: (changed: number[]) => void,
@@ -67,6 +67,12 @@ export class RoomCall {
 
   /** Joins the call (asks for the microphone). */
   async join() {
+    if (this.call) {
+      // A call that ended by itself (replaced, failed): release its microphone first.
+      this.stopMedia();
+      try { this.call.leave(); } catch { /* its socket is gone */ }
+      this.call = null;
+    }
     this.leaving = false;
     this.setState('connecting');
     this.open();
@@ -114,6 +120,7 @@ export class RoomCall {
     else if (state === 'reconnecting') this.setState('reconnecting', detail);
     else if (state === 'closed') {
       if (/removed/.test(detail)) this.setState('removed');
+      else if (/another tab/.test(detail)) this.setState('replaced');
       else if (detail !== 'left') this.setState('failed', detail);
     }
   }
@@ -128,6 +135,10 @@ export class RoomCall {
     if (this.call !== call || this.leaving) return;
     if (ev.code === 4003) {
       this.setState('removed');
+      return;
+    }
+    if (ev.code === 4001) {
+      this.setState('replaced');
       return;
     }
     this.setState('reconnecting');

@@ -85,11 +85,11 @@ export function renderRoom(ctx, roomId) {
     onState: (state) => {
       const key = /** @type {const} */ ({
         idle: 'call_idle', connecting: 'call_connecting', connected: 'call_connected',
-        reconnecting: 'call_reconnecting', removed: 'call_removed', closed: 'call_idle', failed: 'call_failed',
+        reconnecting: 'call_reconnecting', removed: 'call_removed', replaced: 'call_replaced', closed: 'call_idle', failed: 'call_failed',
       })[state];
       callState.textContent = t(key);
       callState.dataset.state = state;
-      const inCall = state !== 'idle' && state !== 'closed' && state !== 'removed' && state !== 'failed';
+      const inCall = state === 'connecting' || state === 'connected' || state === 'reconnecting';
       joinButton.textContent = inCall ? t('leave_call') : t('join_call');
       joinButton.className = inCall ? 'danger' : 'primary';
       muteButton.hidden = !inCall;
@@ -135,7 +135,7 @@ export function renderRoom(ctx, roomId) {
   });
 
   joinButton.addEventListener('click', () => {
-    if (roomCall.state === 'idle' || roomCall.state === 'closed' || roomCall.state === 'failed') {
+    if (roomCall.state !== 'connecting' && roomCall.state !== 'connected' && roomCall.state !== 'reconnecting') {
       void roomCall.join();
       exposeCall(roomCall);
     } else {
