@@ -109,21 +109,15 @@ export class Api {
 
   // rooms
   /** @returns {Promise<Room[]>} */
-  async rooms() {
-    const data = await this.request('GET', '/rooms');
-    return Array.isArray(data) ? data : (data?.rooms ?? []);
-  }
+  rooms() { return this.request('GET', '/rooms'); }
   /** @param {number} id @returns {Promise<Room>} */
   room(id) { return this.request('GET', `/rooms/${id}`); }
   /** @param {string} name @returns {Promise<Room>} */
   createRoom(name) { return this.request('POST', '/rooms', { name }); }
   /** @param {number} id @returns {Promise<null>} */
   deleteRoom(id) { return this.request('DELETE', `/rooms/${id}`); }
-  /** @param {number} id @returns {Promise<Member[]>} */
-  async members(id) {
-    const data = await this.request('GET', `/rooms/${id}/members`);
-    return Array.isArray(data) ? data : (data?.members ?? []);
-  }
+  /** @param {number} id @returns {Promise<Member[]>} members, owner first */
+  members(id) { return this.request('GET', `/rooms/${id}/members`); }
   /** @param {number} id @param {string} username @param {Role} role @returns {Promise<Member>} */
   addMember(id, username, role) { return this.request('POST', `/rooms/${id}/members`, { username, role }); }
   /** @param {number} id @param {number} userId @param {Role} role @returns {Promise<Member>} */
@@ -131,10 +125,7 @@ export class Api {
   /** @param {number} id @param {number} userId @returns {Promise<null>} */
   removeMember(id, userId) { return this.request('DELETE', `/rooms/${id}/members/${userId}`); }
   /** @param {number} id @returns {Promise<Presence[]>} */
-  async presence(id) {
-    const data = await this.request('GET', `/rooms/${id}/presence`);
-    return Array.isArray(data) ? data : (data?.members ?? []);
-  }
+  presence(id) { return this.request('GET', `/rooms/${id}/presence`); }
 
   // chat
   /** @param {number} id @param {string} text @returns {Promise<ChatMessage>} */
@@ -156,16 +147,12 @@ export class Api {
   /** @param {string} username @returns {Promise<UserKeys>} */
   keys(username) { return this.request('GET', `/keys/${encodeURIComponent(username)}`); }
   /** @returns {Promise<Conversation[]>} */
-  async conversations() {
-    const data = await this.request('GET', '/dm');
-    return Array.isArray(data) ? data : (data?.conversations ?? []);
-  }
-  /** @param {string} username @param {{before?: number, limit?: number}} q @returns {Promise<DirectMessage[]>} */
-  async dms(username, q = {}) {
+  conversations() { return this.request('GET', '/dm'); }
+  /** @param {string} username @param {{before?: number, limit?: number}} q @returns {Promise<DirectMessage[]>} newest first */
+  dms(username, q = {}) {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
-    const data = await this.request('GET', `/dm/${encodeURIComponent(username)}?${params}`);
-    return Array.isArray(data) ? data : (data?.messages ?? []);
+    return this.request('GET', `/dm/${encodeURIComponent(username)}?${params}`);
   }
   /** @param {string} username @param {Record<string, string>} body @returns {Promise<DirectMessage>} */
   sendDm(username, body) { return this.request('POST', `/dm/${encodeURIComponent(username)}`, body); }
