@@ -75,6 +75,16 @@ export class RoomCall {
     }
     this.leaving = false;
     this.setState('connecting');
+    // Ask for the microphone first: a refusal (or no microphone at all) is said plainly here
+    // instead of ending as a call that never connects.
+    try {
+      const probe = await navigator.mediaDevices.getUserMedia({ audio: true });
+      for (const track of probe.getTracks()) track.stop();
+    } catch {
+      this.setState('failed', 'microphone');
+      return;
+    }
+    if (this.leaving) return;
     this.open();
   }
 

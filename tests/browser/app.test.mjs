@@ -534,6 +534,15 @@ test('keyboard only: sign in, open a room, switch panels, send a chat message', 
   await page.keyboard.type('Typed without a mouse');
   await page.keyboard.press('Enter');
   await page.locator('.chat-list .msg', { hasText: 'Typed without a mouse' }).waitFor();
+  // A refused microphone is said plainly (and nothing is left trying to connect).
+  await page.evaluate(() => {
+    navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+  });
+  await tabTo(page, 'button', 'Join call');
+  await page.keyboard.press('Enter');
+  await page.getByText('No microphone can be used').waitFor();
+  assert.equal(await page.locator('.call-state').getAttribute('data-state'), 'failed');
+  await page.getByRole('button', { name: 'Join call' }).waitFor();
   await page.context().close();
 });
 

@@ -82,12 +82,12 @@ export function renderRoom(ctx, roomId) {
     onSpeaking: (changed) => {
       for (const pid of changed) updateSpeaking(pid);
     },
-    onState: (state) => {
+    onState: (state, detail) => {
       const key = /** @type {const} */ ({
         idle: 'call_idle', connecting: 'call_connecting', connected: 'call_connected',
         reconnecting: 'call_reconnecting', removed: 'call_removed', replaced: 'call_replaced', closed: 'call_idle', failed: 'call_failed',
       })[state];
-      callState.textContent = t(key);
+      callState.textContent = state === 'failed' && detail === 'microphone' ? t('call_no_microphone') : t(key);
       callState.dataset.state = state;
       const inCall = state === 'connecting' || state === 'connected' || state === 'reconnecting';
       joinButton.textContent = inCall ? t('leave_call') : t('join_call');
