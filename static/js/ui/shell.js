@@ -2,7 +2,7 @@
 // The app's frame: top bar (navigation, unread badge, sign out), the view slot, toasts and
 // the screen-reader announcer. In-app links go through the router.
 
-import { t, currentLang } from '../i18n.js';
+import { t } from '../i18n.js';
 import { h, replace } from './dom.js';
 
 /**
@@ -126,4 +126,3 @@ export class Shell {
   }
 }
 
-export { currentLang };
