@@ -243,6 +243,24 @@ export function renderRoom(ctx, roomId) {
     renderMute();
   }
 
+  // A tile's action menu closes with Escape (focus back on its button) or a click elsewhere.
+  grid.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Escape') return;
+    const details = ev.target instanceof Element ? ev.target.closest('details[open]') : null;
+    if (details instanceof HTMLDetailsElement) {
+      details.open = false;
+      details.querySelector('summary')?.focus();
+    }
+  });
+  /** @param {MouseEvent} ev */
+  const closeMenus = (ev) => {
+    for (const d of grid.querySelectorAll('details[open]')) {
+      if (!(ev.target instanceof Node) || !d.contains(ev.target)) /** @type {HTMLDetailsElement} */ (d).open = false;
+    }
+  };
+  document.addEventListener('click', closeMenus);
+  cleanups.push(() => document.removeEventListener('click', closeMenus));
+
   /** @param {number} pid */
   function updateSpeaking(pid) {
     const tile = tiles.get(pid);
