@@ -127,7 +127,9 @@ export function renderRoom(ctx, roomId) {
     onRejoined: () => { void chat.catchUp(); },
     onMessage: (msg) => onRoomMessage(msg),
     onNotice: (code) => {
-      if (code === 'mute_locked') ctx.notify(t('err_mute_locked'), 'error');
+      // The socket fell behind and events were dropped: fetch the chat it missed.
+      if (code === 'lagged') void chat.catchUp();
+      else if (code === 'mute_locked') ctx.notify(t('err_mute_locked'), 'error');
       else if (code === 'transcription_unavailable') ctx.notify(t('err_transcription_unavailable'), 'error');
       else if (code === 'forbidden') ctx.notify(t('err_forbidden'), 'error');
       else if (code === 'rate_limited') ctx.notify(t('err_rate_limited'), 'error');
