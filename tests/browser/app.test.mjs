@@ -507,7 +507,7 @@ async function tabTo(page, selector, text, max = 40) {
   assert.fail(`Tab never reached ${selector} ${text ?? ''}`);
 }
 
-test('keyboard only: sign in, open a room, switch panels, send a chat message', { timeout: 30_000 }, async () => {
+test('keyboard only: sign in, open a room, switch panels, send a chat message; no microphone; sign out', { timeout: 30_000 }, async () => {
   const { alice } = ctx;
   const dave = await server.api('/api/v1/auth/register', { method: 'POST', body: { username: 'dave', password: PASSWORD, registration_secret: REGISTRATION_SECRET } });
   assert.ok(dave.token);
@@ -543,6 +543,10 @@ test('keyboard only: sign in, open a room, switch panels, send a chat message', 
   await page.getByText('No microphone can be used').waitFor();
   assert.equal(await page.locator('.call-state').getAttribute('data-state'), 'failed');
   await page.getByRole('button', { name: 'Join call' }).waitFor();
+  // Sign out: back to sign-in, nothing left in storage.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('webcall.session') ?? localStorage.getItem('webcall.session')), null);
   await page.context().close();
 });
 
