@@ -74,6 +74,7 @@ export function renderDms(ctx, peer) {
       h('div', { class: 'chat-form-row' }, [counter, send]), error,
     ]);
     thread = h('section', { class: 'thread card', 'aria-labelledby': `${inputId}-h` }, [
+      h('a', { href: '/dm', class: 'back-to-list', text: `← ${t('conversations')}` }),
       h('h2', { id: `${inputId}-h`, class: 'section-title', text: peerName }), security, olderButton, list, form,
     ]);
     /** @type {Set<number>} */
@@ -200,7 +201,8 @@ export function renderDms(ctx, peer) {
     cleanups.push(() => ctx.dm.close(peerName));
   }
 
-  const el = h('section', { class: 'page' }, [heading, h('div', { class: 'dm-layout' }, [aside, thread])]);
+  // On a phone an open conversation takes the screen; the list is one tap back.
+  const el = h('section', { class: 'page' }, [heading, h('div', { class: peer ? 'dm-layout has-thread' : 'dm-layout' }, [aside, thread])]);
   return {
     el, title: peer ? t('dm_with', { name: peer }) : t('messages_title'), focus: heading,
     dispose: () => { for (const fn of cleanups) fn(); },
