@@ -53,6 +53,11 @@ export class Call {
     this.participantId = null;
     /** @type {CallState} */
     this.state = 'connecting';
+    /**
+     * The latest state changes, newest last (what a support request or a test wants to see).
+     * @type {{state: CallState, detail: string, at: number}[]}
+     */
+    this.stateLog = [];
     /** Times the socket was reopened or media rebuilt (for tests and the UI). */
     this.rejoins = 0;
     this.iceRestarts = 0;
@@ -95,6 +100,8 @@ export class Call {
   setState(state, detail = '') {
     if (this.state === 'closed') return;
     this.state = state;
+    this.stateLog.push({ state, detail, at: Date.now() });
+    if (this.stateLog.length > 100) this.stateLog.shift();
     this.hooks.onState?.(state, detail);
     this.hooks.onStatus?.(detail ? `${state}: ${detail}` : state);
   }

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import puppeteer from 'puppeteer-core';
 
 import {
-  everyoneHearsEveryone, holdCall, launchChromium, openCall, roomWith, toneWav, waitFor,
+  everyoneHearsEveryone, holdCall, launchChromium, openCall, roomWith, sessionFor, toneWav, waitFor,
 } from './harness.mjs';
 import { startServer } from './server.mjs';
 
@@ -44,7 +44,12 @@ test(`Firefox and Chromium hear each other and hold a ${SECONDS} s call`, { time
   const { room, tokens } = await roomWith(server, ['fiona', 'chris'], 'Two engines');
   const ffPage = await firefox.newPage();
   ffPage.on('pageerror', (err) => console.error('firefox page error:', err));
-  await ffPage.goto(`${server.base}/call.html#room=${room.id}&token=${tokens[0]}`);
+  await ffPage.evaluateOnNewDocument((session) => {
+    if (!sessionStorage.getItem('webcall.session')) sessionStorage.setItem('webcall.session', JSON.stringify(session));
+  }, sessionFor(tokens[0]));
+  await ffPage.goto(`${server.base}/rooms/${room.id}`);
+  await ffPage.locator('button::-p-text(Join call)').click();
+  await ffPage.waitForFunction(() => Boolean(/** @type {any} */ (window).webcall?.participantId));
   const crPage = await openCall(chromium, server.base, room.id, tokens[1]);
   const pages = [ffPage, crPage];
   const started = Date.now();

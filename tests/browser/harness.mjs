@@ -45,12 +45,21 @@ export function launchChromium(wav) {
   });
 }
 
+/** The user each token belongs to, for signing the app in. */
+const usersByToken = new Map();
+
 export async function registerUser(server, name) {
   const res = await server.api('/api/v1/auth/register', {
     method: 'POST',
     body: { username: name, password: PASSWORD, registration_secret: REGISTRATION_SECRET },
   });
+  usersByToken.set(res.token, res.user);
   return res.token;
+}
+
+/** The app's stored session for `token` (static/js/session.js), as sign-in leaves it. */
+export function sessionFor(token) {
+  return { token, user: usersByToken.get(token), expiresAt: Date.now() + 3_600_000 };
 }
 
 /** Registers `names`, the first creates a room and adds the others. */
@@ -64,15 +73,21 @@ export async function roomWith(server, names, title = 'Call') {
 }
 
 /**
- * Opens the call page in a new context of `browser`.
+ * Signs the app in as `token`'s user in a new context of `browser`, opens the room page and
+ * joins its call, as a person clicking "Join call" does.
  * @param {{beforeGoto?: (page: import('playwright-core').Page) => Promise<void>}} [opts]
  */
 export async function openCall(browser, base, roomId, token, opts = {}) {
   const context = await browser.newContext();
+  await context.addInitScript((session) => {
+    if (!sessionStorage.getItem('webcall.session')) sessionStorage.setItem('webcall.session', JSON.stringify(session));
+  }, sessionFor(token));
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err));
   await opts.beforeGoto?.(page);
-  await page.goto(`${base}/call.html#room=${roomId}&token=${token}`);
+  await page.goto(`${base}/rooms/${roomId}`);
+  await page.getByRole('button', { name: 'Join call' }).click();
+  await page.waitForFunction(() => Boolean(/** @type {any} */ (window).webcall?.participantId));
   return page;
 }
 

@@ -79,7 +79,7 @@ test('a page whose UDP is blocked for 8 s, and a page whose socket is cut, both 
   for (let i = 0; i < names.length; i++) {
     pages.push(await openCall(browsers[i], server.base, room.id, tokens[i], {
       // Sam's room socket passes through the test, so the test can cut it.
-      beforeGoto: i === 1 ? (page) => page.routeWebSocket(/\/ws\?/, (ws) => {
+      beforeGoto: i === 1 ? (page) => page.routeWebSocket(/\/rooms\/\d+\/ws\?/, (ws) => {
         ws.connectToServer();
         samSockets.push(ws);
       }) : undefined,
@@ -105,7 +105,7 @@ test('a page whose UDP is blocked for 8 s, and a page whose socket is cut, both 
   // may be back before it ends: that is the restart doing its job.)
   assert.equal((mid.get('sfu_peer_disconnects_total') ?? 0) - (before.get('sfu_peer_disconnects_total') ?? 0), 1, 'the server saw ruth go silent');
   assert.equal(mid.get('sfu_participants'), 3, 'ruth kept her place during the grace period');
-  const states = await pages[0].evaluate(() => /** @type {any} */ (window).webcallStates);
+  const states = await pages[0].evaluate(() => /** @type {any} */ (window).webcall.stateLog);
   assert.ok(states.some((s) => s.state === 'reconnecting' && s.at >= blockedAt), `ruth's page showed it was reconnecting: ${JSON.stringify(states)}`);
   const healed = await waitFor(pages, 'ruth did not come back after the block', (samples) =>
     samples.every((s) => s.state === 'connected') && everyoneHearsEveryone(samples), 30_000);
