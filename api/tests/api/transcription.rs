@@ -636,3 +636,77 @@ async fn every_node_transcribes_its_own_participants_into_the_rooms_one_session(
     );
     assert!(summary["segments"].as_i64().unwrap_or(0) >= 2, "{summary}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_speaker_who_rejoins_stays_one_speaker_and_nothing_is_lost_or_doubled() {
+    const AGAIN: &str = "The budget review moves to Thursday afternoon.";
+    let Some(model) = test_model() else { return };
+    let app = spawn_with(&whisper(&model, "2")).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (room, tokens) = app.room_with(&["alice", "bob"]).await;
+    let bob_id = app.user_id(&tokens[1]).await;
+    let (alice, _quiet) = speaker(&app, room, &tokens[0], vec![0; 4800]).await;
+    let (bob, bob_voice) = speaker(&app, room, &tokens[1], speech(BOB_SAYS, dir.path(), "b")).await;
+    wait_until("media flows", 20, || alice.packets_from(&bob) >= 25).await;
+    alice
+        .send(json!({"type": "transcription_start"}))
+        .expect("send");
+    wait_until("the agent is on", 10, || {
+        bob.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+    bob_voice.play();
+    wait_until("bob's first caption", 120, || {
+        !captions_of(&alice, bob_id).is_empty()
+    })
+    .await;
+
+    // Bob's tab loses its network and comes back: a new socket and media connection while
+    // the server still holds the old ones. The new participant replaces the old.
+    bob.vanish();
+    let (bob2, bob2_voice) = speaker(&app, room, &tokens[1], speech(AGAIN, dir.path(), "b2")).await;
+    assert_ne!(bob2.participant_id, bob.participant_id);
+    wait_until("alice hears the rejoined bob", 20, || {
+        alice.packets_from(&bob2) >= 25
+    })
+    .await;
+    assert!(alice.saw(|m| {
+        m["type"] == "participant_left"
+            && m["participant_id"].as_u64() == Some(bob.participant_id)
+            && m["reason"] == "replaced"
+    }));
+    bob2_voice.play();
+    wait_until("bob's second caption", 120, || {
+        captions_of(&alice, bob_id)
+            .iter()
+            .any(|c| c["participant_id"].as_u64() == Some(bob2.participant_id))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // One speaker, both sentences, each once, in order.
+    let (status, body) = json_of(
+        app.get(
+            &format!("/api/v1/rooms/{room}/transcript"),
+            Some(&tokens[0]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let segments = body["segments"].as_array().expect("segments").clone();
+    assert!(
+        segments
+            .iter()
+            .all(|s| s["user_id"].as_i64() == Some(bob_id) && s["username"] == "bob"),
+        "{segments:?}"
+    );
+    let texts: Vec<&str> = segments.iter().filter_map(|s| s["text"].as_str()).collect();
+    let mut unique = texts.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), texts.len(), "no segment twice: {texts:?}");
+    let said = texts.join(" ");
+    let wer = transcriber::wer::wer(&format!("{BOB_SAYS} {AGAIN}"), &said);
+    eprintln!("across a rejoin: {said:?} WER {wer:.2}");
+    assert!(wer <= MAX_WER, "{said:?} WER {wer}");
+}
