@@ -639,7 +639,7 @@ async fn every_node_transcribes_its_own_participants_into_the_rooms_one_session(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_speaker_who_rejoins_stays_one_speaker_and_nothing_is_lost_or_doubled() {
-    const AGAIN: &str = "The budget review moves to Thursday afternoon.";
+    const AGAIN: &str = "Please remember to send the slides before the meeting tomorrow.";
     let Some(model) = test_model() else { return };
     let app = spawn_with(&whisper(&model, "2")).await;
     let dir = tempfile::tempdir().expect("temp dir");
