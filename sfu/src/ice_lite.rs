@@ -211,19 +211,7 @@ impl IceLite {
             .map_err(|_| CheckError::NotAuthentic)?;
 
         let nominated = msg.contains(ATTR_USE_CANDIDATE);
-        let response = build(&[
-            Box::new(BINDING_SUCCESS),
-            Box::new(msg.transaction_id),
-            Box::new(XorMappedAddress {
-                ip: from.ip(),
-                port: from.port(),
-            }),
-            Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
-                self.local.pwd.clone(),
-                self.crypto.crypto(),
-            )),
-            Box::new(FINGERPRINT),
-        ])?;
+        let response = self.success_response(msg.transaction_id, from, &self.local.pwd)?;
         self.prove(from);
         self.last_heard = Some(now);
         let moved = (nominated || self.path.is_none()) && self.path != Some(from);
@@ -308,20 +296,31 @@ impl IceLite {
         if msg.typ.method != METHOD_BINDING || msg.typ.class != CLASS_REQUEST {
             return Ok(None);
         }
+        self.success_response(msg.transaction_id, mapped, &self.remote.pwd)
+            .map(Some)
+    }
+
+    /// A Binding success response for `transaction`, telling the sender it was seen at
+    /// `mapped`, authenticated with `pwd` (the password the request was signed with).
+    fn success_response(
+        &self,
+        transaction: TransactionId,
+        mapped: SocketAddr,
+        pwd: &str,
+    ) -> Result<Vec<u8>, CheckError> {
         build(&[
             Box::new(BINDING_SUCCESS),
-            Box::new(msg.transaction_id),
+            Box::new(transaction),
             Box::new(XorMappedAddress {
                 ip: mapped.ip(),
                 port: mapped.port(),
             }),
             Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
-                self.remote.pwd.clone(),
+                pwd.to_owned(),
                 self.crypto.crypto(),
             )),
             Box::new(FINGERPRINT),
         ])
-        .map(Some)
     }
 }
 

@@ -15,6 +15,7 @@ import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 
 import { PASSWORD, REGISTRATION_SECRET, startServer } from './server.mjs';
+import { chromiumArgs } from './harness.mjs';
 
 const MODEL = process.env.WEBCALL_TEST_WHISPER_MODEL;
 const BOT_TOKEN = '123456:test-bot-token';
@@ -47,16 +48,6 @@ function silence(name) {
   return path;
 }
 
-function chromiumArgs(wav) {
-  return [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${wav}`,
-    '--allow-loopback-in-peer-connection',
-    '--autoplay-policy=no-user-gesture-required',
-  ];
-}
 
 /** The Bot API stand-in: every method succeeds; calls are recorded. */
 function botApi() {

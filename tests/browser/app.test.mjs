@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 
 import { PASSWORD, REGISTRATION_SECRET, startServer } from './server.mjs';
+import { chromiumArgs } from './harness.mjs';
 import { writeToneWav } from './wav.mjs';
 
 const require = createRequire(import.meta.url);
@@ -23,15 +24,8 @@ writeToneWav(wav);
 const SHOTS = mkdtempSync(join(tmpdir(), 'webcall-screens-'));
 console.log(`screenshots: ${SHOTS}`);
 
-// The same flags as call.test.mjs (see there): fake microphone from the WAV, loopback ICE.
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-  `--use-file-for-fake-audio-capture=${wav}`,
-  '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-];
+// Fake microphone from the WAV, loopback ICE (harness.mjs says why each flag).
+const CHROMIUM_ARGS = chromiumArgs(wav);
 
 let server;
 let browser;
