@@ -91,6 +91,8 @@ pub struct Answered {
     pub nominated: bool,
     /// The path changed to this address.
     pub moved: bool,
+    /// An older proven address forgotten to make room (its route should go too).
+    pub forgotten: Option<SocketAddr>,
 }
 
 /// Addresses that proved themselves kept per peer: host, reflexive and relayed candidates of
@@ -212,7 +214,7 @@ impl IceLite {
 
         let nominated = msg.contains(ATTR_USE_CANDIDATE);
         let response = self.success_response(msg.transaction_id, from, &self.local.pwd)?;
-        self.prove(from);
+        let forgotten = self.prove(from);
         self.last_heard = Some(now);
         let moved = (nominated || self.path.is_none()) && self.path != Some(from);
         if nominated || self.path.is_none() {
@@ -222,6 +224,7 @@ impl IceLite {
             response,
             nominated,
             moved,
+            forgotten,
         })
     }
 
@@ -240,13 +243,21 @@ impl IceLite {
         true
     }
 
-    fn prove(&mut self, addr: SocketAddr) {
+    /// Marks `addr` proven (most recent last); returns the address forgotten to make room.
+    fn prove(&mut self, addr: SocketAddr) -> Option<SocketAddr> {
+        let mut forgotten = None;
         if let Some(i) = self.proven.iter().position(|a| *a == addr) {
             self.proven.remove(i);
         } else if self.proven.len() == MAX_PROVEN {
-            self.proven.remove(0);
+            let oldest = self.proven.remove(0);
+            // The path never points at a forgotten address: media there would be refused.
+            if self.path == Some(oldest) {
+                self.path = Some(addr);
+            }
+            forgotten = Some(oldest);
         }
         self.proven.push(addr);
+        forgotten
     }
 
     // ---- the well-behaved client that `rtc`'s own ICE agent is shown ----
@@ -476,11 +487,21 @@ mod tests {
         let mut ice = server();
         let now = Instant::now();
         let pwd = "server-password-0123456789abcdef";
+        let mut forgotten = Vec::new();
         for port in 0..20 {
             let check = browser_check(&ice, false, pwd);
-            ice.handle_check(now, addr(7000 + port), &check)
+            let answered = ice
+                .handle_check(now, addr(7000 + port), &check)
                 .expect("check");
+            forgotten.extend(answered.forgotten);
         }
+        assert_eq!(
+            forgotten.len(),
+            20 - MAX_PROVEN,
+            "each eviction is reported"
+        );
+        assert_eq!(forgotten[0], addr(7000));
+        assert!(ice.path().is_some_and(|p| ice.is_proven(p)));
         assert_eq!(ice.proven.len(), MAX_PROVEN);
         assert!(ice.is_proven(addr(7019)));
         assert!(!ice.is_proven(addr(7000)));

@@ -107,6 +107,8 @@ pub struct Peer {
     rtc_ice_ready: bool,
     /// Our STUN responses, sent before anything `rtc` produces.
     outbox: VecDeque<(SocketAddr, BytesMut)>,
+    /// Proven addresses the ICE layer forgot; the shard drops their routes.
+    forgotten: Vec<SocketAddr>,
     /// A change between connected and disconnected not yet reported to the room.
     liveness_change: Option<bool>,
     reported_disconnected: bool,
@@ -254,6 +256,7 @@ impl Peer {
                 anchor: None,
                 rtc_ice_ready: false,
                 outbox: VecDeque::new(),
+                forgotten: Vec::new(),
                 liveness_change: None,
                 reported_disconnected: false,
                 audio_level_id,
@@ -272,6 +275,7 @@ impl Peer {
             let known = self.ice.is_proven(from);
             match self.ice.handle_check(now, from, data) {
                 Ok(answered) => {
+                    self.forgotten.extend(answered.forgotten);
                     if !known {
                         tracing::debug!(peer = self.id.0, %from, nominated = answered.nominated, "client address proven");
                     }
@@ -391,6 +395,11 @@ impl Peer {
             }
             _ => {}
         }
+    }
+
+    /// Addresses no longer proven for this peer (their routes must go).
+    pub fn take_forgotten(&mut self) -> Vec<SocketAddr> {
+        std::mem::take(&mut self.forgotten)
     }
 
     /// A change between connected (`true`) and disconnected to tell the room about.

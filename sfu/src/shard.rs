@@ -381,6 +381,11 @@ impl ShardCore {
                 Some(e) => e,
                 None => return,
             };
+            for addr in entry.peer.take_forgotten() {
+                if self.by_addr.get(&addr) == Some(&id) {
+                    self.by_addr.remove(&addr);
+                }
+            }
             while let Some((addr, bytes)) = entry.peer.poll_transmit() {
                 if stun::is_binding_success(&bytes) {
                     // The agent answered a check that passed message integrity: from now on
