@@ -167,6 +167,24 @@ fn validate_offer(sdp: &str) -> Result<(), SfuError> {
     Ok(())
 }
 
+/// The client's ICE username fragment and password, which every offer must carry.
+fn offer_credentials(sdp: &str) -> Result<Credentials, SfuError> {
+    Credentials::from_sdp(sdp)
+        .ok_or_else(|| SfuError::Sdp("offer has no ICE username fragment and password".to_owned()))
+}
+
+/// Applies the client's offer and returns our answer.
+fn answer(pc: &mut RTCPeerConnection, now: Instant, offer_sdp: String) -> Result<String, SfuError> {
+    let sdp_err = |e: rtc::shared::error::Error| SfuError::Sdp(e.to_string());
+    let offer = RTCSessionDescription::offer(offer_sdp).map_err(sdp_err)?;
+    pc.set_remote_description(now, offer).map_err(sdp_err)?;
+    let answer = pc.create_answer(None).map_err(sdp_err)?;
+    pc.set_local_description(now, answer).map_err(sdp_err)?;
+    pc.local_description()
+        .map(|d| d.sdp)
+        .ok_or_else(|| SfuError::Sdp("no local description after answering".to_owned()))
+}
+
 fn random_token(len: usize) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -194,9 +212,7 @@ impl Peer {
         let ufrag = random_token(16);
         let pwd = random_token(32);
         validate_offer(&offer_sdp)?;
-        let remote = Credentials::from_sdp(&offer_sdp).ok_or_else(|| {
-            SfuError::Sdp("offer has no ICE username fragment and password".to_owned())
-        })?;
+        let remote = offer_credentials(&offer_sdp)?;
         let ice = IceLite::new(
             Credentials {
                 ufrag: ufrag.clone(),
@@ -287,7 +303,7 @@ impl Peer {
                     if !self.rtc_ice_ready {
                         self.connect_rtc(now, from);
                     }
-                    self.heard(now);
+                    self.heard();
                 }
                 Err(err) => tracing::debug!(peer = self.id.0, %from, error = %err, "check ignored"),
             }
@@ -296,24 +312,13 @@ impl Peer {
         if !self.ice.handle_media(now, from) {
             return;
         }
-        self.heard(now);
-        let msg = TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr: self.local_addr,
-                peer_addr: self.anchor.unwrap_or(from),
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(data),
-        };
-        if let Err(err) = self.pc.handle_read(msg) {
-            tracing::debug!(peer = self.id.0, error = %err, "datagram rejected");
-        }
+        self.heard();
+        // `rtc` only checks that a selected pair exists; the anchor keeps its view stable.
+        self.feed_rtc(now, self.anchor.unwrap_or(from), data);
     }
 
     /// Something authenticated arrived from the client.
-    fn heard(&mut self, _now: Instant) {
+    fn heard(&mut self) {
         if let PeerState::Disconnected { .. } = self.state {
             self.state = PeerState::Connected;
             self.liveness_change = Some(true);
@@ -353,7 +358,7 @@ impl Peer {
             message: BytesMut::from(data),
         };
         if let Err(err) = self.pc.handle_read(msg) {
-            tracing::debug!(peer = self.id.0, error = %err, "synthetic check rejected");
+            tracing::debug!(peer = self.id.0, error = %err, "datagram rejected");
         }
     }
 
@@ -430,23 +435,8 @@ impl Peer {
             ));
         }
         validate_offer(&sdp)?;
-        let remote = Credentials::from_sdp(&sdp).ok_or_else(|| {
-            SfuError::Sdp("offer has no ICE username fragment and password".to_owned())
-        })?;
-        let sdp_err = |e: rtc::shared::error::Error| SfuError::Sdp(e.to_string());
-        let offer = RTCSessionDescription::offer(sdp).map_err(sdp_err)?;
-        self.pc
-            .set_remote_description(now, offer)
-            .map_err(sdp_err)?;
-        let answer = self.pc.create_answer(None).map_err(sdp_err)?;
-        self.pc
-            .set_local_description(now, answer)
-            .map_err(sdp_err)?;
-        let answer_sdp = self
-            .pc
-            .local_description()
-            .map(|d| d.sdp)
-            .ok_or_else(|| SfuError::Sdp("no local description after answering".to_owned()))?;
+        let remote = offer_credentials(&sdp)?;
+        let answer_sdp = answer(&mut self.pc, now, sdp)?;
         if remote != *self.ice.remote() {
             tracing::info!(peer = self.id.0, "ICE restart");
             self.ice.set_remote(remote);

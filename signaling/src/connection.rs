@@ -530,15 +530,14 @@ where
                     let mut info = participant_info(id, session.user_id, &session.username, role);
                     // One call presence per user per room: a rejoin (after a dropped socket
                     // the server may not have noticed yet) or another tab replaces the old
-                    // participant, which keeps no ghost in the list. Mute and a moderator's
-                    // lock belong to the user in the room, so they carry over.
+                    // participant, which keeps no ghost in the list. Its mute carries over; a
+                    // moderator's lock is the user's in the room (`is_mute_locked` below).
                     for old in hub
                         .participants(room_id)
                         .into_iter()
                         .filter(|p| p.user_id == session.user_id)
                     {
                         info.muted |= old.muted;
-                        info.mute_locked |= old.mute_locked;
                         hub.leave(room_id, old.participant_id, LeaveReason::Replaced)
                             .await;
                     }

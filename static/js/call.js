@@ -198,7 +198,6 @@ export class Call {
     try {
       await this.startMedia(joined);
     } catch (err) {
-      this.setState('reconnecting', `media: ${err}`);
       this.scheduleReconnect(`media failed: ${err}`);
     }
   }
@@ -206,7 +205,7 @@ export class Call {
   /** @param {import('./signaling.js').ServerMessage} joined */
   async startMedia(joined) {
     this.closePeerConnection();
-    this.setState(this.joinedOnce && this.rejoins > 0 ? 'reconnecting' : 'connecting', 'media');
+    this.setState(this.rejoins > 0 ? 'reconnecting' : 'connecting', 'media');
     const pc = new RTCPeerConnection({ iceServers: joined.ice_servers ?? [] });
     this.pc = pc;
     this.restartPending = false;
@@ -338,7 +337,6 @@ export class Call {
   close(why) {
     this.closePeerConnection();
     this.setState('closed', why);
-    this.state = 'closed';
   }
 
   /**
@@ -395,6 +393,5 @@ export class Call {
     this.socket?.close();
     this.socket = null;
     this.setState('closed', 'left');
-    this.state = 'closed';
   }
 }

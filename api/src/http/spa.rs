@@ -24,13 +24,13 @@ fn is_app_route(path: &str) -> bool {
     };
     let segments: Vec<&str> = rest.split('/').collect();
     let plain = |s: &&str| {
+        let lower = s.to_ascii_lowercase();
         !s.is_empty()
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'@' | b'%'))
-            && !s.to_ascii_lowercase().contains("%2e")
-            && !s.to_ascii_lowercase().contains("%2f")
-            && !s.to_ascii_lowercase().contains("%5c")
-            && !s.contains("%00")
+            && !["%2e", "%2f", "%5c", "%00"]
+                .iter()
+                .any(|bad| lower.contains(bad))
     };
     // A trailing slash leaves one empty segment; that is still a route.
     let last_empty = segments.last().is_some_and(|s| s.is_empty());

@@ -332,6 +332,20 @@ async fn media_that_goes_silent_is_kept_for_the_grace_period_then_leaves_the_cal
         .cloned()
         .unwrap_or_default();
     assert_eq!(bob_presence["in_call"], false, "{presence}");
+    // The names the browser soak test reads to prove no peer failed or went silent.
+    let metrics = app
+        .get("/metrics", None)
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    for line in [
+        "sfu_peers_closed_total{reason=\"failed\"} 1",
+        "sfu_peer_disconnects_total 1",
+        "sfu_peers_disconnected 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     // His socket may join again (the browser does, by itself).
     bob.send(json!({"type": "join", "request_id": "again"}))
         .expect("send");
