@@ -8,6 +8,8 @@
 //! - [`app`]: use cases and the permission rules.
 //! - [`agent`]: summary input, OpenAI-compatible models, the heuristic summary, prompts.
 //! - [`telegram`]: the Bot API client and message formatting.
+//! - [`invites`]: ringing people into calls (in process or on Redis).
+//! - [`push`]: WebPush (VAPID, RFC 8291) through a queue with retries.
 //! - [`ratelimit`]: in-process or Redis-shared GCRA limits.
 //! - [`http`]: routes, extractors, middleware, OpenAPI.
 //! - [`realtime`]: the WebSockets' use cases, axum socket adapter, Redis bus.
@@ -22,6 +24,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod invites;
+pub mod push;
 pub mod ratelimit;
 pub mod realtime;
 pub mod secrets;

@@ -23,6 +23,8 @@ use crate::auth::{PasswordHasher, TokenService};
 use crate::config::Settings;
 use crate::db::{Store, StoreError};
 use crate::http::{self, ApiContext};
+use crate::invites::{CallInviteService, InviteStore, MemoryInvites, RedisInvites};
+use crate::push::{PushConfig, PushService, PushWorker, UnseenCounts, VapidKeys};
 use crate::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use crate::realtime::RedisBus;
 use crate::secrets::{self, SecretError, SecretOrigin};
@@ -53,6 +55,8 @@ pub enum StartError {
     Transcription(String),
     #[error("AI summaries / Telegram: {0}")]
     Agent(String),
+    #[error("WebPush: {0}")]
+    Push(String),
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -183,9 +187,53 @@ fn announce_secret(name: &str, origin: &SecretOrigin, secret: &SecretString) {
     }
 }
 
+/// Invites and WebPush: in process, or shared through Redis with the other nodes.
+fn start_invites_and_push(
+    settings: &Settings,
+    redis: Option<&redis::aio::ConnectionManager>,
+) -> Result<(Arc<CallInviteService>, PushService, PushWorker), StartError> {
+    let push_settings = &settings.push;
+    let (vapid, origin) = VapidKeys::load(
+        push_settings.vapid_private_key.as_ref(),
+        push_settings.vapid_public_key.as_deref(),
+        &push_settings.vapid_subject,
+        &settings.data_dir,
+    )
+    .map_err(|e| StartError::Push(e.to_string()))?;
+    if let SecretOrigin::Generated(path) = &origin {
+        tracing::info!(path = %path.display(), "VAPID_PRIVATE_KEY: generated a WebPush key and kept it in DATA_DIR");
+    }
+    let prefix = &settings.redis_prefix;
+    let (counts, invite_store) = match redis {
+        Some(conn) => (
+            UnseenCounts::Redis {
+                conn: conn.clone(),
+                prefix: prefix.clone(),
+            },
+            InviteStore::Redis(RedisInvites::new(conn.clone(), prefix)),
+        ),
+        None => (
+            UnseenCounts::memory(),
+            InviteStore::Memory(MemoryInvites::default()),
+        ),
+    };
+    let config = PushConfig {
+        retry_base: push_settings.retry_base,
+        ..PushConfig::default()
+    };
+    let (push, worker) =
+        PushService::new(vapid, counts, config).map_err(|e| StartError::Push(e.to_string()))?;
+    let invites = Arc::new(CallInviteService::new(
+        invite_store,
+        settings.invite_timeout,
+    ));
+    Ok((invites, push, worker))
+}
+
 /// A ready-to-serve application.
 pub struct Server {
     ctx: ApiContext,
+    push_worker: PushWorker,
 }
 
 impl Server {
@@ -257,6 +305,7 @@ impl Server {
         let transcription = Arc::new(transcription);
         transcription.follow(store.clone(), hub.clone());
         let (summaries, telegram) = start_agent(&settings)?;
+        let (invites, push, push_worker) = start_invites_and_push(&settings, redis.as_ref())?;
 
         Ok(Self {
             ctx: ApiContext {
@@ -273,7 +322,10 @@ impl Server {
                 transcription,
                 summaries,
                 telegram,
+                invites,
+                push,
             },
+            push_worker,
         })
     }
 
@@ -293,6 +345,17 @@ impl Server {
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
+        // Both stop at the hub's shutdown signal; waited for below.
+        let ctx = &self.ctx;
+        let sweeper = ctx
+            .invites
+            .clone()
+            .run_sweeper(ctx.hub.clone(), ctx.hub.shutdown_signal());
+        let pusher = self.push_worker.run(
+            ctx.store.clone(),
+            ctx.hub.clone(),
+            ctx.hub.shutdown_signal(),
+        );
         // WebSockets outlive their HTTP request, so graceful shutdown doesn't wait for them:
         // tell them to close (participants leave with reason `shutdown`).
         let hub = self.ctx.hub.clone();
@@ -306,6 +369,8 @@ impl Server {
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(StartError::Serve)?;
+        let _ = sweeper.await;
+        let _ = pusher.await;
         self.ctx.store.close().await;
         Ok(())
     }

@@ -287,6 +287,11 @@ impl Hub {
         self.rooms.participants(room_id)
     }
 
+    /// Whether the user is in a call in any room, on any node: busy for an invite.
+    pub fn is_in_call(&self, user_id: UserId) -> bool {
+        self.rooms.user_in_call(user_id)
+    }
+
     // ---- user sockets ----
 
     /// Registers a user socket; returns the receiver of that user's messages.

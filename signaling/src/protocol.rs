@@ -119,6 +119,38 @@ pub struct DirectMessage {
     pub read_at: Option<String>,
 }
 
+/// A pending call invite: `from` rings `to` into the room's call until it is accepted,
+/// declined, cancelled or it times out (`expires_at`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Invite {
+    /// Opaque, unguessable.
+    pub id: String,
+    pub room_id: RoomId,
+    pub room_name: String,
+    pub from_user_id: UserId,
+    pub from_username: String,
+    pub to_user_id: UserId,
+    pub to_username: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339: when it stops ringing by itself.
+    pub expires_at: String,
+}
+
+/// How an invite ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InviteOutcome {
+    Accepted,
+    Declined,
+    /// The caller hung up.
+    Cancelled,
+    /// Nobody answered in time.
+    Timeout,
+}
+
 /// Someone in the call right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParticipantInfo {
@@ -443,6 +475,19 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
         summary: Summary,
+    },
+    /// A call invite to you (your tabs ring) or from you (your other tabs show it), user
+    /// socket. Also listed by `GET /api/v1/invites`.
+    Invite {
+        invite: Invite,
+    },
+    /// An invite to or from you ended: stop ringing (user socket).
+    InviteEnded {
+        invite_id: String,
+        room_id: RoomId,
+        outcome: InviteOutcome,
+        /// Who ended it (the callee, the caller; for `timeout` the callee).
+        by_user_id: UserId,
     },
     /// A direct message to or from you (user socket).
     Dm {

@@ -158,6 +158,15 @@ impl RoomRegistry {
             .map(|p| p.info.clone())
     }
 
+    /// Whether `user_id` is in any room's call, on any node (as this node has heard).
+    pub fn user_in_call(&self, user_id: UserId) -> bool {
+        self.lock().values().any(|room| {
+            room.participants
+                .values()
+                .any(|p| p.info.user_id == user_id)
+        })
+    }
+
     pub fn participants(&self, room_id: RoomId) -> Vec<ParticipantInfo> {
         self.lock().get(&room_id).map_or_else(Vec::new, |room| {
             room.participants.values().map(|p| p.info.clone()).collect()

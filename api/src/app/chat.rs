@@ -10,6 +10,7 @@ use crate::db::{now_millis, ChatRow, Store};
 use crate::domain::ChatText;
 use crate::error::{Error, Result};
 use crate::http::timestamp;
+use crate::push::{PushService, RoomMessage};
 
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;
@@ -50,19 +51,33 @@ pub fn to_message(row: ChatRow) -> ChatMessage {
     }
 }
 
+/// What posting a message touches: the store, the room's sockets, push for members with no
+/// open tab, and the per-room order.
+#[derive(Clone, Copy)]
+pub struct ChatDeps<'a> {
+    pub store: &'a Store,
+    pub hub: &'a Hub,
+    pub push: &'a PushService,
+    pub locks: &'a RoomLocks,
+}
+
 /// Stores a chat message and broadcasts it to the room's call. The caller rate-limits.
 ///
 /// # Errors
 /// 404 for a non-member, 422 for blank, too long or control-character text.
 pub async fn post(
-    store: &Store,
-    hub: &Hub,
-    locks: &RoomLocks,
+    deps: ChatDeps<'_>,
     user_id: i64,
     username: &str,
     room_id: i64,
     text: String,
 ) -> Result<ChatMessage> {
+    let ChatDeps {
+        store,
+        hub,
+        push,
+        locks,
+    } = deps;
     authorize(store.member_role(room_id, user_id).await?, Action::SendChat)?;
     let text = ChatText::parse(text, "text")?;
     let _ordered = locks.for_room(room_id).lock().await;
@@ -82,6 +97,13 @@ pub async fn post(
     {
         tracing::warn!(room_id, error = %err, "chat message stored but not broadcast");
     }
+    // Members with no open tab hear of it by push; the worker finds them, off this path.
+    push.notify_room(RoomMessage {
+        room_id,
+        sender_id: user_id,
+        from: username.to_owned(),
+        text: message.text.clone(),
+    });
     Ok(message)
 }
 

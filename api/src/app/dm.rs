@@ -9,6 +9,7 @@ use crate::db::{now_millis, DmBody, DmRow, Store, UserRow};
 use crate::domain::{ChatText, KeyId, Opaque, ValidationError};
 use crate::error::{Error, Result};
 use crate::http::timestamp;
+use crate::push::{Notice, PushService};
 
 /// Ciphertext of a 4000-character message in base64, with the GCM tag, fits in this.
 pub const MAX_CIPHERTEXT: usize = 24 * 1024;
@@ -144,6 +145,7 @@ async fn body(store: &Store, me: i64, peer: i64, input: DmInput) -> Result<DmBod
 pub async fn send(
     store: &Store,
     hub: &Hub,
+    push: &PushService,
     me: &UserRow,
     to: &str,
     input: DmInput,
@@ -159,6 +161,12 @@ pub async fn send(
         if let Err(err) = hub.publish_user(user, push).await {
             tracing::warn!(user_id = user, error = %err, "DM stored but not pushed");
         }
+    }
+    if !hub.is_online(peer.id) {
+        let notice = Notice::Dm {
+            from: me.username.clone(),
+        };
+        push.notify(peer.id, notice).await;
     }
     Ok(message)
 }

@@ -45,6 +45,10 @@ pub enum Action {
     },
     /// Read the stored transcript: any member (they were all told it was recorded).
     ReadTranscript,
+    /// Ring a user into the room's call. Any member: the callee joins as a member only by
+    /// accepting, so this adds nobody without their consent (adding outright stays with
+    /// moderators and the owner).
+    InviteToCall,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +93,8 @@ pub fn authorize(role: Option<Role>, action: Action) -> Result<(), Denied> {
         | Action::JoinCall
         | Action::MuteSelf
         | Action::StartTranscription
-        | Action::ReadTranscript => Ok(()),
+        | Action::ReadTranscript
+        | Action::InviteToCall => Ok(()),
         Action::StopTranscription { own: true } => Ok(()),
         Action::StopTranscription { own: false } if role >= Role::Moderator => Ok(()),
         Action::StopTranscription { own: false } => Err(Denied::Forbidden(

@@ -104,6 +104,23 @@ pub struct Settings {
     pub summary: SummarySettings,
     /// The Telegram bot that delivers summaries (if any).
     pub telegram: Option<TelegramSettings>,
+    /// `INVITE_TIMEOUT_SECS`: how long an invite rings before it times out (default 45 s).
+    pub invite_timeout: Duration,
+    pub push: PushSettings,
+}
+
+/// WebPush (VAPID keys and sending).
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// `VAPID_PRIVATE_KEY`: base64url of the 32-byte P-256 scalar; `None`: generated once
+    /// into `DATA_DIR/vapid_private_key`.
+    pub vapid_private_key: Option<SecretString>,
+    /// `VAPID_PUBLIC_KEY`: checked against the private key when given.
+    pub vapid_public_key: Option<String>,
+    /// `VAPID_SUBJECT`: a `mailto:` or `https:` contact push services can reach.
+    pub vapid_subject: String,
+    /// `PUSH_RETRY_BASE_MS`: the first retry's backoff, doubled per try (default 1000).
+    pub retry_base: Duration,
 }
 
 /// Server-side transcription. Without a model, transcription is unavailable and the rest of
@@ -336,6 +353,17 @@ impl Settings {
             ));
         }
 
+        let invite_secs = parse_or(
+            "INVITE_TIMEOUT_SECS",
+            get("INVITE_TIMEOUT_SECS"),
+            45u64,
+            "a number of seconds",
+        )?;
+        if !(5..=600).contains(&invite_secs) {
+            return Err(invalid("INVITE_TIMEOUT_SECS", "must be between 5 and 600"));
+        }
+        let push = push_settings(&get)?;
+
         Ok(Self {
             app_env,
             bind,
@@ -359,8 +387,45 @@ impl Settings {
             whisper: WhisperSettings::from_lookup(&lookup)?,
             summary: SummarySettings::from_lookup(&get)?,
             telegram: TelegramSettings::from_lookup(&get)?,
+            invite_timeout: Duration::from_secs(invite_secs),
+            push,
         })
     }
+}
+
+fn push_settings(get: &impl Fn(&str) -> Option<String>) -> Result<PushSettings, ConfigError> {
+    let vapid_subject =
+        get("VAPID_SUBJECT").unwrap_or_else(|| "mailto:webcall@localhost".to_owned());
+    if !(vapid_subject.starts_with("mailto:") || vapid_subject.starts_with("https://")) {
+        return Err(invalid(
+            "VAPID_SUBJECT",
+            "must be a mailto: address or an https:// URL",
+        ));
+    }
+    let retry_ms = parse_or(
+        "PUSH_RETRY_BASE_MS",
+        get("PUSH_RETRY_BASE_MS"),
+        1000u64,
+        "a number of milliseconds",
+    )?;
+    if !(10..=60_000).contains(&retry_ms) {
+        return Err(invalid(
+            "PUSH_RETRY_BASE_MS",
+            "must be between 10 and 60000",
+        ));
+    }
+    if get("VAPID_PUBLIC_KEY").is_some() && get("VAPID_PRIVATE_KEY").is_none() {
+        return Err(invalid(
+            "VAPID_PUBLIC_KEY",
+            "is only used with VAPID_PRIVATE_KEY (the key pair is generated when neither is set)",
+        ));
+    }
+    Ok(PushSettings {
+        vapid_private_key: get("VAPID_PRIVATE_KEY").map(SecretString::from),
+        vapid_public_key: get("VAPID_PUBLIC_KEY"),
+        vapid_subject,
+        retry_base: Duration::from_millis(retry_ms),
+    })
 }
 
 fn media_settings(

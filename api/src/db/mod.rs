@@ -1,5 +1,5 @@
 //! The store: users, rooms, membership, chat, keys, DMs, transcripts and the AI agent's
-//! sessions, summaries, prompts and Telegram links on SQLite (embedded default) or PostgreSQL.
+//! sessions, summaries, prompts, Telegram links and push subscriptions on SQLite (embedded default) or PostgreSQL.
 //!
 //! One implementation serves both databases through sqlx's `Any` driver. The dialect
 //! differences live in the two migration folders (identity columns, types); the queries here
@@ -11,6 +11,7 @@ mod chat;
 mod dm;
 mod keys;
 mod prompts;
+mod push;
 mod rooms;
 mod telegram;
 mod transcripts;
@@ -26,6 +27,7 @@ pub use agent::{AgentSessionRow, NewSummary, SummaryRow};
 pub use chat::ChatRow;
 pub use dm::{ConversationRow, DmBody, DmRow};
 pub use keys::KeyRow;
+pub use push::{PushSubscriptionRow, MAX_SUBSCRIPTIONS_PER_USER};
 pub use rooms::{MemberRow, RoomRow};
 pub use telegram::TelegramLinkRow;
 pub use transcripts::{NewSegment, SegmentRow};

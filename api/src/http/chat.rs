@@ -83,16 +83,7 @@ async fn post_message(
     Json(req): Json<PostMessageRequest>,
 ) -> Result<(StatusCode, axum::Json<ChatMessageDto>)> {
     ctx.rate_limit_user(Bucket::Chat, user.id).await?;
-    let message = chat::post(
-        &ctx.store,
-        &ctx.hub,
-        &ctx.chat_locks,
-        user.id,
-        &user.username,
-        room_id,
-        req.text,
-    )
-    .await?;
+    let message = chat::post(ctx.chat_deps(), user.id, &user.username, room_id, req.text).await?;
     Ok((StatusCode::CREATED, axum::Json(message.into())))
 }
 

@@ -136,7 +136,7 @@ async fn send_dm(
         sender_key_id: req.sender_key_id,
         recipient_key_id: req.recipient_key_id,
     };
-    let message = dm::send(&ctx.store, &ctx.hub, &me(user), &username, input).await?;
+    let message = dm::send(&ctx.store, &ctx.hub, &ctx.push, &me(user), &username, input).await?;
     Ok((StatusCode::CREATED, axum::Json(message.into())))
 }
 

@@ -6,10 +6,12 @@ mod chat;
 mod dm;
 pub mod error;
 pub mod extract;
+mod invites;
 mod keys;
 pub mod middleware;
 mod openapi;
 mod ops;
+mod push;
 mod rooms;
 mod spa;
 mod summaries;
@@ -69,6 +71,10 @@ pub struct ApiContext {
     pub summaries: Arc<crate::app::summaries::Summaries>,
     /// The Telegram bot, when configured.
     pub telegram: Option<Arc<crate::app::telegram::Telegram>>,
+    /// Call invites (ringing).
+    pub invites: Arc<crate::invites::CallInviteService>,
+    /// WebPush notifications.
+    pub push: crate::push::PushService,
 }
 
 impl ApiContext {
@@ -98,6 +104,18 @@ impl ApiContext {
             .map_err(|limited| Error::RateLimited {
                 retry_after: limited.retry_after,
             })
+    }
+}
+
+impl ApiContext {
+    /// What posting a room chat message needs.
+    pub fn chat_deps(&self) -> crate::app::chat::ChatDeps<'_> {
+        crate::app::chat::ChatDeps {
+            store: &self.store,
+            hub: &self.hub,
+            push: &self.push,
+            locks: &self.chat_locks,
+        }
     }
 }
 
@@ -147,6 +165,8 @@ pub fn api_routes() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
                 .merge(chat::router())
                 .merge(keys::router())
                 .merge(dm::router())
+                .merge(invites::router())
+                .merge(push::router())
                 .merge(ws::router())
                 .layer(timeout(REQUEST_TIMEOUT))
                 // Added after the layer above, so only the long limit applies.

@@ -76,6 +76,8 @@ async fn user_socket(
     WsUser(user): WsUser,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // A tab is open: from here on the user sees messages as they come.
+    ctx.push.seen(user.id).await;
     let hub = ctx.hub.clone();
     let limit = hub.config().max_frame_bytes * TRANSPORT_SLACK;
     ws.max_message_size(limit)

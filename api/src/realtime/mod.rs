@@ -91,16 +91,7 @@ impl RoomService for ApiRoomService {
             let ctx = &self.ctx;
             async {
                 ctx.rate_limit_user(Bucket::Chat, user).await?;
-                chat::post(
-                    &ctx.store,
-                    &ctx.hub,
-                    &ctx.chat_locks,
-                    user,
-                    &username,
-                    room,
-                    text,
-                )
-                .await
+                chat::post(ctx.chat_deps(), user, &username, room, text).await
             }
             .await
             .map_err(service_error)

@@ -443,6 +443,25 @@ impl Ws {
         }
     }
 
+    /// The next message of type `kind` within `wait` (for events that come by themselves
+    /// later than [`WS_WAIT`], such as a timeout).
+    #[allow(dead_code)]
+    pub async fn recv_type_within(&mut self, kind: &str, wait: std::time::Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.next_text()).await {
+                Ok(Some(text)) => {
+                    let message: Value = serde_json::from_str(&text).expect("server sends JSON");
+                    if message["type"] == kind {
+                        return message;
+                    }
+                }
+                Ok(None) => panic!("socket closed while {kind} was expected"),
+                Err(_) => panic!("no {kind} within {wait:?}"),
+            }
+        }
+    }
+
     /// Sends `join` and returns `joined`.
     pub async fn join(&mut self) -> Value {
         self.send(json!({"type": "join"})).await;

@@ -1,0 +1,167 @@
+//! Pending invites in Redis, shared by every node:
+//!
+//! - `{prefix}:invite:{id}`: the invite as JSON, with a TTL a minute past its expiry, so a
+//!   key nobody swept still goes away.
+//! - `{prefix}:invite_pair:{room}:{callee}`: `SET NX` guard, one pending invite per callee
+//!   and room.
+//! - `{prefix}:invites`: sorted set of ids by expiry, which every node's sweeper reads.
+//!
+//! Ending is `GETDEL` of the invite key: Redis runs it atomically, so of an accept on node A
+//! and a timeout swept on node B, exactly one gets the invite.
+
+use redis::aio::ConnectionManager;
+
+use super::store::{InviteStoreError, StoredInvite};
+
+/// How long keys outlive their invite, for a sweeper that is late.
+const KEY_GRACE_MS: i64 = 60_000;
+/// Invites swept per pass; the rest wait for the next pass.
+const SWEEP_BATCH: isize = 200;
+/// Pending invites listed at most (a deployment rings far fewer at once).
+const LIST_MAX: isize = 2_000;
+
+pub struct RedisInvites {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisInvites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisInvites")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisInvites {
+    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}:invite:{id}", self.prefix)
+    }
+
+    fn pair_key(&self, stored: &StoredInvite) -> String {
+        format!(
+            "{}:invite_pair:{}:{}",
+            self.prefix, stored.invite.room_id, stored.invite.to_user_id
+        )
+    }
+
+    fn expiry_key(&self) -> String {
+        format!("{}:invites", self.prefix)
+    }
+
+    pub(super) async fn insert(&self, stored: &StoredInvite) -> Result<bool, InviteStoreError> {
+        let mut conn = self.conn.clone();
+        let ttl_ms = (stored.expires_at_ms - crate::db::now_millis()).max(0) + KEY_GRACE_MS;
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(self.pair_key(stored))
+            .arg(&stored.invite.id)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut conn)
+            .await?;
+        if claimed.is_none() {
+            return Ok(false);
+        }
+        let json = serde_json::to_string(stored)?;
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.key(&stored.invite.id))
+            .arg(json)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .cmd("ZADD")
+            .arg(self.expiry_key())
+            .arg(stored.expires_at_ms)
+            .arg(&stored.invite.id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(true)
+    }
+
+    pub(super) async fn get(&self, id: &str) -> Result<Option<StoredInvite>, InviteStoreError> {
+        let mut conn = self.conn.clone();
+        let json: Option<String> = redis::cmd("GET")
+            .arg(self.key(id))
+            .query_async(&mut conn)
+            .await?;
+        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+    }
+
+    pub(super) async fn take(&self, id: &str) -> Result<Option<StoredInvite>, InviteStoreError> {
+        let mut conn = self.conn.clone();
+        let json: Option<String> = redis::cmd("GETDEL")
+            .arg(self.key(id))
+            .query_async(&mut conn)
+            .await?;
+        // Whoever took it (or found it gone) also clears the index entries.
+        let _: () = redis::cmd("ZREM")
+            .arg(self.expiry_key())
+            .arg(id)
+            .query_async(&mut conn)
+            .await?;
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        let stored: StoredInvite = serde_json::from_str(&json)?;
+        let _: () = redis::cmd("DEL")
+            .arg(self.pair_key(&stored))
+            .query_async(&mut conn)
+            .await?;
+        Ok(Some(stored))
+    }
+
+    pub(super) async fn take_expired(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<StoredInvite>, InviteStoreError> {
+        let mut conn = self.conn.clone();
+        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.expiry_key())
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(SWEEP_BATCH)
+            .query_async(&mut conn)
+            .await?;
+        let mut taken = Vec::new();
+        for id in due {
+            if let Some(stored) = self.take(&id).await? {
+                taken.push(stored);
+            }
+        }
+        Ok(taken)
+    }
+
+    pub(super) async fn all(&self) -> Result<Vec<StoredInvite>, InviteStoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.expiry_key())
+            .arg(0)
+            .arg(LIST_MAX - 1)
+            .query_async(&mut conn)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
+        let values: Vec<Option<String>> =
+            redis::cmd("MGET").arg(keys).query_async(&mut conn).await?;
+        Ok(values
+            .into_iter()
+            .flatten()
+            .filter_map(|json| serde_json::from_str(&json).ok())
+            .collect())
+    }
+}

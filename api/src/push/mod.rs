@@ -1,0 +1,397 @@
+//! WebPush: notifications for users with no open tab (an invite, a DM, a room message).
+//!
+//! Nothing here runs on the request path but a map update and a `try_send`: [`PushService`]
+//! queues a notice, and [`PushWorker`] sends it, with retries and backoff, to every browser
+//! the user subscribed, so a slow or dead push service never slows chat. Notices collapse
+//! per conversation: while one is queued, a newer one replaces it, and the payload carries the
+//! number of unseen messages, so a user gets one notification per conversation.
+
+mod counts;
+mod deliver;
+mod notice;
+pub mod vapid;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use signaling::Hub;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use self::counts::UnseenCounts;
+pub use self::deliver::Delivery;
+pub use self::notice::{Notice, Payload};
+pub use self::vapid::VapidKeys;
+use crate::db::Store;
+
+/// Notices waiting to be sent; beyond this they are dropped (and counted).
+const QUEUE_CAPACITY: usize = 1024;
+/// Pushes in flight at once.
+const CONCURRENCY: usize = 16;
+/// Tries per browser before giving up on a notice.
+const MAX_ATTEMPTS: u32 = 5;
+/// The longest wait between tries, whatever the backoff or `Retry-After` say.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// At shutdown, pushes in flight get this long to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Retry and timing knobs (`PUSH_RETRY_BASE_MS`).
+#[derive(Debug, Clone, Copy)]
+pub struct PushConfig {
+    /// First backoff; doubled per try.
+    pub retry_base: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            retry_base: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Work {
+    /// Send the queued notice of (user, tag).
+    User { user_id: i64, tag: String },
+    /// A room message: every member but the sender with no open tab.
+    Room(RoomMessage),
+}
+
+/// A room chat message, as the push worker needs it.
+#[derive(Debug, Clone)]
+pub struct RoomMessage {
+    pub room_id: i64,
+    pub sender_id: i64,
+    pub from: String,
+    pub text: String,
+}
+
+type Key = (i64, String);
+
+/// Notices per (user, tag): the latest one waiting, and which are being sent. One
+/// conversation's pushes go out one at a time, so a user never sees "3 new messages"
+/// replaced by a late "2 new messages".
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: HashMap<Key, (Notice, u32)>,
+    sending: HashSet<Key>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    vapid: VapidKeys,
+    counts: UnseenCounts,
+    queue: Mutex<Queue>,
+    http: reqwest::Client,
+    config: PushConfig,
+}
+
+/// The request side: cheap to clone, never waits on a push service.
+#[derive(Debug, Clone)]
+pub struct PushService {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Work>,
+}
+
+/// Owns the queue's receiving end; [`PushWorker::run`] sends until shutdown.
+#[derive(Debug)]
+pub struct PushWorker {
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Work>,
+    tx: mpsc::Sender<Work>,
+}
+
+impl PushService {
+    /// # Errors
+    /// The HTTP client's error when it can't be built.
+    pub fn new(
+        vapid: VapidKeys,
+        counts: UnseenCounts,
+        config: PushConfig,
+    ) -> Result<(Self, PushWorker), reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let shared = Arc::new(Shared {
+            vapid,
+            counts,
+            queue: Mutex::new(Queue::default()),
+            http,
+            config,
+        });
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        Ok((
+            Self {
+                shared: shared.clone(),
+                tx: tx.clone(),
+            },
+            PushWorker { shared, rx, tx },
+        ))
+    }
+
+    /// The public key browsers subscribe with (`applicationServerKey`).
+    pub fn public_key(&self) -> &str {
+        self.shared.vapid.public_key()
+    }
+
+    /// Queues a push of `notice` to `user_id`'s browsers. The caller has checked that the
+    /// user has no open tab.
+    pub async fn notify(&self, user_id: i64, notice: Notice) {
+        enqueue(&self.shared, &self.tx, user_id, notice).await;
+    }
+
+    /// Queues a room message for every member but the sender who has no open tab.
+    pub fn notify_room(&self, message: RoomMessage) {
+        if self.tx.try_send(Work::Room(message)).is_err() {
+            metrics::counter!("push_failures_total", "reason" => "queue_full").increment(1);
+        }
+    }
+
+    /// The user opened a tab: unseen counts start again from zero.
+    pub async fn seen(&self, user_id: i64) {
+        self.shared.counts.reset(user_id).await;
+    }
+}
+
+async fn enqueue(shared: &Shared, tx: &mpsc::Sender<Work>, user_id: i64, notice: Notice) {
+    let tag = notice.tag();
+    let count = match notice {
+        Notice::Invite(_) => 1,
+        _ => shared.counts.bump(user_id, &tag).await,
+    };
+    let key = (user_id, tag.clone());
+    {
+        let mut queue = shared.lock_queue();
+        if let Some(entry) = queue.waiting.get_mut(&key) {
+            // Still waiting: the newer notice and count replace it; no second push.
+            *entry = (notice, count);
+            return;
+        }
+        queue.waiting.insert(key.clone(), (notice, count));
+        metrics::gauge!("push_queue_depth").set(queue.waiting.len() as f64);
+    }
+    if tx.try_send(Work::User { user_id, tag }).is_err() {
+        let mut queue = shared.lock_queue();
+        queue.waiting.remove(&key);
+        metrics::gauge!("push_queue_depth").set(queue.waiting.len() as f64);
+        metrics::counter!("push_failures_total", "reason" => "queue_full").increment(1);
+    }
+}
+
+impl Shared {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The waiting notice of `key`, now marked as being sent; `None` while an earlier one
+    /// of the same conversation is still being sent (it picks this one up when done).
+    fn start_sending(&self, key: &Key) -> Option<(Notice, u32)> {
+        let mut queue = self.lock_queue();
+        if queue.sending.contains(key) {
+            return None;
+        }
+        let taken = queue.waiting.remove(key)?;
+        queue.sending.insert(key.clone());
+        metrics::gauge!("push_queue_depth").set(queue.waiting.len() as f64);
+        Some(taken)
+    }
+
+    /// `key` is sent; a notice that came in meanwhile goes back into the queue.
+    fn done_sending(&self, key: Key, tx: &mpsc::Sender<Work>) {
+        let mut queue = self.lock_queue();
+        queue.sending.remove(&key);
+        if queue.waiting.contains_key(&key) {
+            let (user_id, tag) = key;
+            if tx
+                .try_send(Work::User {
+                    user_id,
+                    tag: tag.clone(),
+                })
+                .is_err()
+            {
+                queue.waiting.remove(&(user_id, tag));
+                metrics::counter!("push_failures_total", "reason" => "queue_full").increment(1);
+            }
+        }
+    }
+}
+
+impl PushWorker {
+    /// Sends queued notices until `stop` turns true, then gives pushes in flight a few
+    /// seconds. Notices still queued then are dropped (they are notifications, not data).
+    pub fn run(
+        self,
+        store: Store,
+        hub: Arc<Hub>,
+        mut stop: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let PushWorker { shared, mut rx, tx } = self;
+        tokio::spawn(async move {
+            let permits = Arc::new(Semaphore::new(CONCURRENCY));
+            let mut inflight = JoinSet::new();
+            loop {
+                tokio::select! {
+                    work = rx.recv() => {
+                        let Some(work) = work else { break };
+                        match work {
+                            Work::Room(notice) => expand_room(&shared, &tx, &store, &hub, notice).await,
+                            Work::User { user_id, tag } => {
+                                let key = (user_id, tag);
+                                let Some((notice, count)) = shared.start_sending(&key) else { continue };
+                                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                                let (shared, store, tx) = (shared.clone(), store.clone(), tx.clone());
+                                inflight.spawn(async move {
+                                    deliver_to_user(&shared, &store, user_id, &notice, count).await;
+                                    shared.done_sending(key, &tx);
+                                    drop(permit);
+                                });
+                            }
+                        }
+                    }
+                    Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+                    _ = stop.changed() => break,
+                }
+            }
+            let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+                while inflight.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(
+                    left = inflight.len(),
+                    "pushes still in flight at shutdown were dropped"
+                );
+                inflight.shutdown().await;
+            }
+        })
+    }
+}
+
+async fn expand_room(
+    shared: &Shared,
+    tx: &mpsc::Sender<Work>,
+    store: &Store,
+    hub: &Hub,
+    message: RoomMessage,
+) {
+    let room_id = message.room_id;
+    let (room, members) = match (store.room(room_id).await, store.members(room_id).await) {
+        (Ok(Some(room)), Ok(members)) => (room, members),
+        (Ok(None), _) => return,
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::warn!(room_id, error = %err, "room push skipped: room unavailable");
+            return;
+        }
+    };
+    let notice = Notice::Chat {
+        room_id,
+        room_name: room.name,
+        sender_id: message.sender_id,
+        from: message.from,
+        text: message.text,
+    };
+    for member in members {
+        if member.user_id != message.sender_id && !hub.is_online(member.user_id) {
+            enqueue(shared, tx, member.user_id, notice.clone()).await;
+        }
+    }
+}
+
+/// Sends one notice to each of the user's browsers, retrying each with backoff.
+async fn deliver_to_user(
+    shared: &Shared,
+    store: &Store,
+    user_id: i64,
+    notice: &Notice,
+    count: u32,
+) {
+    let subscriptions = match store.push_subscriptions(user_id).await {
+        Ok(subs) => subs,
+        Err(err) => {
+            tracing::warn!(user_id, error = %err, "push skipped: subscriptions unavailable");
+            metrics::counter!("push_failures_total", "reason" => "store").increment(1);
+            return;
+        }
+    };
+    if subscriptions.is_empty() {
+        return;
+    }
+    let payload = match serde_json::to_vec(&notice.payload(count)) {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::error!(error = %err, "push payload could not be encoded");
+            return;
+        }
+    };
+    let tag = notice.tag();
+    let meta = deliver::PushMeta {
+        ttl_secs: notice.ttl_secs(),
+        urgent: notice.urgent(),
+        tag: &tag,
+    };
+    for sub in &subscriptions {
+        let mut attempt = 1;
+        loop {
+            let outcome = deliver::send(&shared.http, &shared.vapid, sub, &payload, &meta).await;
+            match outcome {
+                Delivery::Delivered => {
+                    metrics::counter!("push_sent_total").increment(1);
+                    tracing::debug!(user_id, tag = %tag, "push delivered");
+                    break;
+                }
+                Delivery::Gone => {
+                    metrics::counter!("push_subscriptions_expired_total").increment(1);
+                    tracing::info!(user_id, "push subscription gone (404/410); forgetting it");
+                    if let Err(err) = store.forget_push_endpoint(&sub.endpoint).await {
+                        tracing::warn!(error = %err, "expired push subscription not deleted");
+                    }
+                    break;
+                }
+                Delivery::Rejected(why) => {
+                    metrics::counter!("push_failures_total", "reason" => "rejected").increment(1);
+                    tracing::warn!(user_id, reason = %why, "push refused by the push service");
+                    break;
+                }
+                Delivery::Retry(_, why) if attempt >= MAX_ATTEMPTS => {
+                    metrics::counter!("push_failures_total", "reason" => "gave_up").increment(1);
+                    tracing::warn!(user_id, attempts = attempt, reason = %why, "push given up");
+                    break;
+                }
+                Delivery::Retry(after, why) => {
+                    metrics::counter!("push_retries_total").increment(1);
+                    let wait = after.unwrap_or_else(|| backoff(shared.config.retry_base, attempt));
+                    tracing::debug!(user_id, attempt, reason = %why, wait_ms = wait.as_millis() as u64, "push will be retried");
+                    tokio::time::sleep(wait.min(MAX_BACKOFF)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// `base * 2^(attempt-1)`, plus up to a fifth more so retries of many pushes spread out.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1 << (attempt - 1).min(10));
+    let jitter = exp.mul_f64(rand::random::<f64>() * 0.2);
+    (exp + jitter).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let b1 = backoff(base, 1);
+        let b3 = backoff(base, 3);
+        assert!(b1 >= base && b1 <= base.mul_f64(1.2));
+        assert!(b3 >= base * 4 && b3 <= (base * 4).mul_f64(1.2));
+        assert_eq!(backoff(Duration::from_secs(10), 9), MAX_BACKOFF);
+    }
+}
