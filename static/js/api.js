@@ -27,6 +27,10 @@
  * @typedef {{prompt: string, is_default: boolean}} Prompt
  * @typedef {{token: string, deep_link: string, expires_in_secs: number}} TelegramLink
  * @typedef {'confirmed' | 'pending' | 'absent'} TelegramStatus
+ * @typedef {{id: string, room_id: number, room_name: string, from_user_id: number, from_username: string,
+ *   to_user_id: number, to_username: string, created_at: string, expires_at: string}} Invite
+ * @typedef {{incoming: Invite[], outgoing: Invite[]}} Invites
+ * @typedef {{endpoint: string, expirationTime?: number | null, keys?: Record<string, string>}} PushSubscriptionBody
  */
 
 /** An error answered by the API (or the network). */
@@ -166,6 +170,29 @@ export class Api {
   async summaries(id) { return (await this.request('GET', `/rooms/${id}/summaries?limit=20`))?.summaries ?? []; }
   /** @param {number} id @returns {Promise<SummaryOutcome>} */
   summarise(id) { return this.request('POST', `/rooms/${id}/summary`); }
+
+  // invites (ringing someone into a room's call)
+  /** @param {number} roomId @param {string} username @returns {Promise<Invite>} */
+  invite(roomId, username) { return this.request('POST', `/rooms/${roomId}/invites`, { username }); }
+  /** @returns {Promise<Invites>} the pending ones, to and from me */
+  async invites() {
+    const r = await this.request('GET', '/invites');
+    return { incoming: r?.incoming ?? [], outgoing: r?.outgoing ?? [] };
+  }
+  /** @param {string} id @returns {Promise<{room_id: number}>} */
+  acceptInvite(id) { return this.request('POST', `/invites/${encodeURIComponent(id)}/accept`); }
+  /** @param {string} id @returns {Promise<null>} */
+  declineInvite(id) { return this.request('POST', `/invites/${encodeURIComponent(id)}/decline`); }
+  /** @param {string} id @returns {Promise<null>} */
+  cancelInvite(id) { return this.request('DELETE', `/invites/${encodeURIComponent(id)}`); }
+
+  // web push
+  /** @returns {Promise<string>} the VAPID public key, base64url */
+  async vapidKey() { return String((await this.request('GET', '/push/vapid-key'))?.public_key ?? ''); }
+  /** @param {PushSubscriptionBody} subscription @returns {Promise<unknown>} */
+  addPushSubscription(subscription) { return this.request('POST', '/push/subscriptions', subscription); }
+  /** @param {string} endpoint @returns {Promise<null>} */
+  removePushSubscription(endpoint) { return this.request('DELETE', '/push/subscriptions', { endpoint }); }
 
   // settings
   /** @returns {Promise<Prompt>} */

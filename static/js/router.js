@@ -1,9 +1,11 @@
 // @ts-check
 // Routes with the History API: `/`, `/login`, `/rooms/{id}`, `/dm`, `/dm/{username}`,
 // `/settings`. No DOM: the views call `navigate`; link clicks are wired in ui/shell.js.
+// A room can be opened with `join` (an accepted call): the flag lives in that history
+// entry's state until the room page takes it, so a reload or going back doesn't join again.
 
 /**
- * @typedef {{name: 'rooms'} | {name: 'login'} | {name: 'room', id: number} | {name: 'dms'}
+ * @typedef {{name: 'rooms'} | {name: 'login'} | {name: 'room', id: number, join?: boolean} | {name: 'dms'}
  *   | {name: 'dm', username: string} | {name: 'settings'} | {name: 'not_found'}} Route
  */
 
@@ -28,25 +30,36 @@ export class Router {
   /** @param {(route: Route) => void} onRoute */
   constructor(onRoute) {
     this.onRoute = onRoute;
-    window.addEventListener('popstate', () => this.onRoute(parse(location.pathname)));
+    window.addEventListener('popstate', () => this.onRoute(this.route));
   }
 
   /** @returns {Route} */
-  get route() { return parse(location.pathname); }
+  get route() {
+    const route = parse(location.pathname);
+    if (route.name === 'room' && history.state?.join === true) route.join = true;
+    return route;
+  }
 
   /**
    * Goes to `path` (same origin) and renders it.
    * @param {string} path
-   * @param {{replace?: boolean}} [opts]
+   * @param {{replace?: boolean, join?: boolean}} [opts] `join`: a room page joins its call
    */
   navigate(path, opts = {}) {
-    if (path !== location.pathname + location.search) {
-      if (opts.replace) history.replaceState(null, '', path);
-      else history.pushState(null, '', path);
+    const state = opts.join ? { join: true } : null;
+    const same = path === location.pathname + location.search;
+    if (!same || state) {
+      if (opts.replace || same) history.replaceState(state, '', path);
+      else history.pushState(state, '', path);
     }
-    this.onRoute(parse(location.pathname));
+    this.onRoute(this.route);
+  }
+
+  /** Clears the current entry's `join` flag (the room page has joined). */
+  takeJoin() {
+    if (history.state?.join) history.replaceState(null, '', location.pathname + location.search);
   }
 
   /** Renders the current location (first load). */
-  start() { this.onRoute(parse(location.pathname)); }
+  start() { this.onRoute(this.route); }
 }

@@ -1,6 +1,6 @@
 // @ts-check
-// The user WebSocket (`/api/v1/ws`): DMs and read receipts as they happen; while it is open
-// the user is "online". Reconnects by itself with backoff. No DOM.
+// The user WebSocket (`/api/v1/ws`): DMs, read receipts and call invites as they happen;
+// while it is open the user is "online". Reconnects by itself with backoff. No DOM.
 
 /** @typedef {{type: string, [key: string]: any}} UserEvent */
 
@@ -14,6 +14,8 @@ export class UserSocket {
     this.listeners = new Set();
     /** @type {Set<() => void>} */
     this.reconnectListeners = new Set();
+    /** @type {Set<() => void>} */
+    this.openListeners = new Set();
     this.attempt = 0;
     this.stopped = true;
     /** @type {ReturnType<typeof setTimeout> | null} */
@@ -43,6 +45,7 @@ export class UserSocket {
       this.attempt = 0;
       if (this.everOpened) for (const fn of this.reconnectListeners) fn();
       this.everOpened = true;
+      for (const fn of this.openListeners) fn();
       this.pinger = setInterval(() => {
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'ping' }));
       }, 10_000);
@@ -72,6 +75,9 @@ export class UserSocket {
 
   /** @param {() => void} fn called after a reconnect (events may have been missed) */
   onReconnect(fn) { this.reconnectListeners.add(fn); }
+
+  /** @param {() => void} fn called on every open, the first included (events flow from then on) */
+  onOpen(fn) { this.openListeners.add(fn); }
 
   stop() {
     this.stopped = true;

@@ -67,7 +67,7 @@ impl RedisInvites {
             .arg(ttl_ms)
             .query_async(&mut conn)
             .await?;
-        if claimed.is_none() {
+        if claimed.is_none() && !self.reclaim_stale_pair(stored, ttl_ms).await? {
             return Ok(false);
         }
         let json = serde_json::to_string(stored)?;
@@ -87,6 +87,43 @@ impl RedisInvites {
             .query_async::<()>(&mut conn)
             .await?;
         Ok(true)
+    }
+
+    /// The pair guard names an invite that no longer exists (a node died between ending an
+    /// invite and clearing its guard): take the guard over instead of refusing for a minute.
+    async fn reclaim_stale_pair(
+        &self,
+        stored: &StoredInvite,
+        ttl_ms: i64,
+    ) -> Result<bool, InviteStoreError> {
+        let mut conn = self.conn.clone();
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(self.pair_key(stored))
+            .query_async(&mut conn)
+            .await?;
+        let Some(holder) = holder else {
+            return Ok(false);
+        };
+        let alive: bool = redis::cmd("EXISTS")
+            .arg(self.key(&holder))
+            .query_async(&mut conn)
+            .await?;
+        if alive {
+            return Ok(false);
+        }
+        // Only if the guard still names that dead invite (no one else reclaimed it first).
+        let script = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+               redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0",
+        );
+        let swapped: i64 = script
+            .key(self.pair_key(stored))
+            .arg(holder)
+            .arg(&stored.invite.id)
+            .arg(ttl_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(swapped == 1)
     }
 
     pub(super) async fn get(&self, id: &str) -> Result<Option<StoredInvite>, InviteStoreError> {

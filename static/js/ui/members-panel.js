@@ -15,8 +15,8 @@ import { clearFormErrors, errorText, showFormError } from './errors.js';
 /**
  * @param {import('./shell.js').AppContext} ctx
  * @param {number} roomId
- * @param {{onGone: () => void, active: () => boolean}} hooks `active`: false once the page is
- *   gone or the user removed (nothing more to load)
+ * @param {{onGone: () => void, active: () => boolean, top?: HTMLElement}} hooks `active`: false once
+ *   the page is gone or the user removed (nothing more to load); `top`: shown above the list
  * @returns {MembersPanel}
  */
 export function createMembersPanel(ctx, roomId, hooks) {
@@ -38,7 +38,7 @@ export function createMembersPanel(ctx, roomId, hooks) {
     h('button', { type: 'submit', text: t('add') }),
   ]);
   const section = h('section', { class: 'members card' }, [
-    h('h2', { class: 'section-title', text: t('members') }), list, addForm,
+    h('h2', { class: 'section-title', text: t('members') }), hooks.top, list, addForm,
   ]);
 
   addForm.addEventListener('submit', async (ev) => {

@@ -1,7 +1,8 @@
 // @ts-check
 // The room page: the call (participant grid, mute, microphone, moderation, connection
-// state) beside three panels: chat (chat-panel.js), members (members-panel.js) and the AI
-// agent (agent-panel.js). Room-socket events are routed from here.
+// state) beside three panels: chat (chat-panel.js), members (members-panel.js, with "Call
+// someone in" from invite-panel.js) and the AI agent (agent-panel.js). Room-socket events
+// are routed from here. Opened with `join` (an accepted call), it joins the call itself.
 
 import { permissions } from '../agent.js';
 import { ApiError } from '../api.js';
@@ -11,6 +12,7 @@ import { createAgentPanel } from './agent-panel.js';
 import { createChatPanel } from './chat-panel.js';
 import { h, icon, newId, replace } from './dom.js';
 import { errorText } from './errors.js';
+import { createInvitePanel } from './invite-panel.js';
 import { createMembersPanel } from './members-panel.js';
 
 /**
@@ -25,9 +27,10 @@ function exposeCall(roomCall) {
 /**
  * @param {import('./shell.js').AppContext} ctx
  * @param {number} roomId
+ * @param {{join?: boolean}} [opts] `join`: join the call once the room has loaded
  * @returns {import('./shell.js').View}
  */
-export function renderRoom(ctx, roomId) {
+export function renderRoom(ctx, roomId, opts = {}) {
   const me = /** @type {import('../api.js').User} */ (ctx.session.user);
   const heading = h('h1', { tabindex: '-1', text: t('loading') });
   const roleBadge = h('span', { class: 'role', hidden: true });
@@ -136,13 +139,16 @@ export function renderRoom(ctx, roomId) {
     },
   });
 
+  function callActive() {
+    return roomCall.state === 'connecting' || roomCall.state === 'connected' || roomCall.state === 'reconnecting';
+  }
+  function startCall() {
+    void roomCall.join();
+    exposeCall(roomCall);
+  }
   joinButton.addEventListener('click', () => {
-    if (roomCall.state !== 'connecting' && roomCall.state !== 'connected' && roomCall.state !== 'reconnecting') {
-      void roomCall.join();
-      exposeCall(roomCall);
-    } else {
-      roomCall.leave();
-    }
+    if (!callActive()) startCall();
+    else roomCall.leave();
   });
 
   muteButton.addEventListener('click', () => {
@@ -345,7 +351,9 @@ export function renderRoom(ctx, roomId) {
 
   // ---- side panels ------------------------------------------------------------------------
   const chat = createChatPanel(ctx, roomId, { onGone });
-  const membersPanel = createMembersPanel(ctx, roomId, { onGone, active: () => !disposed && !removed });
+  const invitePanel = createInvitePanel(ctx, roomId, { onAccepted: () => { void membersPanel.load(); } });
+  cleanups.push(invitePanel.dispose);
+  const membersPanel = createMembersPanel(ctx, roomId, { onGone, active: () => !disposed && !removed, top: invitePanel.el });
   const agentPanel = createAgentPanel(ctx, roomId, {
     inCall: () => roomCall.state === 'connected' || roomCall.state === 'reconnecting' || roomCall.state === 'connecting',
     nameOf,
@@ -429,6 +437,11 @@ export function renderRoom(ctx, roomId) {
     roleBadge.hidden = false;
     deleteButton.hidden = room.role !== 'owner';
     replace(body, callSection, h('div', { class: 'side' }, [tablist, chat.section, membersPanel.section, agentPanel.section]));
+    if (opts.join) {
+      // An accepted call: straight in (the click on Accept lets its audio play).
+      ctx.router.takeJoin();
+      if (!callActive() && !removed) startCall();
+    }
     void membersPanel.load();
     void agent.loadSummaries().catch(() => {});
     try {

@@ -1,8 +1,10 @@
 // @ts-check
-// Settings: language, the AI summary prompt, the Telegram link.
+// Settings: language, notifications (Web Push on this device), the AI summary prompt, the
+// Telegram link, this browser's encryption key.
 
 import { ApiError } from '../api.js';
 import { LANGS, currentLang, setLang, t } from '../i18n.js';
+import { disablePush, enablePush, pushState } from '../push.js';
 import { PROMPT_MAX, PROMPT_MIN, checkPrompt, pollTelegram } from '../settings.js';
 import { h, newId, replace, setFieldError } from './dom.js';
 import { errorText } from './errors.js';
@@ -23,6 +25,45 @@ export function renderSettings(ctx) {
   const langSection = h('section', { class: 'card', 'aria-labelledby': 'lang-h' }, [
     h('h2', { id: 'lang-h', class: 'section-title', text: t('language') }),
     h('div', { class: 'field' }, [h('label', { for: langId, text: t('interface_language') }), langSelect]),
+  ]);
+
+  // Notifications (Web Push)
+  const pushToggle = h('input', { type: 'checkbox', id: 'push-toggle', role: 'switch', 'aria-describedby': 'push-status' });
+  const pushStatus = h('p', { id: 'push-status', class: 'push-status', role: 'status' });
+  /** @param {import('../push.js').PushState | 'failed' | 'unavailable' | 'working'} state */
+  function showPush(state) {
+    pushStatus.dataset.state = state;
+    pushStatus.textContent = t(/** @type {const} */ ({
+      on: 'push_on', off: 'push_off', denied: 'push_denied', unsupported: 'push_unsupported',
+      failed: 'push_failed', unavailable: 'push_unavailable', working: 'push_working',
+    })[state]);
+    pushToggle.checked = state === 'on';
+    pushToggle.disabled = state === 'unsupported' || state === 'denied' || state === 'working';
+  }
+  pushToggle.addEventListener('change', async () => {
+    const wanted = pushToggle.checked;
+    showPush('working');
+    try {
+      if (wanted) {
+        showPush(await enablePush(ctx.api));
+      } else {
+        await disablePush(ctx.api);
+        showPush('off');
+      }
+    } catch (err) {
+      // 404/503: the server has no VAPID key (push not configured).
+      if (err instanceof ApiError && (err.status === 404 || err.status === 503)) showPush('unavailable');
+      else if (err instanceof ApiError) { showPush(await pushState().catch(() => 'off')); pushStatus.textContent = errorText(err); }
+      else showPush('failed');
+    }
+    pushToggle.focus();
+  });
+  pushState().then(showPush).catch(() => showPush('unsupported'));
+  const pushSection = h('section', { class: 'card', 'aria-labelledby': 'push-h' }, [
+    h('h2', { id: 'push-h', class: 'section-title', text: t('notifications') }),
+    h('p', { class: 'muted', text: t('push_explain') }),
+    h('div', { class: 'switch-row' }, [pushToggle, h('label', { for: 'push-toggle', text: t('push_toggle') })]),
+    pushStatus,
   ]);
 
   // AI prompt
@@ -158,6 +199,6 @@ export function renderSettings(ctx) {
     rotate, keyState,
   ]);
 
-  const el = h('section', { class: 'page narrow' }, [heading, langSection, promptSection, tgSection, keySection]);
+  const el = h('section', { class: 'page narrow' }, [heading, langSection, pushSection, promptSection, tgSection, keySection]);
   return { el, title: t('settings_title'), focus: heading, dispose: () => { for (const fn of cleanups) fn(); } };
 }

@@ -12,6 +12,7 @@ import { h, replace } from './dom.js';
  *   router: import('../router.js').Router,
  *   dm: import('../dm.js').DmService,
  *   userSocket: import('../user-socket.js').UserSocket,
+ *   invites: import('../invites.js').InviteService,
  *   notify: (text: string, kind?: 'error' | 'info') => void,
  *   announce: (text: string) => void,
  *   takeExpiredNotice: () => string,
