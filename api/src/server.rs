@@ -24,7 +24,7 @@ use crate::config::Settings;
 use crate::db::{Store, StoreError};
 use crate::http::{self, ApiContext};
 use crate::invites::{CallInviteService, InviteStore, MemoryInvites, RedisInvites};
-use crate::push::{PushConfig, PushService, PushWorker, UnseenCounts, VapidKeys};
+use crate::push::{PushConfig, PushService, PushStream, PushWorker, UnseenCounts, VapidKeys};
 use crate::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use crate::realtime::RedisBus;
 use crate::secrets::{self, SecretError, SecretOrigin};
@@ -84,14 +84,20 @@ async fn connect_redis(
     url: &str,
 ) -> Result<(redis::Client, redis::aio::ConnectionManager), StartError> {
     let client = redis::Client::open(url).map_err(|e| StartError::Redis(e.to_string()))?;
-    let conn = tokio::time::timeout(
+    let conn = connect_redis_with(&client).await?;
+    Ok((client, conn))
+}
+
+async fn connect_redis_with(
+    client: &redis::Client,
+) -> Result<redis::aio::ConnectionManager, StartError> {
+    tokio::time::timeout(
         Duration::from_secs(5),
         redis::aio::ConnectionManager::new(client.clone()),
     )
     .await
     .map_err(|_| StartError::Redis("no answer within 5 s".to_owned()))?
-    .map_err(|e| StartError::Redis(e.to_string()))?;
-    Ok((client, conn))
+    .map_err(|e| StartError::Redis(e.to_string()))
 }
 
 /// Starts the SFU and collects the ICE servers handed to browsers in `joined`.
@@ -191,6 +197,7 @@ fn announce_secret(name: &str, origin: &SecretOrigin, secret: &SecretString) {
 fn start_invites_and_push(
     settings: &Settings,
     redis: Option<&redis::aio::ConnectionManager>,
+    push_stream: Option<PushStream>,
 ) -> Result<(Arc<CallInviteService>, PushService, PushWorker), StartError> {
     let push_settings = &settings.push;
     let (vapid, origin) = VapidKeys::load(
@@ -221,8 +228,8 @@ fn start_invites_and_push(
         retry_base: push_settings.retry_base,
         ..PushConfig::default()
     };
-    let (push, worker) =
-        PushService::new(vapid, counts, config).map_err(|e| StartError::Push(e.to_string()))?;
+    let (push, worker) = PushService::new(vapid, counts, push_stream, config)
+        .map_err(|e| StartError::Push(e.to_string()))?;
     let invites = Arc::new(CallInviteService::new(
         invite_store,
         settings.invite_timeout,
@@ -283,6 +290,11 @@ impl Server {
             media,
         );
         hub.start();
+        // The push queue's blocking reads get a connection of their own.
+        let push_reader = match &redis {
+            Some((client, _)) => Some(connect_redis_with(client).await?),
+            None => None,
+        };
         let redis = redis.map(|(_, conn)| conn);
         let limiter = match &redis {
             Some(conn) => RateLimiter::Redis(RedisLimiter::new(
@@ -305,7 +317,17 @@ impl Server {
         let transcription = Arc::new(transcription);
         transcription.follow(store.clone(), hub.clone());
         let (summaries, telegram) = start_agent(&settings)?;
-        let (invites, push, push_worker) = start_invites_and_push(&settings, redis.as_ref())?;
+        let push_stream = redis.clone().zip(push_reader).map(|(conn, reader)| {
+            PushStream::new(
+                conn,
+                reader,
+                &settings.redis_prefix,
+                format!("node-{:05x}", hub.node_tag()),
+                settings.push.claim_idle,
+            )
+        });
+        let (invites, push, push_worker) =
+            start_invites_and_push(&settings, redis.as_ref(), push_stream)?;
 
         Ok(Self {
             ctx: ApiContext {

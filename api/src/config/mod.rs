@@ -121,6 +121,10 @@ pub struct PushSettings {
     pub vapid_subject: String,
     /// `PUSH_RETRY_BASE_MS`: the first retry's backoff, doubled per try (default 1000).
     pub retry_base: Duration,
+    /// `PUSH_CLAIM_IDLE_SECS`: with Redis, a queued push another node took and left unsent
+    /// this long (that node stopped) is sent by this one (default 300: longer than a push
+    /// with all its retries takes, so a slow push isn't sent twice).
+    pub claim_idle: Duration,
 }
 
 /// Server-side transcription. Without a model, transcription is unavailable and the rest of
@@ -414,6 +418,18 @@ fn push_settings(get: &impl Fn(&str) -> Option<String>) -> Result<PushSettings, 
             "must be between 10 and 60000",
         ));
     }
+    let claim_secs = parse_or(
+        "PUSH_CLAIM_IDLE_SECS",
+        get("PUSH_CLAIM_IDLE_SECS"),
+        300u64,
+        "a number of seconds",
+    )?;
+    if !(1..=3600).contains(&claim_secs) {
+        return Err(invalid(
+            "PUSH_CLAIM_IDLE_SECS",
+            "must be between 1 and 3600",
+        ));
+    }
     if get("VAPID_PUBLIC_KEY").is_some() && get("VAPID_PRIVATE_KEY").is_none() {
         return Err(invalid(
             "VAPID_PUBLIC_KEY",
@@ -425,6 +441,7 @@ fn push_settings(get: &impl Fn(&str) -> Option<String>) -> Result<PushSettings, 
         vapid_public_key: get("VAPID_PUBLIC_KEY"),
         vapid_subject,
         retry_base: Duration::from_millis(retry_ms),
+        claim_idle: Duration::from_secs(claim_secs),
     })
 }
 

@@ -125,7 +125,12 @@ impl CallInviteService {
         }
         if !deps.hub.is_online(to.id) {
             deps.push
-                .notify(to.id, Notice::Invite(invite.clone()))
+                .notify(
+                    to.id,
+                    Notice::Invite {
+                        invite: invite.clone(),
+                    },
+                )
                 .await;
         }
         Ok(invite)

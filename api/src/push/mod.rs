@@ -9,6 +9,7 @@
 mod counts;
 mod deliver;
 mod notice;
+mod stream;
 pub mod vapid;
 
 use std::collections::{HashMap, HashSet};
@@ -22,6 +23,7 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use self::counts::UnseenCounts;
 pub use self::deliver::Delivery;
 pub use self::notice::{Notice, Payload};
+pub use self::stream::PushStream;
 pub use self::vapid::VapidKeys;
 use crate::db::Store;
 
@@ -77,7 +79,8 @@ type Key = (i64, String);
 /// replaced by a late "2 new messages".
 #[derive(Debug, Default)]
 struct Queue {
-    waiting: HashMap<Key, (Notice, u32)>,
+    /// The latest notice, its count, and (with Redis) the stream entries it stands for.
+    waiting: HashMap<Key, (Notice, u32, Vec<String>)>,
     sending: HashSet<Key>,
 }
 
@@ -86,6 +89,8 @@ struct Shared {
     vapid: VapidKeys,
     counts: UnseenCounts,
     queue: Mutex<Queue>,
+    /// With Redis: the shared queue every node reads.
+    stream: Option<PushStream>,
     http: reqwest::Client,
     config: PushConfig,
 }
@@ -111,6 +116,7 @@ impl PushService {
     pub fn new(
         vapid: VapidKeys,
         counts: UnseenCounts,
+        stream: Option<PushStream>,
         config: PushConfig,
     ) -> Result<(Self, PushWorker), reqwest::Error> {
         let http = reqwest::Client::builder()
@@ -121,6 +127,7 @@ impl PushService {
             vapid,
             counts,
             queue: Mutex::new(Queue::default()),
+            stream,
             http,
             config,
         });
@@ -159,23 +166,48 @@ impl PushService {
 }
 
 async fn enqueue(shared: &Shared, tx: &mpsc::Sender<Work>, user_id: i64, notice: Notice) {
-    let tag = notice.tag();
     let count = match notice {
-        Notice::Invite(_) => 1,
-        _ => shared.counts.bump(user_id, &tag).await,
+        Notice::Invite { .. } => 1,
+        _ => shared.counts.bump(user_id, &notice.tag()).await,
     };
+    if let Some(stream) = &shared.stream {
+        match stream.add(user_id, &notice, count).await {
+            Ok(()) => return,
+            Err(err) => {
+                // Redis is down: this node sends it itself rather than not at all.
+                tracing::warn!(error = %err, "push not queued in Redis; sending from this node");
+                metrics::counter!("push_failures_total", "reason" => "stream").increment(1);
+            }
+        }
+    }
+    enqueue_local(shared, tx, user_id, notice, count, Vec::new());
+}
+
+/// Puts a notice in this node's queue (from a request, or read from the Redis stream).
+fn enqueue_local(
+    shared: &Shared,
+    tx: &mpsc::Sender<Work>,
+    user_id: i64,
+    notice: Notice,
+    count: u32,
+    entries: Vec<String>,
+) {
+    let tag = notice.tag();
     let key = (user_id, tag.clone());
     {
         let mut queue = shared.lock_queue();
         if let Some(entry) = queue.waiting.get_mut(&key) {
             // Still waiting: the newer notice and count replace it; no second push.
-            *entry = (notice, count);
+            entry.0 = notice;
+            entry.1 = count;
+            entry.2.extend(entries);
             return;
         }
-        queue.waiting.insert(key.clone(), (notice, count));
+        queue.waiting.insert(key.clone(), (notice, count, entries));
         metrics::gauge!("push_queue_depth").set(queue.waiting.len() as f64);
     }
     if tx.try_send(Work::User { user_id, tag }).is_err() {
+        // Dropped here; entries of the Redis stream stay pending for another node to claim.
         let mut queue = shared.lock_queue();
         queue.waiting.remove(&key);
         metrics::gauge!("push_queue_depth").set(queue.waiting.len() as f64);
@@ -190,7 +222,7 @@ impl Shared {
 
     /// The waiting notice of `key`, now marked as being sent; `None` while an earlier one
     /// of the same conversation is still being sent (it picks this one up when done).
-    fn start_sending(&self, key: &Key) -> Option<(Notice, u32)> {
+    fn start_sending(&self, key: &Key) -> Option<(Notice, u32, Vec<String>)> {
         let mut queue = self.lock_queue();
         if queue.sending.contains(key) {
             return None;
@@ -201,8 +233,12 @@ impl Shared {
         Some(taken)
     }
 
-    /// `key` is sent; a notice that came in meanwhile goes back into the queue.
-    fn done_sending(&self, key: Key, tx: &mpsc::Sender<Work>) {
+    /// `key` is sent: its stream entries are done, and a notice that came in meanwhile goes
+    /// back into the queue.
+    async fn done_sending(&self, key: Key, entries: Vec<String>, tx: &mpsc::Sender<Work>) {
+        if let Some(stream) = &self.stream {
+            stream.done(&entries).await;
+        }
         let mut queue = self.lock_queue();
         queue.sending.remove(&key);
         if queue.waiting.contains_key(&key) {
@@ -232,6 +268,10 @@ impl PushWorker {
     ) -> JoinHandle<()> {
         let PushWorker { shared, mut rx, tx } = self;
         tokio::spawn(async move {
+            let reader = shared
+                .stream
+                .is_some()
+                .then(|| tokio::spawn(read_stream(shared.clone(), tx.clone(), stop.clone())));
             let permits = Arc::new(Semaphore::new(CONCURRENCY));
             let mut inflight = JoinSet::new();
             loop {
@@ -242,12 +282,12 @@ impl PushWorker {
                             Work::Room(notice) => expand_room(&shared, &tx, &store, &hub, notice).await,
                             Work::User { user_id, tag } => {
                                 let key = (user_id, tag);
-                                let Some((notice, count)) = shared.start_sending(&key) else { continue };
+                                let Some((notice, count, entries)) = shared.start_sending(&key) else { continue };
                                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
                                 let (shared, store, tx) = (shared.clone(), store.clone(), tx.clone());
                                 inflight.spawn(async move {
                                     deliver_to_user(&shared, &store, user_id, &notice, count).await;
-                                    shared.done_sending(key, &tx);
+                                    shared.done_sending(key, entries, &tx).await;
                                     drop(permit);
                                 });
                             }
@@ -256,6 +296,10 @@ impl PushWorker {
                     Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
                     _ = stop.changed() => break,
                 }
+            }
+            if let Some(reader) = reader {
+                reader.abort();
+                let _ = reader.await;
             }
             let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
                 while inflight.join_next().await.is_some() {}
@@ -269,6 +313,57 @@ impl PushWorker {
                 inflight.shutdown().await;
             }
         })
+    }
+}
+
+/// With Redis: feeds this node's queue from the shared stream, new entries and entries a
+/// stopped node left pending, until `stop`.
+async fn read_stream(shared: Arc<Shared>, tx: mpsc::Sender<Work>, mut stop: watch::Receiver<bool>) {
+    let Some(stream) = &shared.stream else {
+        return;
+    };
+    if let Err(err) = stream.ensure_group().await {
+        tracing::warn!(error = %err, "push queue group not created; retrying on the next read");
+    }
+    let mut next_claim = tokio::time::Instant::now();
+    loop {
+        // Claims and reads take turns, never cancelled halfway (a read cut off would leave
+        // its entries pending until claimed again).
+        let entries = if tokio::time::Instant::now() >= next_claim {
+            next_claim = tokio::time::Instant::now() + stream::CLAIM_EVERY;
+            stream.claim_abandoned().await
+        } else {
+            tokio::select! {
+                read = stream.read() => read,
+                _ = stop.changed() => break,
+            }
+        };
+        match entries {
+            Ok(entries) => {
+                for entry in entries {
+                    enqueue_local(
+                        &shared,
+                        &tx,
+                        entry.user_id,
+                        entry.notice,
+                        entry.count,
+                        vec![entry.id],
+                    );
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "push queue read failed; retrying");
+                metrics::counter!("push_failures_total", "reason" => "stream").increment(1);
+                let _ = stream.ensure_group().await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
     }
 }
 

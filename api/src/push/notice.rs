@@ -1,15 +1,18 @@
 //! What a push says: the JSON the service worker (`static/sw.js`) reads, built from an event.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use signaling::protocol::{Invite, RoomId};
 
 /// Characters of a room message shown in a notification.
 const PREVIEW_CHARS: usize = 120;
 
-/// Something a user with no open tab should hear about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Something a user with no open tab should hear about (stored as JSON in the Redis queue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Notice {
-    Invite(Invite),
+    Invite {
+        invite: Invite,
+    },
     /// A DM: only who sent it. DMs may be end-to-end encrypted, and even plain ones stay off
     /// push services' servers.
     Dm {
@@ -45,7 +48,7 @@ impl Notice {
     /// per tag.
     pub fn tag(&self) -> String {
         match self {
-            Notice::Invite(invite) => format!("invite:{}", invite.id),
+            Notice::Invite { invite } => format!("invite:{}", invite.id),
             Notice::Dm { from } => format!("dm:{from}"),
             Notice::Chat { room_id, .. } => format!("room:{room_id}"),
         }
@@ -55,20 +58,20 @@ impl Notice {
     pub fn ttl_secs(&self) -> u64 {
         match self {
             // Ringing is over after the invite's timeout; a late "call" is noise.
-            Notice::Invite(_) => 60,
+            Notice::Invite { .. } => 60,
             Notice::Dm { .. } | Notice::Chat { .. } => 24 * 3600,
         }
     }
 
     pub fn urgent(&self) -> bool {
-        matches!(self, Notice::Invite(_))
+        matches!(self, Notice::Invite { .. })
     }
 
     /// The payload, with `count` unseen messages of this conversation.
     pub fn payload(&self, count: u32) -> Payload {
         let tag = self.tag();
         match self {
-            Notice::Invite(invite) => Payload {
+            Notice::Invite { invite } => Payload {
                 kind: "invite",
                 title: format!("{} is calling you", invite.from_username),
                 body: format!("Join the call in {}", invite.room_name),

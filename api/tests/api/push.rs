@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{expect_error, json_of, spawn_app, spawn_with, TestApp};
+use crate::helpers::{expect_error, json_of, spawn_app, spawn_from, spawn_with, test_env, TestApp};
 
 /// The stand-in push service (and browser), killed when dropped.
 struct Receiver {
@@ -421,4 +421,46 @@ async fn bad_subscriptions_get_clear_errors() {
         err["message"].as_str().expect("message").contains("https"),
         "{err}"
     );
+}
+
+/// With Redis the push queue is a stream every node reads: a push that node A took but had
+/// not sent when it stopped (the push service kept failing) is sent by node B.
+/// Runs when `WEBCALL_TEST_REDIS_URL` is set.
+#[tokio::test]
+async fn a_push_left_unsent_by_a_stopped_node_is_sent_by_another() {
+    let Some(receiver) = Receiver::start().await else {
+        return;
+    };
+    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
+        eprintln!(
+            "WEBCALL_TEST_REDIS_URL not set: the shared push queue not exercised in this run"
+        );
+        return;
+    };
+    let (mut env, _data) = test_env().await;
+    env.insert("REDIS_URL".into(), redis_url);
+    env.insert("PUSH_CLAIM_IDLE_SECS".into(), "2".into());
+    env.insert("PUSH_RETRY_BASE_MS".into(), "3000".into());
+    let node_a = spawn_from(env.clone()).await;
+    let alice = node_a.register("alice").await;
+    let bob = node_a.register("bob").await;
+    let sub = receiver.subscription().await;
+    subscribe(&node_a, &bob, &sub).await;
+    // Node A's first two tries fail; it waits 3 s, then 6 s, and is stopped meanwhile.
+    receiver
+        .set_mode(&sub, json!({"status": 503, "fail": 2}))
+        .await;
+    dm(&node_a, &alice, "bob", "still there?").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while receiver.state(&sub).await["attempts"].as_u64() < Some(1) {
+        assert!(tokio::time::Instant::now() < deadline, "node A never tried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node_a.stop().await;
+    let node_b = spawn_from(env).await;
+    let got = receiver.received(&sub, 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["payload"]["body"], "New message from alice");
+    assert_eq!(receiver.state(&sub).await["attempts"], 3);
+    node_b.stop().await;
 }
