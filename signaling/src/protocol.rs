@@ -151,6 +151,18 @@ pub enum InviteOutcome {
     Timeout,
 }
 
+impl InviteOutcome {
+    /// The wire name (as serialized), for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteOutcome::Accepted => "accepted",
+            InviteOutcome::Declined => "declined",
+            InviteOutcome::Cancelled => "cancelled",
+            InviteOutcome::Timeout => "timeout",
+        }
+    }
+}
+
 /// Someone in the call right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParticipantInfo {
@@ -598,6 +610,19 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, (&'static str, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invite_outcome_names_are_the_wire_names() {
+        for outcome in [
+            InviteOutcome::Accepted,
+            InviteOutcome::Declined,
+            InviteOutcome::Cancelled,
+            InviteOutcome::Timeout,
+        ] {
+            let wire = serde_json::to_value(outcome).expect("serializes");
+            assert_eq!(wire, outcome.as_str());
+        }
+    }
 
     #[test]
     fn messages_are_tagged_by_snake_case_type() {

@@ -5,19 +5,16 @@
 // each screen (desktop and 360 px) go to a folder printed at the start.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 
 import { PASSWORD, REGISTRATION_SECRET, startServer } from './server.mjs';
-import { chromiumArgs } from './harness.mjs';
+import { axe, chromiumArgs } from './harness.mjs';
 import { writeToneWav } from './wav.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const wav = join(mkdtempSync(join(tmpdir(), 'webcall-wav-')), 'tone.wav');
 writeToneWav(wav);
@@ -75,18 +72,6 @@ async function newPage(name, { lang = 'en-US', width = 1280, height = 800 } = {}
   return page;
 }
 
-/** Scans the page with axe-core; fails on serious or critical violations. */
-async function axe(page, screen) {
-  // evaluate() runs through the DevTools protocol, outside the page's CSP.
-  await page.evaluate(AXE);
-  const result = await page.evaluate(async () => {
-    // @ts-ignore injected above
-    const r = await window.axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
-  });
-  const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  assert.deepEqual(bad, [], `axe on ${screen}: ${JSON.stringify(bad, null, 1)}`);
-}
 
 /** Screenshots at the page's size and at 360 px phone width. */
 async function shots(page, screen) {

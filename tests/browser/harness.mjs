@@ -2,7 +2,8 @@
 // server, the call page, and sampling each page's inbound audio through getStats().
 
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -173,4 +174,23 @@ export async function holdCall(server, pages, seconds, label, every = 3000) {
   assert.equal(grew('sfu_peer_disconnects_total'), 0, `${label}: a peer was disconnected meanwhile`);
   assert.equal(grew('sfu_peers_closed_total{reason="failed"}'), 0, `${label}: a peer failed meanwhile`);
   return samples;
+}
+
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/**
+ * Scans the page with axe-core; fails on serious or critical violations.
+ * @param {import('playwright-core').Page} page
+ * @param {string} screen
+ */
+export async function axe(page, screen) {
+  // evaluate() runs through the DevTools protocol, outside the page's CSP.
+  await page.evaluate(AXE);
+  const result = await page.evaluate(async () => {
+    // @ts-ignore injected above
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+  });
+  const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad, [], `axe on ${screen}: ${JSON.stringify(bad, null, 1)}`);
 }

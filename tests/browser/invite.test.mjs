@@ -9,21 +9,18 @@
 // console errors and CSP violations (4xx API answers excepted: refusals are expected here).
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 
 import {
-  chromiumArgs, everyoneHearsEveryone, holdCall, launchChromium, registerUser, sessionFor, sleep,
+  axe, chromiumArgs, everyoneHearsEveryone, holdCall, launchChromium, registerUser, sessionFor, sleep,
   toneWav, waitFor,
 } from './harness.mjs';
 import { startServer } from './server.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const SHOTS = mkdtempSync(join(tmpdir(), 'webcall-screens-'));
 console.log(`screenshots: ${SHOTS}`);
 
@@ -122,17 +119,6 @@ async function refusal(page, username) {
   return text;
 }
 
-/** Scans the page with axe-core; fails on serious or critical violations (as app.test.mjs). */
-async function axe(page, screen) {
-  await page.evaluate(AXE);
-  const result = await page.evaluate(async () => {
-    // @ts-ignore injected above
-    const r = await window.axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
-  });
-  const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  assert.deepEqual(bad, [], `axe on ${screen}: ${JSON.stringify(bad, null, 1)}`);
-}
 
 /** A screenshot at the page's size, and one at 360 px phone width that must not scroll sideways. */
 async function shots(page, screen) {

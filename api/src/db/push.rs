@@ -81,6 +81,22 @@ impl Store {
         Ok(())
     }
 
+    /// Members of the room with at least one push subscription: who a room message may be
+    /// pushed to.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] on a database failure.
+    pub async fn push_subscribers_in_room(&self, room_id: i64) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT DISTINCT m.user_id FROM room_members m \
+             JOIN push_subscriptions p ON p.user_id = m.user_id WHERE m.room_id = $1",
+        )
+        .bind(room_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     /// # Errors
     /// [`StoreError::Database`] on a database failure.
     pub async fn push_subscriptions(

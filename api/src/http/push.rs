@@ -2,6 +2,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -92,12 +94,10 @@ fn validate(req: SubscriptionRequest, env: AppEnv) -> Result<PushSubscriptionRow
     let auth = decode_b64url(&req.keys.auth)
         .filter(|a| a.len() == 16)
         .ok_or_else(|| ValidationError::new("keys.auth", "is not a base64url 16-byte secret"))?;
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     Ok(PushSubscriptionRow {
         endpoint,
-        p256dh: b64.encode(p256dh),
-        auth: b64.encode(auth),
+        p256dh: URL_SAFE_NO_PAD.encode(p256dh),
+        auth: URL_SAFE_NO_PAD.encode(auth),
     })
 }
 

@@ -262,12 +262,7 @@ impl CallInviteService {
     }
 
     async fn announce(&self, hub: &Hub, invite: &Invite, outcome: InviteOutcome, by: UserId) {
-        let label = match outcome {
-            InviteOutcome::Accepted => "accepted",
-            InviteOutcome::Declined => "declined",
-            InviteOutcome::Cancelled => "cancelled",
-            InviteOutcome::Timeout => "timeout",
-        };
+        let label = outcome.as_str();
         tracing::info!(room_id = invite.room_id, invite_id = %invite.id, outcome = label, "invite ended");
         metrics::counter!("invites_total", "event" => label).increment(1);
         for user in [invite.to_user_id, invite.from_user_id] {

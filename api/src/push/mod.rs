@@ -375,10 +375,25 @@ async fn expand_room(
     message: RoomMessage,
 ) {
     let room_id = message.room_id;
-    let (room, members) = match (store.room(room_id).await, store.members(room_id).await) {
-        (Ok(Some(room)), Ok(members)) => (room, members),
-        (Ok(None), _) => return,
-        (Err(err), _) | (_, Err(err)) => {
+    // Only members who subscribed and have no tab open: most messages push to nobody, and
+    // then cost this one query.
+    let recipients: Vec<i64> = match store.push_subscribers_in_room(room_id).await {
+        Ok(users) => users
+            .into_iter()
+            .filter(|&user| user != message.sender_id && !hub.is_online(user))
+            .collect(),
+        Err(err) => {
+            tracing::warn!(room_id, error = %err, "room push skipped: members unavailable");
+            return;
+        }
+    };
+    if recipients.is_empty() {
+        return;
+    }
+    let room = match store.room(room_id).await {
+        Ok(Some(room)) => room,
+        Ok(None) => return,
+        Err(err) => {
             tracing::warn!(room_id, error = %err, "room push skipped: room unavailable");
             return;
         }
@@ -386,14 +401,11 @@ async fn expand_room(
     let notice = Notice::Chat {
         room_id,
         room_name: room.name,
-        sender_id: message.sender_id,
         from: message.from,
         text: message.text,
     };
-    for member in members {
-        if member.user_id != message.sender_id && !hub.is_online(member.user_id) {
-            enqueue(shared, tx, member.user_id, notice.clone()).await;
-        }
+    for user in recipients {
+        enqueue(shared, tx, user, notice.clone()).await;
     }
 }
 

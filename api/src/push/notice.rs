@@ -18,11 +18,10 @@ pub enum Notice {
     Dm {
         from: String,
     },
-    /// A room chat message, to every member but `sender` with no open tab.
+    /// A room chat message, to every member but its sender with no open tab.
     Chat {
         room_id: RoomId,
         room_name: String,
-        sender_id: i64,
         from: String,
         text: String,
     },
@@ -138,7 +137,6 @@ mod tests {
         let notice = Notice::Chat {
             room_id: 5,
             room_name: "Standup".into(),
-            sender_id: 1,
             from: "alice".into(),
             text: "x".repeat(500),
         };

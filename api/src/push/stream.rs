@@ -14,6 +14,8 @@ use super::notice::Notice;
 const MAX_LEN: usize = 10_000;
 /// Entries read per call.
 const BATCH: usize = 32;
+/// The one consumer group every node reads through (one consumer per node).
+const GROUP: &str = "push";
 /// How long a read waits for new entries.
 const BLOCK: Duration = Duration::from_secs(2);
 /// How often a node looks for entries another node left pending.
@@ -34,7 +36,6 @@ pub struct PushStream {
     /// connection would hold up every other command on it (rate limits, the bus).
     reader: ConnectionManager,
     key: String,
-    group: &'static str,
     consumer: String,
     /// Entries pending this long on a consumer are taken over (its node stopped).
     claim_idle: Duration,
@@ -61,7 +62,6 @@ impl PushStream {
             conn,
             reader,
             key: format!("{prefix}:push_queue"),
-            group: "push",
             consumer,
             claim_idle,
         }
@@ -76,7 +76,7 @@ impl PushStream {
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.key)
-            .arg(self.group)
+            .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM")
             .query_async(&mut conn)
@@ -121,7 +121,7 @@ impl PushStream {
         let mut conn = self.reader.clone();
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
-            .arg(self.group)
+            .arg(GROUP)
             .arg(&self.consumer)
             .arg("COUNT")
             .arg(BATCH)
@@ -144,7 +144,7 @@ impl PushStream {
         let mut conn = self.conn.clone();
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(&self.key)
-            .arg(self.group)
+            .arg(GROUP)
             .arg(&self.consumer)
             .arg(u64::try_from(self.claim_idle.as_millis()).unwrap_or(60_000))
             .arg("0")
@@ -183,7 +183,7 @@ impl PushStream {
         let result: redis::RedisResult<((), ())> = redis::pipe()
             .cmd("XACK")
             .arg(&self.key)
-            .arg(self.group)
+            .arg(GROUP)
             .arg(ids)
             .cmd("XDEL")
             .arg(&self.key)

@@ -168,6 +168,16 @@ impl TestApp {
         api::db::Store::connect(&url).await.expect("test database")
     }
 
+    /// The Prometheus text of `/metrics`.
+    #[allow(dead_code)]
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics", None)
+            .await
+            .text()
+            .await
+            .expect("metrics")
+    }
+
     /// Stops the server and waits until it has closed its database.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -100,12 +100,7 @@ async fn three_participants_hear_each_other_through_the_server() {
     })
     .await;
     // The media plane reports itself in the metrics.
-    let metrics = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .expect("metrics");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("sfu_packets_in_total")
             && metrics.contains("sfu_forward_duration_seconds")
@@ -333,12 +328,7 @@ async fn media_that_goes_silent_is_kept_for_the_grace_period_then_leaves_the_cal
         .unwrap_or_default();
     assert_eq!(bob_presence["in_call"], false, "{presence}");
     // The names the browser soak test reads to prove no peer failed or went silent.
-    let metrics = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .expect("metrics");
+    let metrics = app.metrics().await;
     for line in [
         "sfu_peers_closed_total{reason=\"failed\"} 1",
         "sfu_peer_disconnects_total 1",

@@ -104,7 +104,7 @@ async fn metrics_are_labelled_by_route_pattern_never_by_id() {
     app.get(&format!("/api/v1/rooms/{room}"), Some(&alice))
         .await;
     app.get("/api/v1/rooms/777777", Some(&alice)).await;
-    let text = app.get("/metrics", None).await.text().await.expect("text");
+    let text = app.metrics().await;
     assert!(text.contains(r#"path="/api/v1/rooms/{id}""#), "{text}");
     assert!(text.contains("http_requests_total"));
     assert!(

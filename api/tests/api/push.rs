@@ -294,12 +294,7 @@ async fn a_subscription_the_push_service_calls_gone_is_deleted() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .expect("metrics");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("push_subscriptions_expired_total 1"),
         "{metrics}"
@@ -338,12 +333,7 @@ async fn a_failing_push_service_is_retried_and_a_hanging_one_never_slows_chat() 
             "a DM waited on the push service"
         );
     }
-    let metrics = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .expect("metrics");
+    let metrics = app.metrics().await;
     assert!(metrics.contains("push_retries_total"), "{metrics}");
     assert!(metrics.contains("push_sent_total"), "{metrics}");
     assert!(metrics.contains("push_queue_depth"), "{metrics}");

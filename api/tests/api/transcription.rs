@@ -362,12 +362,7 @@ async fn an_overloaded_transcriber_drops_audio_but_captions_flow_and_forwarding_
     }
     let mut dropped = 0.0;
     for _ in 0..60 {
-        let metrics = app
-            .get("/metrics", None)
-            .await
-            .text()
-            .await
-            .expect("metrics");
+        let metrics = app.metrics().await;
         dropped = metrics
             .lines()
             .find(|l| l.starts_with("transcriber_dropped_utterances_total"))
