@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Settings, TelegramSettings, WhisperSettings};
+use crate::models::{self, ModelStore};
 use crate::server;
 
 #[derive(Debug, Parser)]
@@ -50,6 +51,28 @@ pub enum Command {
     /// The Telegram bot that delivers summaries.
     #[command(subcommand)]
     Telegram(TelegramCommand),
+    /// The official whisper.cpp models: list, download into DATA_DIR/models (resumed,
+    /// SHA-256 checked), verify. `WHISPER_MODEL=NAME` then loads a downloaded one.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Every model in the catalog: size, languages, and whether it is downloaded.
+    List,
+    /// Download a model (e.g. `base`, `small.en-q8_0`, `large-v3-turbo`) from
+    /// WHISPER_MODEL_BASE_URL, resuming an interrupted download; it is installed only when
+    /// its SHA-256 matches the catalog.
+    Fetch {
+        /// A name from `webcall model list`.
+        name: String,
+    },
+    /// Check the SHA-256 of the downloaded models, or of one.
+    Verify {
+        /// A name from `webcall model list`; default every downloaded model.
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +102,7 @@ pub async fn main() -> std::process::ExitCode {
         Command::Transcribe { file, model } => return transcribe(&file, model),
         Command::ImportModel { from, out } => return import_model(&from, &out),
         Command::Telegram(TelegramCommand::SetWebhook { url }) => return set_webhook(&url).await,
+        Command::Model(command) => return model(command).await,
         Command::Serve | Command::Migrate => {}
     }
     let settings = match Settings::from_env() {
@@ -91,7 +115,10 @@ pub async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve => server::run(settings).await,
         Command::Migrate => migrate(&settings).await,
-        Command::Transcribe { .. } | Command::ImportModel { .. } | Command::Telegram(_) => Ok(()),
+        Command::Transcribe { .. }
+        | Command::ImportModel { .. }
+        | Command::Telegram(_)
+        | Command::Model(_) => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -112,6 +139,22 @@ async fn migrate(settings: &Settings) -> Result<(), server::StartError> {
     );
     store.close().await;
     Ok(())
+}
+
+/// `webcall model`: reads only `DATA_DIR` and the `WHISPER_MODEL_*` settings.
+async fn model(command: ModelCommand) -> ExitCode {
+    let store = match ModelStore::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(store) => store,
+        Err(err) => {
+            eprintln!("error: configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        ModelCommand::List => models::list(&store),
+        ModelCommand::Fetch { name } => models::fetch_command(&store, &name).await,
+        ModelCommand::Verify { name } => models::verify(&store, name.as_deref()).await,
+    }
 }
 
 /// `webcall telegram set-webhook`: reads only the `TELEGRAM_*` settings.
@@ -169,13 +212,18 @@ fn transcribe(file: &Path, model: Option<PathBuf>) -> ExitCode {
         eprintln!("error: no model: pass --model FILE or set WHISPER_MODEL");
         return ExitCode::from(2);
     };
-    let config = transcriber::worker::WhisperConfig {
+    let config = transcriber::whisper::WhisperConfig {
         language: whisper.language,
+        languages: whisper.languages,
         threads: whisper.threads,
     };
+    let vad = transcriber::vad::VadConfig {
+        detector: whisper.vad,
+        ..transcriber::vad::VadConfig::default()
+    };
     let started = std::time::Instant::now();
-    let result = transcriber::worker::Whisper::load(&model, config)
-        .and_then(|w| transcriber::file::transcribe_file(file, &w));
+    let result = transcriber::whisper::Whisper::load(&model, config)
+        .and_then(|w| transcriber::file::transcribe_file(file, &w, vad));
     match result {
         Ok(segments) => {
             for s in &segments {

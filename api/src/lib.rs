@@ -8,6 +8,8 @@
 //! - [`app`]: use cases and the permission rules.
 //! - [`agent`]: summary input, OpenAI-compatible models, the heuristic summary, prompts.
 //! - [`telegram`]: the Bot API client and message formatting.
+//! - [`models`]: whisper models in `DATA_DIR/models`: the catalog, fetch with resume and
+//!   SHA-256 check, `webcall model`.
 //! - [`invites`]: ringing people into calls (in process or on Redis).
 //! - [`push`]: WebPush (VAPID, RFC 8291) through a queue with retries.
 //! - [`ratelimit`]: in-process or Redis-shared GCRA limits.
@@ -25,6 +27,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod invites;
+pub mod models;
 pub mod push;
 pub mod ratelimit;
 pub mod realtime;

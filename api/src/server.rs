@@ -250,6 +250,16 @@ impl Server {
     /// # Errors
     /// A [`StartError`] naming what is wrong.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        // Before anything is written: a model named in WHISPER_MODEL but never fetched is the
+        // operator's next command, not a load error.
+        if let Some(path) = &settings.whisper.model {
+            if let Some(name) = crate::models::missing_download(path, &settings.data_dir) {
+                return Err(StartError::Transcription(format!(
+                    "model {name} is not downloaded ({} is missing): run `webcall model fetch {name}`",
+                    path.display()
+                )));
+            }
+        }
         let (jwt_secret, origin) = secrets::load_or_generate(
             settings.jwt_secret.as_ref(),
             &settings.data_dir,
@@ -378,6 +388,12 @@ impl Server {
             ctx.hub.clone(),
             ctx.hub.shutdown_signal(),
         );
+        let idle_stop = ctx.summaries.clone().run_idle_stop(
+            ctx.store.clone(),
+            ctx.hub.clone(),
+            ctx.transcription.clone(),
+            ctx.hub.shutdown_signal(),
+        );
         // WebSockets outlive their HTTP request, so graceful shutdown doesn't wait for them:
         // tell them to close (participants leave with reason `shutdown`).
         let hub = self.ctx.hub.clone();
@@ -393,6 +409,7 @@ impl Server {
             .map_err(StartError::Serve)?;
         let _ = sweeper.await;
         let _ = pusher.await;
+        let _ = idle_stop.await;
         self.ctx.store.close().await;
         Ok(())
     }

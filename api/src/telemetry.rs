@@ -5,18 +5,22 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-/// `info`, except the WebRTC stack's per-packet chatter (e.g. DTLS extensions Chrome offers
-/// that `rtc` doesn't speak, SRTP writes racing the handshake): only its errors.
-pub const DEFAULT_FILTER: &str =
-    "info,rtc=error,rtc_dtls=error,rtc_ice=error,rtc_srtp=error,rtc_interceptor=error,whisper_rs=warn";
+/// Our crates at `info`, every other crate at `warn`; the WebRTC stack only at `error`: it
+/// warns at every join about DTLS extensions Chrome offers that `rtc` doesn't speak and about
+/// SRTP writes racing the handshake, none of which is a problem. whisper.cpp's own lines
+/// (model load, per-decode notes) come through `whisper_rs` and stay at `warn`.
+pub const DEFAULT_FILTER: &str = "warn,api=info,webcall=info,signaling=info,sfu=info,transcriber=info,rtc=error,rtc_dtls=error,rtc_ice=error,rtc_srtp=error,rtc_interceptor=error,rtc_sctp=error,rtc_datachannel=error";
 
-/// Installs the JSON log subscriber. `RUST_LOG` filters (default `info`); `LOG_FORMAT=pretty`
-/// gives human-readable lines for local work.
+/// Installs the JSON log subscriber on stderr (stdout is for a command's result, e.g.
+/// `webcall transcribe x.wav > x.txt`). `RUST_LOG` filters (default [`DEFAULT_FILTER`]);
+/// `LOG_FORMAT=pretty` gives human-readable lines for local work.
 pub fn init_logging() {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let pretty = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "pretty");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.
     let _ = if pretty {
         builder.try_init()

@@ -83,8 +83,12 @@ pub enum RoomEvent {
     Transcription {
         active: bool,
         by_user_id: UserId,
+        /// The room's language set at the start (nodes that follow use it too).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
     },
-    /// A caption (a [`ServerMessage::Caption`]), passed through to the room's sockets.
+    /// A caption ([`ServerMessage::Caption`] or [`ServerMessage::CaptionPartial`]), passed
+    /// through to the room's sockets.
     Caption {
         caption: ServerMessage,
     },

@@ -21,7 +21,7 @@ use crate::protocol::{
     UserId,
 };
 use crate::room::Outbound;
-use crate::service::{RoomOp, RoomService, ServiceError};
+use crate::service::{RoomOp, RoomService, ServiceError, TranscriptionSwitch};
 
 /// A WebSocket frame, independent of the WebSocket library.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -735,11 +735,12 @@ where
                 _ => Ok(()),
             }
         }
-        ClientMessage::TranscriptionStart { .. } => {
-            set_transcription(service, session, conn, rid, true).await
+        ClientMessage::TranscriptionStart { language, .. } => {
+            let switch = TranscriptionSwitch::Start { language };
+            set_transcription(service, session, conn, rid, switch).await
         }
         ClientMessage::TranscriptionStop { .. } => {
-            set_transcription(service, session, conn, rid, false).await
+            set_transcription(service, session, conn, rid, TranscriptionSwitch::Stop).await
         }
         ClientMessage::AgentSummary { .. } if aside.busy => {
             conn.reject(
@@ -763,7 +764,7 @@ async fn set_transcription<Si>(
     session: &RoomSession,
     conn: &mut Conn<Si>,
     rid: Option<&str>,
-    start: bool,
+    switch: TranscriptionSwitch,
 ) -> Result<(), Gone>
 where
     Si: Sink<Frame> + Unpin,
@@ -771,7 +772,7 @@ where
 {
     let room_id = session.room_id;
     match service
-        .set_transcription(room_id, session.user_id, start)
+        .set_transcription(room_id, session.user_id, switch)
         .await
     {
         Ok(()) => conn.send(&ServerMessage::ack(rid)).await,

@@ -466,7 +466,9 @@ impl Hub {
                     },
                 );
             }
-            RoomEvent::Transcription { active, by_user_id } => {
+            RoomEvent::Transcription {
+                active, by_user_id, ..
+            } => {
                 if let Ok(mut t) = self.transcribing.lock() {
                     if active {
                         t.insert(room_id, by_user_id);
@@ -480,7 +482,10 @@ impl Hub {
                 );
             }
             RoomEvent::Caption { caption } => {
-                if matches!(caption, ServerMessage::Caption { .. }) {
+                if matches!(
+                    caption,
+                    ServerMessage::Caption { .. } | ServerMessage::CaptionPartial { .. }
+                ) {
                     rooms.fan_out(room_id, caption);
                 }
             }

@@ -311,10 +311,14 @@ pub enum ClientMessage {
     },
     /// Turn on the room's transcriber ("AI agent"): every member in the call may; everyone
     /// is told with `transcription_state`. Answered with `ack`, or `transcription_unavailable`
-    /// when the server has no model.
+    /// when the server has no model. `language` (an ISO 639-1 code such as `ru`) transcribes
+    /// everyone in that language; without it each speaker's language is detected over their
+    /// first utterances and kept. An unknown code is `invalid_language`.
     TranscriptionStart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
     },
     /// Turn it off: the member who started it, moderators and the owner may.
     TranscriptionStop {
@@ -351,7 +355,7 @@ impl ClientMessage {
             | ClientMessage::Offer { request_id, .. }
             | ClientMessage::Answer { request_id, .. }
             | ClientMessage::IceCandidate { request_id, .. }
-            | ClientMessage::TranscriptionStart { request_id }
+            | ClientMessage::TranscriptionStart { request_id, .. }
             | ClientMessage::TranscriptionStop { request_id }
             | ClientMessage::AgentSummary { request_id }
             | ClientMessage::Ping { request_id } => request_id.as_deref(),
@@ -472,7 +476,9 @@ pub enum ServerMessage {
         active: bool,
         by_user_id: UserId,
     },
-    /// A live caption: one transcribed utterance. Times are Unix milliseconds.
+    /// A live caption: one transcribed utterance. Times are Unix milliseconds. It replaces
+    /// the `caption_partial`s of the same participant and `start_ms`. `language`: the ISO
+    /// 639-1 code it was transcribed in.
     Caption {
         participant_id: ParticipantId,
         user_id: UserId,
@@ -480,6 +486,23 @@ pub enum ServerMessage {
         start_ms: i64,
         end_ms: i64,
         text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+    },
+    /// The words so far of an utterance still being spoken, about once a second while there
+    /// is spare transcription capacity (none when the server is busy: finals come first).
+    /// `stable` only grows within the utterance (two consecutive hypotheses agreed on it);
+    /// `unstable` is the newest guess at the rest. A higher `revision` replaces a lower one
+    /// of the same participant and `start_ms`; the `caption` with that `start_ms` replaces
+    /// them all, and a partial arriving after it is stale.
+    CaptionPartial {
+        participant_id: ParticipantId,
+        user_id: UserId,
+        username: String,
+        start_ms: i64,
+        revision: u32,
+        stable: String,
+        unstable: String,
     },
     /// A summary of the AI agent's session: to everyone in the call when it is written, or
     /// to the asker alone (with their `request_id`) when it was written before.

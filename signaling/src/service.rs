@@ -21,6 +21,15 @@ impl ServiceError {
     }
 }
 
+/// Turning the room's transcription on or off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TranscriptionSwitch {
+    /// `language`: the room's language (an ISO 639-1 code) for every speaker, or `None` to
+    /// detect each speaker's.
+    Start { language: Option<String> },
+    Stop,
+}
+
 /// A room operation whose permission the application decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomOp {
@@ -84,19 +93,20 @@ pub trait RoomService: Send + Sync + 'static {
         target: UserId,
     ) -> BoxFuture<'_, Result<(), ServiceError>>;
 
-    /// Turns the room's transcription on (`start`) or off for `user`, and tells the room.
-    /// Starting twice or stopping while off succeeds without change.
+    /// Turns the room's transcription on or off for `user`, and tells the room. Starting
+    /// twice or stopping while off succeeds without change.
     ///
     /// # Errors
     /// `transcription_unavailable` when the server has no model (the default), `not_found`
-    /// for a non-member, `forbidden` for a member who may not stop it.
+    /// for a non-member, `forbidden` for a member who may not stop it, `invalid_language`
+    /// for a language the model doesn't know.
     fn set_transcription(
         &self,
         room: RoomId,
         user: UserId,
-        start: bool,
+        switch: TranscriptionSwitch,
     ) -> BoxFuture<'_, Result<(), ServiceError>> {
-        let _ = (room, user, start);
+        let _ = (room, user, switch);
         Box::pin(async {
             Err(ServiceError::new(
                 crate::protocol::codes::TRANSCRIPTION_UNAVAILABLE,

@@ -304,7 +304,10 @@ export class RoomCall {
   requestUnmute(pid) { this.send({ type: 'request_unmute', participant_id: pid }); }
   /** @param {number} userId */
   removeUser(userId) { this.send({ type: 'remove', user_id: userId }); }
-  startTranscription() { return this.send({ type: 'transcription_start', request_id: 'ts' }); }
+  /** @param {string} [language] the room's language (ISO 639-1); omitted: detected per speaker */
+  startTranscription(language) {
+    return this.send({ type: 'transcription_start', request_id: 'ts', ...(language ? { language } : {}) });
+  }
   stopTranscription() { return this.send({ type: 'transcription_stop', request_id: 'tx' }); }
 
   /**

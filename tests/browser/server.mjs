@@ -34,21 +34,25 @@ export async function startServer({ env = {} } = {}) {
       RUST_LOG: process.env.RUST_LOG ?? 'info',
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    // Logs are JSON lines on stderr (stdout is for a command's result).
+    stdio: ['ignore', 'inherit', 'pipe'],
   });
   const base = await new Promise((resolveBase, reject) => {
     const timer = setTimeout(() => reject(new Error('server did not start in 30 s')), 30_000);
     child.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      if (process.env.WEBCALL_LOG) console.error(line);
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      let entry;
       try {
-        const entry = JSON.parse(line);
-        if (entry.addr && entry.message?.startsWith('webcall listening')) {
-          clearTimeout(timer);
-          resolveBase(`http://${entry.addr}`);
-        }
+        entry = JSON.parse(line);
       } catch {
-        // not a JSON log line
+        // not a JSON log line (the registration secret's banner): shown as before
+        console.error(line);
+        return;
+      }
+      if (process.env.WEBCALL_LOG) console.error(line);
+      if (entry.addr && entry.message?.startsWith('webcall listening')) {
+        clearTimeout(timer);
+        resolveBase(`http://${entry.addr}`);
       }
     });
   });

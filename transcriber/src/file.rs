@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
+use crate::language::SpeakerLanguage;
 use crate::resample::Resampler;
 use crate::segment::{Segment, Speaker};
 use crate::vad::{Utterance, Vad, VadConfig};
-use crate::worker::Whisper;
+use crate::whisper::Whisper;
 use crate::Error;
 
 /// Reads a WAV file as mono f32 and its sample rate.
@@ -42,7 +43,7 @@ pub fn read_wav(path: &Path) -> Result<(Vec<f32>, u32), Error> {
 ///
 /// # Errors
 /// [`Error::Resample`] for a rate the resampler can't take.
-pub fn utterances(samples: &[f32], rate: u32) -> Result<Vec<Utterance>, Error> {
+pub fn utterances(samples: &[f32], rate: u32, vad: VadConfig) -> Result<Vec<Utterance>, Error> {
     let pcm16 = if rate == crate::WHISPER_RATE {
         samples.to_vec()
     } else {
@@ -52,18 +53,26 @@ pub fn utterances(samples: &[f32], rate: u32) -> Result<Vec<Utterance>, Error> {
         r.finish(&mut out)?;
         out
     };
-    let mut vad = Vad::new(VadConfig::default());
+    let mut vad = Vad::new(vad);
     let mut out = vad.push(&pcm16);
     out.extend(vad.flush());
     Ok(out)
 }
 
-/// Transcribes a WAV file into segments (speaker 0).
+/// Transcribes a WAV file into segments (speaker 0). The file is one speaker: with no
+/// language configured, its language is detected over its first utterances and then kept,
+/// as for a speaker in a call ([`SpeakerLanguage`]).
 ///
 /// # Errors
 /// [`Error`] for an unreadable file or a whisper failure.
-pub fn transcribe_file(path: &Path, whisper: &Whisper) -> Result<Vec<Segment>, Error> {
+pub fn transcribe_file(
+    path: &Path,
+    whisper: &Whisper,
+    vad: VadConfig,
+) -> Result<Vec<Segment>, Error> {
     let (samples, rate) = read_wav(path)?;
+    let config = whisper.config();
+    let mut language = SpeakerLanguage::for_setting(config.language.as_deref(), &config.languages);
     let mut state = whisper.state()?;
     let speaker = Speaker {
         participant: 0,
@@ -71,19 +80,30 @@ pub fn transcribe_file(path: &Path, whisper: &Whisper) -> Result<Vec<Segment>, E
     };
     let mut segments = Vec::new();
     let started = std::time::Instant::now();
-    let utterances = utterances(&samples, rate)?;
+    let utterances = utterances(&samples, rate, vad)?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         "resampled and cut"
     );
     for u in utterances {
         let started = std::time::Instant::now();
-        let text = whisper.transcribe(&mut state, &u.samples)?;
+        let heard = whisper.transcribe(&mut state, &u.samples, &language.next(), None)?;
+        if let Some(detected) = &heard.detected {
+            if let Some(locked) = language.observe(detected) {
+                tracing::debug!(language = locked, "language locked");
+            }
+        }
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
             audio_seconds = u.samples.len() as f64 / f64::from(crate::WHISPER_RATE),
+            language = heard.language.as_deref().unwrap_or("?"),
+            detected = ?heard.detected,
+            no_speech = heard.no_speech,
+            avg_logprob = heard.avg_logprob,
+            verdict = ?heard.verdict,
             "whisper"
         );
+        let text = heard.text;
         if !text.is_empty() {
             segments.push(Segment {
                 speaker,

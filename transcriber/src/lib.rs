@@ -4,19 +4,27 @@
 //! Per participant track the pipeline is
 //! [`decode`] (Opus -> 48 kHz PCM, loss concealment, DTX silence) ->
 //! [`resample`] (48 kHz -> 16 kHz) -> [`vad`] (utterances cut at pauses and at a maximum
-//! length) -> [`worker`] (a bounded queue in front of whisper on dedicated OS threads) ->
-//! [`segment`]s. [`pipeline`] ties the front half together for one track, and [`file`] runs
+//! length; the utterance so far for partial captions) -> [`worker`] (a bounded queue in
+//! front of whisper on dedicated OS threads, finals before partials) -> [`whisper`] (one
+//! decode: encoder window, [`language`] per speaker, the hallucination [`guard`]) ->
+//! [`segment`]s; [`partial`] keeps partial captions from flickering. [`pipeline`] ties the front half together for one track, and [`file`] runs
 //! the same pipeline on a WAV file (`webcall transcribe`). [`ggml`] converts a faster-whisper
-//! (CTranslate2) model folder into a whisper.cpp model file; [`wer`] scores transcripts.
+//! (CTranslate2) model folder into a whisper.cpp model file; [`catalog`] lists the official
+//! whisper.cpp models with their sizes and SHA-256 (`webcall model`); [`wer`] scores transcripts.
 
+pub mod catalog;
 pub mod decode;
 pub mod file;
 pub mod ggml;
+pub mod guard;
+pub mod language;
+pub mod partial;
 pub mod pipeline;
 pub mod resample;
 pub mod segment;
 pub mod vad;
 pub mod wer;
+pub mod whisper;
 pub mod worker;
 
 pub use segment::{Segment, Speaker};

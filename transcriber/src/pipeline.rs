@@ -5,7 +5,7 @@
 use crate::decode::TrackDecoder;
 use crate::resample::Resampler;
 use crate::segment::Speaker;
-use crate::vad::{Utterance, Vad, VadConfig};
+use crate::vad::{InProgress, Utterance, Vad, VadConfig};
 use crate::Error;
 
 /// Decoder, resampler and VAD of one track.
@@ -87,6 +87,11 @@ impl TrackPipeline {
     /// or a sender that stops instead of using DTX). The next packet continues the clock.
     pub fn flush_utterance(&mut self) -> Option<Utterance> {
         self.vad.flush()
+    }
+
+    /// The utterance being spoken, for a partial caption.
+    pub fn in_progress(&self) -> Option<InProgress<'_>> {
+        self.vad.in_progress()
     }
 
     /// Frames concealed because of packet loss so far.

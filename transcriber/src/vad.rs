@@ -17,15 +17,50 @@
 //! - At most 7 s: whisper then runs with a shrunken encoder window (`audio_ctx` 384, 7.68 s)
 //!   at ~0.7 s per utterance on 2 cores, instead of ~2.5 s for the full 30 s window. A long
 //!   monologue is cut at the quietest frame of its last second.
+//!
+//! What counts as a voiced frame is the [`Detector`]'s call: the energy rule above, or
+//! earshot, a small learned VAD in pure Rust (a 16 ms-frame neural network, ~0.3 % of a core)
+//! that tells speech from babble, fans and keyboards where energy can't. Which one is the
+//! default, and why, is measured in docs/transcription.md ("Voice activity detection").
+//! Everything after the frame decision (pre-roll, hangover, cuts) is the same for both.
 
 use std::collections::VecDeque;
 
 /// Samples per 20 ms frame at 16 kHz.
 pub const FRAME: usize = 320;
 
+/// Which detector decides that a frame is voiced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Detector {
+    /// Frame energy over an adaptive noise floor.
+    Energy,
+    /// earshot's neural network; a frame is voiced when its score reaches `threshold`
+    /// (0..1) and the frame is above `min_dbfs` (digital silence is never speech).
+    Earshot { threshold: f32 },
+}
+
+impl Detector {
+    /// The detector for a name (`energy`, `earshot`), as `WHISPER_VAD` spells it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "energy" => Some(Self::Energy),
+            "earshot" => Some(Self::Earshot { threshold: 0.5 }),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Energy => "energy",
+            Self::Earshot { .. } => "earshot",
+        }
+    }
+}
+
 /// Tunables (see the module docs for why the defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VadConfig {
+    pub detector: Detector,
     pub min_dbfs: f32,
     pub above_floor_db: f32,
     pub hangover_frames: usize,
@@ -37,6 +72,7 @@ pub struct VadConfig {
 impl Default for VadConfig {
     fn default() -> Self {
         Self {
+            detector: Detector::Energy,
             min_dbfs: -45.0,
             above_floor_db: 9.0,
             hangover_frames: 20,
@@ -56,8 +92,13 @@ pub struct Utterance {
 }
 
 impl Utterance {
+    /// Milliseconds on the stream's clock of the sample at `index`.
+    pub fn ms_of(index: u64) -> u64 {
+        index * 1000 / u64::from(crate::WHISPER_RATE)
+    }
+
     pub fn start_ms(&self) -> u64 {
-        self.start * 1000 / u64::from(crate::WHISPER_RATE)
+        Self::ms_of(self.start)
     }
 
     pub fn end_ms(&self) -> u64 {
@@ -65,10 +106,66 @@ impl Utterance {
     }
 }
 
+/// earshot's state for one stream: it takes 256-sample frames, ours are 320.
+struct Learned {
+    detector: Box<earshot::Detector>,
+    pending: Vec<i16>,
+}
+
+impl std::fmt::Debug for Learned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Learned")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Learned {
+    const FRAME: usize = 256;
+
+    fn new() -> Self {
+        Self {
+            detector: earshot::Detector::default_boxed(),
+            pending: Vec::with_capacity(2 * Self::FRAME),
+        }
+    }
+
+    /// The highest score of the network's frames that completed within `frame`.
+    fn score(&mut self, frame: &[f32]) -> f32 {
+        self.pending.extend(
+            frame
+                .iter()
+                .map(|s| (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16),
+        );
+        let mut best = 0.0f32;
+        let mut used = 0;
+        while self.pending.len() - used >= Self::FRAME {
+            let score = self
+                .detector
+                .predict_i16(&self.pending[used..used + Self::FRAME]);
+            best = best.max(score);
+            used += Self::FRAME;
+        }
+        self.pending.drain(..used);
+        best
+    }
+}
+
+/// The utterance being spoken, for partial captions.
+#[derive(Debug, Clone, Copy)]
+pub struct InProgress<'a> {
+    /// Its first sample's index since the stream started.
+    pub start: u64,
+    pub samples: &'a [f32],
+    /// 20 ms frames judged voiced so far.
+    pub voiced_frames: usize,
+}
+
 /// The detector for one stream.
 #[derive(Debug)]
 pub struct Vad {
     config: VadConfig,
+    learned: Option<Learned>,
     /// Index of the next sample to arrive.
     clock: u64,
     partial: Vec<f32>,
@@ -96,6 +193,7 @@ impl Vad {
     pub fn new(config: VadConfig) -> Self {
         Self {
             config,
+            learned: matches!(config.detector, Detector::Earshot { .. }).then(Learned::new),
             clock: 0,
             partial: Vec::with_capacity(FRAME),
             floor_db: -60.0,
@@ -119,6 +217,15 @@ impl Vad {
             }
         }
         done
+    }
+
+    /// The utterance in progress, if someone is speaking.
+    pub fn in_progress(&self) -> Option<InProgress<'_>> {
+        self.current.as_ref().map(|cur| InProgress {
+            start: cur.start,
+            samples: &cur.samples,
+            voiced_frames: cur.voiced,
+        })
     }
 
     /// `samples` of silence that are not worth materialising (a long DTX gap): ends the
@@ -155,11 +262,12 @@ impl Vad {
 
     fn handle_frame(&mut self, frame: Vec<f32>) -> Option<Utterance> {
         let db = dbfs(&frame);
-        let voiced = db
-            > self
-                .config
-                .min_dbfs
-                .max(self.floor_db + self.config.above_floor_db);
+        let voiced = match (self.config.detector, self.learned.as_mut()) {
+            (Detector::Earshot { threshold }, Some(learned)) => {
+                learned.score(&frame) >= threshold && db > self.config.min_dbfs
+            }
+            _ => db > self.config.min_dbfs.max(self.floor_db + self.config.above_floor_db),
+        };
         if db < self.floor_db {
             self.floor_db = db.max(-90.0);
         } else if !voiced {

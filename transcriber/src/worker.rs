@@ -1,40 +1,68 @@
-//! Whisper on dedicated OS threads behind a bounded queue.
+//! Whisper on dedicated OS threads behind a bounded queue with two classes of work.
 //!
 //! Whisper takes hundreds of milliseconds of CPU per utterance, so it never runs on the async
 //! runtime: a [`Pool`] owns `workers` threads, each with its own whisper state (the model
-//! weights are shared). Producers [`Queue::push`] utterances and never block. When the
-//! workers fall behind, the queue drops audio oldest-first *per speaker* (a speaker holds at
-//! most [`PER_SPEAKER`] queued utterances; a full queue drops the pushing speaker's oldest,
-//! else the oldest overall) and counts it in `transcriber_dropped_utterances_total` and
-//! `transcriber_dropped_audio_seconds_total`, with a log line. [`Worker::try_execute_task`]
-//! runs one queued job on the caller's thread, so tests can drive the pool step by step.
+//! weights are shared). Producers [`Queue::push`] jobs and never block.
+//!
+//! - **Finals** (a finished utterance, the caption people keep) always go first. When the
+//!   workers fall behind, finals are dropped oldest-first *per speaker* (a speaker holds at
+//!   most [`PER_SPEAKER`] queued; a full queue drops the pushing speaker's oldest, else the
+//!   oldest overall), counted in `transcriber_dropped_utterances_total` and
+//!   `transcriber_dropped_audio_seconds`, with a log line.
+//! - **Partials** (the utterance so far, while someone speaks) only use spare capacity: a
+//!   worker takes one only when no final waits, a speaker has at most one queued (a newer
+//!   one replaces it), one older than [`PARTIAL_MAX_AGE`] is skipped, and a partial being
+//!   decoded is aborted the moment a final is queued. So an overloaded box degrades to
+//!   finals only, and a final never waits behind a partial.
+//!
+//! Every pushed job reaches its sink exactly once (done, dropped or skipped), so a producer
+//! can count what is in flight. [`Worker::try_execute_task`] runs one queued job on the
+//! caller's thread, so tests can drive the pool step by step.
 
 use std::collections::VecDeque;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
-
+use crate::language::{Detected, LanguageRequest};
 use crate::segment::{Segment, Speaker};
 use crate::vad::Utterance;
+use crate::whisper::Whisper;
 use crate::Error;
 
-/// Queued utterances per speaker before that speaker's oldest is dropped: one being
+/// Queued finals per speaker before that speaker's oldest is dropped: one being
 /// transcribed soon and one behind it; more only adds latency.
 pub const PER_SPEAKER: usize = 2;
+/// A partial that waited longer than this is out of date: the next one is coming.
+pub const PARTIAL_MAX_AGE: Duration = Duration::from_millis(1000);
 
 /// Where a finished job goes (called on the worker thread, or on the pushing thread for a
-/// dropped job; must not block). Every pushed job reaches its sink exactly once, so a
-/// producer can count what is still in flight.
+/// dropped or replaced job; must not block).
 pub type SegmentSink = Arc<dyn Fn(Transcribed) + Send + Sync>;
+
+/// A finished utterance, or the utterance so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Final,
+    Partial,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Final => "final",
+            Self::Partial => "partial",
+        }
+    }
+}
 
 /// One utterance to transcribe.
 pub struct Job {
     pub speaker: Speaker,
+    pub kind: JobKind,
     pub utterance: Utterance,
+    pub language: LanguageRequest,
     pub enqueued: Instant,
     pub sink: SegmentSink,
 }
@@ -43,20 +71,38 @@ impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
             .field("speaker", &self.speaker)
+            .field("kind", &self.kind)
             .field("start", &self.utterance.start)
             .field("samples", &self.utterance.samples.len())
             .finish_non_exhaustive()
     }
 }
 
-/// A finished job: the segment (`None` when whisper heard no words, or the job was dropped)
-/// and what it cost.
+/// What became of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Whisper ran; `segment` holds the words, if any passed the guard.
+    Done,
+    /// A final the queue dropped unheard because the workers were behind.
+    Dropped,
+    /// A partial not run to the end: replaced by a newer one, out of date, or aborted for
+    /// a final.
+    Skipped,
+}
+
+/// A finished job: the segment (`None` without words) and what it cost.
 #[derive(Debug, Clone)]
 pub struct Transcribed {
     pub speaker: Speaker,
+    pub kind: JobKind,
+    /// The utterance's first sample on the track's 16 kHz clock (ties a partial to its final).
+    pub utterance_start: u64,
     pub segment: Option<Segment>,
-    /// The queue dropped it unheard because the workers were behind.
-    pub dropped: bool,
+    pub outcome: Outcome,
+    /// The language it was decoded in.
+    pub language: Option<String>,
+    /// A language detection, when the job asked for one.
+    pub detected: Option<Detected>,
     /// Time spent waiting in the queue.
     pub queued: Duration,
     /// Time whisper took.
@@ -65,19 +111,75 @@ pub struct Transcribed {
     pub audio: Duration,
 }
 
-/// The bounded, drop-oldest queue between the pipelines and the workers.
+impl Transcribed {
+    fn unheard(job: &Job, outcome: Outcome) -> Self {
+        Self {
+            speaker: job.speaker,
+            kind: job.kind,
+            utterance_start: job.utterance.start,
+            segment: None,
+            outcome,
+            language: None,
+            detected: None,
+            queued: job.enqueued.elapsed(),
+            took: Duration::ZERO,
+            audio: audio_of(&job.utterance),
+        }
+    }
+}
+
+fn audio_of(u: &Utterance) -> Duration {
+    Duration::from_secs_f64(u.samples.len() as f64 / f64::from(crate::WHISPER_RATE))
+}
+
+/// The bounded queue between the pipelines and the workers.
 #[derive(Debug)]
 pub struct Queue {
     inner: Mutex<Inner>,
     ready: Condvar,
     capacity: usize,
     dropped: AtomicU64,
+    /// Finals waiting: a running partial's abort signal.
+    finals_waiting: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    jobs: VecDeque<Job>,
+    finals: VecDeque<Job>,
+    partials: VecDeque<Job>,
     closed: bool,
+}
+
+/// Jobs taken out of the queue unheard, reported to their sinks after the lock is released.
+#[derive(Default)]
+struct Unheard {
+    dropped: Vec<Job>,
+    skipped: Vec<Job>,
+}
+
+impl Unheard {
+    fn report(self, queue: &Queue) -> usize {
+        for old in &self.dropped {
+            let seconds = audio_of(&old.utterance).as_secs_f64();
+            queue.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("transcriber_dropped_utterances_total").increment(1);
+            metrics::histogram!("transcriber_dropped_audio_seconds").record(seconds);
+            tracing::warn!(
+                participant_id = old.speaker.participant,
+                seconds,
+                "transcriber behind: dropped the speaker's oldest queued audio"
+            );
+        }
+        let dropped = self.dropped.len();
+        for old in self.dropped {
+            (old.sink)(Transcribed::unheard(&old, Outcome::Dropped));
+        }
+        for old in self.skipped {
+            metrics::counter!("transcriber_partials_total", "outcome" => "skipped").increment(1);
+            (old.sink)(Transcribed::unheard(&old, Outcome::Skipped));
+        }
+        dropped
+    }
 }
 
 impl Queue {
@@ -87,242 +189,119 @@ impl Queue {
             ready: Condvar::new(),
             capacity: capacity.max(1),
             dropped: AtomicU64::new(0),
+            finals_waiting: AtomicUsize::new(0),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking worker can't leave the deque inconsistent: keep going.
+        // A panicking worker can't leave the deques inconsistent: keep going.
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Enqueues a job, dropping older audio if the queue or the speaker's share is full.
-    /// Returns how many queued jobs were dropped. Never blocks on the workers.
+    /// Enqueues a job. A final drops older finals if the queue or the speaker's share is
+    /// full, and replaces the speaker's queued partial; a partial replaces the speaker's
+    /// queued partial. Returns how many finals were dropped. Never blocks on the workers.
     pub fn push(&self, job: Job) -> usize {
-        let mut dropped = Vec::new();
+        let mut unheard = Unheard::default();
         {
             let mut inner = self.lock();
             let speaker = job.speaker;
-            let mine = inner.jobs.iter().filter(|j| j.speaker == speaker).count();
-            if mine >= PER_SPEAKER || inner.jobs.len() >= self.capacity {
-                let victim = inner
-                    .jobs
-                    .iter()
-                    .position(|j| j.speaker == speaker)
-                    .unwrap_or(0);
-                if let Some(old) = inner.jobs.remove(victim) {
-                    dropped.push(old);
+            if let Some(i) = inner.partials.iter().position(|j| j.speaker == speaker) {
+                if let Some(old) = inner.partials.remove(i) {
+                    unheard.skipped.push(old);
                 }
             }
-            inner.jobs.push_back(job);
+            match job.kind {
+                JobKind::Partial => inner.partials.push_back(job),
+                JobKind::Final => {
+                    let mine = inner.finals.iter().filter(|j| j.speaker == speaker).count();
+                    if mine >= PER_SPEAKER || inner.finals.len() >= self.capacity {
+                        let victim = inner
+                            .finals
+                            .iter()
+                            .position(|j| j.speaker == speaker)
+                            .unwrap_or(0);
+                        if let Some(old) = inner.finals.remove(victim) {
+                            unheard.dropped.push(old);
+                        }
+                    }
+                    inner.finals.push_back(job);
+                    self.finals_waiting
+                        .store(inner.finals.len(), Ordering::Relaxed);
+                }
+            }
         }
         self.ready.notify_one();
-        for old in &dropped {
-            let seconds = old.utterance.samples.len() as f64 / f64::from(crate::WHISPER_RATE);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("transcriber_dropped_utterances_total").increment(1);
-            metrics::histogram!("transcriber_dropped_audio_seconds").record(seconds);
-            tracing::warn!(
-                participant_id = old.speaker.participant,
-                seconds,
-                "transcriber behind: dropped the speaker's oldest queued audio"
-            );
-        }
-        let count = dropped.len();
-        for old in dropped {
-            (old.sink)(Transcribed {
-                speaker: old.speaker,
-                segment: None,
-                dropped: true,
-                queued: old.enqueued.elapsed(),
-                took: Duration::ZERO,
-                audio: Duration::from_secs_f64(
-                    old.utterance.samples.len() as f64 / f64::from(crate::WHISPER_RATE),
-                ),
-            });
-        }
-        count
+        unheard.report(self)
     }
 
-    /// Utterances dropped so far.
+    /// Finals dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Jobs waiting, finals and partials.
     pub fn len(&self) -> usize {
-        self.lock().jobs.len()
+        let inner = self.lock();
+        inner.finals.len() + inner.partials.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Stops the workers once the queue is empty.
+    /// Stops the workers once the finals are done (waiting partials are skipped).
     pub fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();
     }
 
+    /// The next job: a final if one waits, else a partial that isn't out of date.
+    fn next(inner: &mut Inner, unheard: &mut Unheard, queue: &Queue) -> Option<Job> {
+        if let Some(job) = inner.finals.pop_front() {
+            queue
+                .finals_waiting
+                .store(inner.finals.len(), Ordering::Relaxed);
+            return Some(job);
+        }
+        while let Some(job) = inner.partials.pop_front() {
+            if inner.closed || job.enqueued.elapsed() > PARTIAL_MAX_AGE {
+                unheard.skipped.push(job);
+            } else {
+                return Some(job);
+            }
+        }
+        None
+    }
+
     fn try_pop(&self) -> Option<Job> {
-        self.lock().jobs.pop_front()
+        let mut unheard = Unheard::default();
+        let job = Self::next(&mut self.lock(), &mut unheard, self);
+        unheard.report(self);
+        job
     }
 
     fn pop_blocking(&self) -> Option<Job> {
+        let mut unheard = Unheard::default();
         let mut inner = self.lock();
-        loop {
-            if let Some(job) = inner.jobs.pop_front() {
-                return Some(job);
+        let job = loop {
+            if let Some(job) = Self::next(&mut inner, &mut unheard, self) {
+                break Some(job);
             }
             if inner.closed {
-                return None;
+                break None;
             }
             inner = self
                 .ready
                 .wait(inner)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-}
-
-/// Decoding choices.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WhisperConfig {
-    /// An ISO 639-1 code, or `None` to detect per utterance.
-    pub language: Option<String>,
-    /// Threads per worker.
-    pub threads: usize,
-}
-
-/// A loaded model, shared by the workers.
-pub struct Whisper {
-    ctx: WhisperContext,
-    config: WhisperConfig,
-}
-
-impl std::fmt::Debug for Whisper {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Whisper")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The encoder window for `samples` of 16 kHz audio: whisper's encoder sees 50 positions a
-/// second and by default always a 30 s window (1500). Short utterances get a window just
-/// covering them plus 1.3 s, never under 384 (7.68 s), where accuracy starts to suffer: at
-/// 384 a 5 s utterance costs ~0.7 s on 2 cores instead of ~2.5 s.
-pub fn audio_ctx_for(samples: usize) -> i32 {
-    let needed = samples.div_ceil(320) + 64;
-    let rounded = needed.div_ceil(64) * 64;
-    rounded.clamp(384, 1500) as i32
-}
-
-/// Whisper's output for audio with no words in it.
-fn is_noise(text: &str) -> bool {
-    let t = text.trim();
-    t.is_empty()
-        || (t.starts_with('[') && t.ends_with(']'))
-        || (t.starts_with('(') && t.ends_with(')'))
-        || t.chars().all(|c| !c.is_alphanumeric())
-}
-
-impl Whisper {
-    /// Loads a ggml model file.
-    ///
-    /// # Errors
-    /// [`Error::Model`] if the file is missing or not a whisper.cpp model.
-    pub fn load(path: &Path, config: WhisperConfig) -> Result<Self, Error> {
-        install_logging();
-        if !path.is_file() {
-            return Err(Error::Model {
-                path: path.display().to_string(),
-                reason: "no such file".to_owned(),
-            });
-        }
-        let params = WhisperContextParameters {
-            use_gpu: cfg!(feature = "cuda"),
-            // On the GPU flash attention cut a 6 s utterance from 89 to 63 ms on an H100 with
-            // the same words (bench/reports/whisper-cuda.md); on this project's CPUs it was
-            // slower, so it stays off there.
-            flash_attn: cfg!(feature = "cuda"),
-            ..Default::default()
         };
-        let ctx = WhisperContext::new_with_params(path, params).map_err(|e| Error::Model {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok(Self { ctx, config })
+        drop(inner);
+        unheard.report(self);
+        job
     }
-
-    /// Logs whisper.cpp's own timings (encode, decode, ...) at info level.
-    pub fn log_timings(&self) {
-        self.ctx.print_timings();
-    }
-
-    pub fn config(&self) -> &WhisperConfig {
-        &self.config
-    }
-
-    /// A fresh decoding state (one per worker thread).
-    ///
-    /// # Errors
-    /// [`Error::Whisper`] if whisper.cpp can't allocate it.
-    pub fn state(&self) -> Result<whisper_rs::WhisperState, Error> {
-        Ok(self.ctx.create_state()?)
-    }
-
-    /// Transcribes 16 kHz mono audio into text (empty when there are no words).
-    ///
-    /// # Errors
-    /// [`Error::Whisper`] when whisper.cpp fails.
-    pub fn transcribe(
-        &self,
-        state: &mut whisper_rs::WhisperState,
-        samples: &[f32],
-    ) -> Result<String, Error> {
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-        params.set_language(Some(self.config.language.as_deref().unwrap_or("auto")));
-        params.set_n_threads(self.config.threads.max(1) as i32);
-        params.set_no_context(true);
-        params.set_single_segment(true);
-        params.set_print_progress(false);
-        params.set_print_realtime(false);
-        params.set_print_special(false);
-        params.set_print_timestamps(false);
-        params.set_no_timestamps(true);
-        params.set_suppress_blank(true);
-        // Fallback re-decodes at higher temperature multiply the cost; greedy once is the
-        // latency budget.
-        params.set_temperature_inc(0.0);
-        params.set_audio_ctx(audio_ctx_for(samples.len()));
-        // whisper.cpp refuses under 1 s of audio: pad short utterances with silence.
-        let min = crate::WHISPER_RATE as usize * 11 / 10;
-        let padded;
-        let input = if samples.len() < min {
-            let mut p = samples.to_vec();
-            p.resize(min, 0.0);
-            padded = p;
-            &padded[..]
-        } else {
-            samples
-        };
-        state.full(params, input)?;
-        let mut text = String::new();
-        for segment in state.as_iter() {
-            if let Ok(s) = segment.to_str_lossy() {
-                text.push_str(&s);
-            }
-        }
-        let text = text.trim().to_owned();
-        Ok(if is_noise(&text) { String::new() } else { text })
-    }
-}
-
-fn install_logging() {
-    // whisper.cpp logs every model load and decode to stderr; route it through `tracing`.
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(whisper_rs::install_logging_hooks);
 }
 
 /// Per-worker counters, for the real-time factor.
@@ -371,6 +350,20 @@ impl Worker {
         self.stats.clone()
     }
 
+    /// See [`Whisper::warm_up`].
+    ///
+    /// # Errors
+    /// As [`Whisper::warm_up`].
+    pub fn warm_up(&mut self) -> Result<(), Error> {
+        let started = Instant::now();
+        self.whisper.warm_up(&mut self.state)?;
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "whisper worker warmed up"
+        );
+        Ok(())
+    }
+
     /// Runs one queued job on this thread, if there is one; `None` when the queue is empty.
     pub fn try_execute_task(&mut self) -> Option<Transcribed> {
         let job = self.queue.try_pop()?;
@@ -380,44 +373,77 @@ impl Worker {
     fn execute(&mut self, job: Job) -> Transcribed {
         let started = Instant::now();
         let queued = started.duration_since(job.enqueued);
-        let audio = Duration::from_secs_f64(
-            job.utterance.samples.len() as f64 / f64::from(crate::WHISPER_RATE),
+        let audio = audio_of(&job.utterance);
+        let kind = job.kind;
+        if kind == JobKind::Partial && self.queue.finals_waiting.load(Ordering::Relaxed) > 0 {
+            let out = Transcribed::unheard(&job, Outcome::Skipped);
+            metrics::counter!("transcriber_partials_total", "outcome" => "skipped").increment(1);
+            (job.sink)(out.clone());
+            return out;
+        }
+        let abort = (kind == JobKind::Partial).then_some(&self.queue.finals_waiting);
+        let heard = self.whisper.transcribe(
+            &mut self.state,
+            &job.utterance.samples,
+            &job.language,
+            abort,
         );
-        let text = match self
-            .whisper
-            .transcribe(&mut self.state, &job.utterance.samples)
-        {
-            Ok(text) => text,
+        let took = started.elapsed();
+        let (outcome, heard) = match heard {
+            Ok(heard) => (Outcome::Done, Some(heard)),
+            Err(_) if abort.is_some_and(|a| a.load(Ordering::Relaxed) > 0) => {
+                (Outcome::Skipped, None)
+            }
             Err(err) => {
                 tracing::error!(error = %err, participant_id = job.speaker.participant, "whisper failed on an utterance");
-                String::new()
+                (Outcome::Done, None)
             }
         };
-        let took = started.elapsed();
-        self.stats.jobs.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .audio_us
-            .fetch_add(audio.as_micros() as u64, Ordering::Relaxed);
-        self.stats
-            .busy_us
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-        metrics::counter!("transcriber_utterances_total").increment(1);
-        metrics::histogram!("transcriber_whisper_seconds").record(took.as_secs_f64());
-        if audio > Duration::ZERO {
-            metrics::histogram!("transcriber_real_time_factor")
-                .record(took.as_secs_f64() / audio.as_secs_f64());
+        let label = kind.as_str();
+        match (kind, outcome) {
+            (JobKind::Final, _) => {
+                self.stats.jobs.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .audio_us
+                    .fetch_add(audio.as_micros() as u64, Ordering::Relaxed);
+                self.stats
+                    .busy_us
+                    .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+                metrics::counter!("transcriber_utterances_total").increment(1);
+                if audio > Duration::ZERO {
+                    metrics::histogram!("transcriber_real_time_factor")
+                        .record(took.as_secs_f64() / audio.as_secs_f64());
+                }
+            }
+            (JobKind::Partial, Outcome::Skipped) => {
+                metrics::counter!("transcriber_partials_total", "outcome" => "aborted")
+                    .increment(1);
+            }
+            (JobKind::Partial, _) => {
+                metrics::counter!("transcriber_partials_total", "outcome" => "run").increment(1);
+            }
         }
-        metrics::histogram!("transcriber_queue_wait_seconds").record(queued.as_secs_f64());
-        let segment = (!text.is_empty()).then(|| Segment {
+        metrics::histogram!("transcriber_whisper_seconds", "kind" => label)
+            .record(took.as_secs_f64());
+        metrics::histogram!("transcriber_queue_wait_seconds", "kind" => label)
+            .record(queued.as_secs_f64());
+        let (language, detected) = heard
+            .as_ref()
+            .map_or((None, None), |h| (h.language.clone(), h.detected.clone()));
+        let segment = heard.filter(|h| !h.text.is_empty()).map(|h| Segment {
             speaker: job.speaker,
             start_ms: job.utterance.start_ms(),
             end_ms: job.utterance.end_ms(),
-            text,
+            text: h.text,
         });
         let out = Transcribed {
             speaker: job.speaker,
+            kind,
+            utterance_start: job.utterance.start,
             segment,
-            dropped: false,
+            outcome,
+            language,
+            detected,
             queued,
             took,
             audio,
@@ -462,6 +488,9 @@ impl Pool {
             let handle = std::thread::Builder::new()
                 .name(format!("whisper-{n}"))
                 .spawn(move || {
+                    if let Err(err) = worker.warm_up() {
+                        tracing::warn!(error = %err, "whisper warm-up failed");
+                    }
                     while let Some(job) = queue.pop_blocking() {
                         worker.execute(job);
                     }
@@ -511,27 +540,45 @@ impl Drop for Pool {
 mod tests {
     use super::*;
 
-    fn job(participant: u64, start: u64) -> Job {
+    fn job_of(kind: JobKind, participant: u64, start: u64) -> Job {
         Job {
             speaker: Speaker {
                 participant,
                 user: participant as i64,
             },
+            kind,
             utterance: Utterance {
                 start,
                 samples: vec![0.0; 16_000],
             },
+            language: LanguageRequest::Fixed("en".to_owned()),
             enqueued: Instant::now(),
             sink: Arc::new(|_| {}),
         }
     }
 
+    fn job(participant: u64, start: u64) -> Job {
+        job_of(JobKind::Final, participant, start)
+    }
+
     fn queued(q: &Queue) -> Vec<(u64, u64)> {
         q.lock()
-            .jobs
+            .finals
             .iter()
             .map(|j| (j.speaker.participant, j.utterance.start))
             .collect()
+    }
+
+    type Seen = Arc<Mutex<Vec<(u64, JobKind, Outcome)>>>;
+
+    fn logged(mut job: Job, seen: &Seen) -> Job {
+        let log = seen.clone();
+        job.sink = Arc::new(move |t: Transcribed| {
+            log.lock()
+                .expect("lock")
+                .push((t.speaker.participant, t.kind, t.outcome));
+        });
+        job
     }
 
     #[test]
@@ -557,18 +604,59 @@ mod tests {
 
     #[test]
     fn a_dropped_job_still_reaches_its_sink_marked_dropped() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen = Seen::default();
         let q = Queue::new(1);
-        let mut first = job(1, 0);
-        let log = seen.clone();
-        first.sink = Arc::new(move |t: Transcribed| {
-            log.lock()
-                .expect("lock")
-                .push((t.speaker.participant, t.dropped, t.segment.is_none()));
-        });
-        q.push(first);
+        q.push(logged(job(1, 0), &seen));
         q.push(job(2, 0));
-        assert_eq!(*seen.lock().expect("lock"), vec![(1, true, true)]);
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec![(1, JobKind::Final, Outcome::Dropped)]
+        );
+    }
+
+    #[test]
+    fn finals_go_before_partials_whatever_the_order_they_came_in() {
+        let q = Queue::new(10);
+        q.push(job_of(JobKind::Partial, 1, 0));
+        q.push(job(2, 0));
+        assert_eq!(q.try_pop().map(|j| j.kind), Some(JobKind::Final));
+        assert_eq!(q.try_pop().map(|j| j.kind), Some(JobKind::Partial));
+        assert!(q.try_pop().is_none());
+    }
+
+    #[test]
+    fn a_newer_partial_or_the_final_replaces_the_speakers_queued_partial() {
+        let seen = Seen::default();
+        let q = Queue::new(10);
+        q.push(logged(job_of(JobKind::Partial, 1, 0), &seen));
+        q.push(logged(job_of(JobKind::Partial, 1, 0), &seen));
+        q.push(logged(job_of(JobKind::Partial, 2, 0), &seen));
+        q.push(logged(job(2, 0), &seen));
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec![
+                (1, JobKind::Partial, Outcome::Skipped),
+                (2, JobKind::Partial, Outcome::Skipped)
+            ]
+        );
+        assert_eq!(q.len(), 2, "speaker 1's newest partial and speaker 2's final");
+        assert_eq!(q.finals_waiting.load(Ordering::Relaxed), 1);
+        q.try_pop();
+        assert_eq!(q.finals_waiting.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_out_of_date_partial_is_skipped_not_run() {
+        let seen = Seen::default();
+        let q = Queue::new(10);
+        let mut old = logged(job_of(JobKind::Partial, 1, 0), &seen);
+        old.enqueued = Instant::now() - PARTIAL_MAX_AGE - Duration::from_millis(1);
+        q.push(old);
+        assert!(q.try_pop().is_none());
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec![(1, JobKind::Partial, Outcome::Skipped)]
+        );
     }
 
     #[test]
@@ -578,20 +666,5 @@ mod tests {
         let t = std::thread::spawn(move || q2.pop_blocking().is_none());
         q.close();
         assert!(t.join().expect("joins"));
-    }
-
-    #[test]
-    fn short_utterances_get_a_small_encoder_window() {
-        assert_eq!(audio_ctx_for(16_000), 384);
-        assert_eq!(audio_ctx_for(16_000 * 7), 448);
-        assert_eq!(audio_ctx_for(16_000 * 30), 1500);
-    }
-
-    #[test]
-    fn bracketed_and_empty_outputs_are_noise() {
-        assert!(is_noise(" [BLANK_AUDIO]"));
-        assert!(is_noise("(music)"));
-        assert!(is_noise(" ..."));
-        assert!(!is_noise(" Hello."));
     }
 }

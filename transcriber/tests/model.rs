@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use transcriber::worker::{Whisper, WhisperConfig};
+use transcriber::vad::VadConfig;
+use transcriber::whisper::{Whisper, WhisperConfig};
 
 fn model() -> Option<PathBuf> {
     match std::env::var_os("WEBCALL_TEST_WHISPER_MODEL") {
@@ -54,6 +55,7 @@ fn the_converted_model_transcribes_an_espeak_sentence_with_the_expected_words() 
         &model,
         WhisperConfig {
             language: Some("en".to_owned()),
+            languages: vec![],
             threads: 2,
         },
     )
@@ -61,7 +63,7 @@ fn the_converted_model_transcribes_an_espeak_sentence_with_the_expected_words() 
     let dir = scratch("model");
     let reference = "The quick brown fox jumps over the lazy dog.";
     let wav = speak(reference, 22_050, &dir, "fox");
-    let segments = transcriber::file::transcribe_file(&wav, &whisper).expect("transcribes");
+    let segments = transcriber::file::transcribe_file(&wav, &whisper, VadConfig::default()).expect("transcribes");
     let text: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
     let text = text.join(" ");
     let wer = transcriber::wer::wer(reference, &text);

@@ -32,6 +32,8 @@ use crate::http::timestamp;
 
 /// At most this many summaries in a list answer.
 pub const LIST_LIMIT: i64 = 100;
+/// How often rooms whose call emptied are looked for.
+const IDLE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A summary as a trigger returns it.
 #[derive(Debug, Clone)]
@@ -122,6 +124,41 @@ impl Summaries {
         // number of summaries in progress.
         building.retain(|_, lock| Arc::strong_count(lock) > 1);
         building.entry(room_id).or_default().clone()
+    }
+
+    /// Ends transcriptions nobody is left to hear: a room transcribed on this node whose call
+    /// has been empty for `TRANSCRIPTION_IDLE_STOP_SECS` is stopped and summarised as if the
+    /// member who started it had asked (everyone in the room's chat and linked Telegram gets
+    /// it, as with "Summarise"). Stops at the hub's shutdown; the server waits for it.
+    pub fn run_idle_stop(
+        self: Arc<Self>,
+        store: Store,
+        hub: Arc<Hub>,
+        transcription: Arc<Transcription>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(IDLE_CHECK_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                for (room_id, by_user) in transcription.idle_rooms(&hub) {
+                    tracing::info!(room_id, "nobody is in the call: transcription stops and is summarised");
+                    let deps = Deps {
+                        store: &store,
+                        hub: &hub,
+                        transcription: &transcription,
+                    };
+                    if let Err(err) = self.summarise(deps, room_id, by_user).await {
+                        tracing::warn!(room_id, error = %err, "could not summarise an idle transcription; stopping it");
+                        let _ = transcription.finish(&hub, room_id, by_user, std::time::Duration::ZERO).await;
+                    }
+                }
+            }
+        })
     }
 
     /// Stops the room's agent (if it runs) and returns its session's summary, writing,

@@ -25,10 +25,14 @@ use signaling::bus::{BusEvent, RoomEvent};
 use signaling::hub::Hub;
 use signaling::media::room_of;
 use signaling::protocol::{ParticipantId, RoomId, ServerMessage, UserId};
+use signaling::service::TranscriptionSwitch;
 use tokio::sync::{mpsc, oneshot};
+use transcriber::language::SpeakerLanguage;
+use transcriber::partial::{PartialText, StablePrefix};
 use transcriber::pipeline::TrackPipeline;
-use transcriber::vad::VadConfig;
-use transcriber::worker::{Job, Pool, Transcribed, Whisper, WhisperConfig};
+use transcriber::vad::{Utterance, VadConfig};
+use transcriber::whisper::{Whisper, WhisperConfig};
+use transcriber::worker::{Job, JobKind, Outcome, Pool, SegmentSink, Transcribed};
 use transcriber::Speaker;
 
 use crate::app::permissions::{authorize, Action};
@@ -45,12 +49,49 @@ const IDLE_FLUSH: Duration = Duration::from_millis(600);
 pub const TRANSCRIPT_LIMIT: i64 = 10_000;
 /// How long a plain stop keeps the session alive to store what was still being transcribed.
 const STOP_FLUSH: Duration = Duration::from_secs(30);
+/// A partial caption about this often while someone speaks (when a worker is free).
+const PARTIAL_EVERY: Duration = Duration::from_millis(1000);
+/// The first partial of an utterance once this much of it is in (200 ms of it pre-roll):
+/// less is rarely a word.
+const FIRST_PARTIAL_AUDIO: Duration = Duration::from_millis(800);
+/// How often the session checks for idle tracks and due partials.
+const TICK: Duration = Duration::from_millis(100);
 
 /// Transcription for this node: the whisper pool (if a model is configured) and the rooms
 /// being transcribed.
 pub struct Transcription {
     pool: Option<Arc<Pool>>,
+    options: SessionOptions,
     sessions: Mutex<HashMap<RoomId, Session>>,
+    /// Rooms whose call was seen empty while transcribed here, since when.
+    empty_since: Mutex<HashMap<RoomId, Instant>>,
+}
+
+/// What every session of this node does the same way.
+#[derive(Debug, Clone)]
+struct SessionOptions {
+    /// `WHISPER_LANGUAGE`: every speaker in this language unless the room sets one...
+    language: Option<String>,
+    /// ...or detected among these (empty: any).
+    languages: Vec<String>,
+    vad: VadConfig,
+    partials: bool,
+    idle_stop: Duration,
+}
+
+impl SessionOptions {
+    fn from_settings(settings: &WhisperSettings) -> Self {
+        Self {
+            language: settings.language.clone(),
+            languages: settings.languages.clone(),
+            vad: VadConfig {
+                detector: settings.vad,
+                ..VadConfig::default()
+            },
+            partials: settings.partials,
+            idle_stop: settings.idle_stop,
+        }
+    }
 }
 
 impl std::fmt::Debug for Transcription {
@@ -93,11 +134,13 @@ impl Transcription {
             tracing::info!("transcription unavailable: WHISPER_MODEL is not set");
             return Ok(Self::unavailable());
         };
+        let options = SessionOptions::from_settings(settings);
         let started = Instant::now();
         let whisper = Whisper::load(
             path,
             WhisperConfig {
                 language: settings.language.clone(),
+                languages: settings.languages.clone(),
                 threads: settings.threads,
             },
         )?;
@@ -108,19 +151,31 @@ impl Transcription {
             workers = settings.workers,
             threads = settings.threads,
             language = settings.language.as_deref().unwrap_or("auto"),
+            vad = settings.vad.name(),
+            partials = settings.partials,
             load_seconds = started.elapsed().as_secs_f64(),
             "transcription available"
         );
         Ok(Self {
             pool: Some(Arc::new(pool)),
+            options,
             sessions: Mutex::new(HashMap::new()),
+            empty_since: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn unavailable() -> Self {
         Self {
             pool: None,
+            options: SessionOptions {
+                language: None,
+                languages: Vec::new(),
+                vad: VadConfig::default(),
+                partials: false,
+                idle_stop: Duration::from_secs(120),
+            },
             sessions: Mutex::new(HashMap::new()),
+            empty_since: Mutex::new(HashMap::new()),
         }
     }
 
@@ -145,12 +200,29 @@ impl Transcription {
         hub: &Arc<Hub>,
         room_id: RoomId,
         user_id: UserId,
-        start: bool,
+        switch: TranscriptionSwitch,
     ) -> Result<()> {
         let role = store.member_role(room_id, user_id).await?;
+        let (start, language) = match switch {
+            TranscriptionSwitch::Start { language } => (true, language),
+            TranscriptionSwitch::Stop => (false, None),
+        };
         if start {
             authorize(role, Action::StartTranscription)?;
-            if !self.start_local(store, hub, room_id, user_id).await? {
+            if let Some(code) = &language {
+                if !transcriber::language::is_known(code) {
+                    return Err(Error::BadRequest {
+                        code: "invalid_language",
+                        message: format!(
+                            "{code:?} is not a language the speech model knows; use an ISO 639-1 code such as en or ru"
+                        ),
+                    });
+                }
+            }
+            if !self
+                .start_local(store, hub, room_id, user_id, language.clone())
+                .await?
+            {
                 return Ok(());
             }
         } else {
@@ -179,6 +251,7 @@ impl Transcription {
             RoomEvent::Transcription {
                 active: start,
                 by_user_id: user_id,
+                language,
             },
         )
         .await
@@ -196,6 +269,7 @@ impl Transcription {
         hub: &Arc<Hub>,
         room_id: RoomId,
         user_id: UserId,
+        language: Option<String>,
     ) -> Result<bool> {
         let (Some(pool), Some(plane)) = (self.pool.clone(), hub.media_plane()) else {
             return Err(Error::TranscriptionUnavailable);
@@ -213,12 +287,17 @@ impl Transcription {
         }
         let (stop, stopped) = oneshot::channel();
         let tap = plane.sfu.tap(room_of(room_id), TAP_CAPACITY);
+        let mut options = self.options.clone();
+        if language.is_some() {
+            options.language = language;
+        }
         let run = SessionTask {
             room_id,
             session_id: agent.id,
             hub: hub.clone(),
             store: store.clone(),
             pool,
+            options,
             in_flight: 0,
         };
         tokio::spawn(run.run(tap, stopped));
@@ -260,7 +339,12 @@ impl Transcription {
                 };
                 let BusEvent::Room {
                     room_id,
-                    event: RoomEvent::Transcription { active, by_user_id },
+                    event:
+                        RoomEvent::Transcription {
+                            active,
+                            by_user_id,
+                            language,
+                        },
                 } = envelope.event
                 else {
                     continue;
@@ -269,7 +353,10 @@ impl Transcription {
                     continue;
                 }
                 if active {
-                    if let Err(err) = this.start_local(&store, &hub, room_id, by_user_id).await {
+                    let started = this
+                        .start_local(&store, &hub, room_id, by_user_id, language)
+                        .await;
+                    if let Err(err) = started {
                         tracing::error!(room_id, error = %err, "could not follow another node's transcription start");
                     }
                 } else {
@@ -323,6 +410,7 @@ impl Transcription {
                 RoomEvent::Transcription {
                     active: false,
                     by_user_id: by_user,
+                    language: None,
                 },
             )
             .await
@@ -336,6 +424,32 @@ impl Transcription {
         for (_, session) in self.sessions().drain() {
             session.stop(Duration::ZERO, None);
         }
+    }
+
+    /// Rooms transcribed here whose call has had nobody in it (on any node) for
+    /// `TRANSCRIPTION_IDLE_STOP_SECS`, with who started each: the caller stops and
+    /// summarises them (`idle_janitor` in the server). Call it periodically.
+    pub fn idle_rooms(&self, hub: &Hub) -> Vec<(RoomId, UserId)> {
+        let running: Vec<(RoomId, UserId)> =
+            self.sessions().iter().map(|(r, s)| (*r, s.by_user)).collect();
+        let mut empty = self
+            .empty_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        empty.retain(|room, _| running.iter().any(|(r, _)| r == room));
+        let now = Instant::now();
+        running
+            .into_iter()
+            .filter(|(room, _)| {
+                if hub.participants(*room).is_empty() {
+                    let since = *empty.entry(*room).or_insert(now);
+                    now.duration_since(since) >= self.options.idle_stop
+                } else {
+                    empty.remove(room);
+                    false
+                }
+            })
+            .collect()
     }
 }
 
@@ -361,8 +475,9 @@ struct SessionTask {
     hub: Arc<Hub>,
     store: Store,
     pool: Arc<Pool>,
-    /// Utterances given to whisper whose result hasn't come back (each comes back once,
-    /// dropped ones too).
+    options: SessionOptions,
+    /// Finals given to whisper whose result hasn't come back (each comes back once,
+    /// dropped ones too). Partials are not counted: nobody waits for them.
     in_flight: usize,
 }
 
@@ -372,15 +487,38 @@ struct Track {
     /// Unix ms of the track clock's zero (its first packet's arrival).
     origin_ms: i64,
     last_arrival: Instant,
+    language: SpeakerLanguage,
+    partial: PartialState,
 }
 
-/// The clock origin and name of a segment's speaker; `None` without words, or when the
-/// track is gone (its participant left long ago) while whisper worked.
-fn speaker_of(tracks: &HashMap<u64, Track>, t: &Transcribed) -> Option<(i64, String)> {
-    t.segment
-        .as_ref()
-        .and_then(|s| tracks.get(&s.speaker.participant))
-        .map(|track| (track.origin_ms, track.username.clone()))
+/// Partial captions of the utterance in progress on one track.
+#[derive(Default)]
+struct PartialState {
+    /// The utterance they are for (its start on the track clock).
+    utterance: Option<u64>,
+    prefix: StablePrefix,
+    revision: u32,
+    last_sent: PartialText,
+    /// When the last partial job was queued; one at a time per track.
+    requested: Option<Instant>,
+    pending: bool,
+}
+
+impl PartialState {
+    /// Forgets the utterance (its final was queued): late partial results are dropped.
+    fn reset(&mut self) {
+        *self = Self {
+            requested: self.requested,
+            pending: self.pending,
+            ..Self::default()
+        };
+    }
+}
+
+/// Who a result is for, looked up when it comes back.
+struct SpeakerInfo {
+    origin_ms: i64,
+    username: String,
 }
 
 fn unix_ms_of(at: Instant) -> i64 {
@@ -388,25 +526,31 @@ fn unix_ms_of(at: Instant) -> i64 {
     now_millis() - i64::try_from(ago.as_millis()).unwrap_or(0)
 }
 
+fn seconds(ms: i64) -> f64 {
+    ms.max(0) as f64 / 1000.0
+}
+
 impl SessionTask {
     async fn run(mut self, mut tap: sfu::TapReceiver, mut stopped: oneshot::Receiver<Stop>) {
         let (done_tx, mut done) = mpsc::unbounded_channel::<Transcribed>();
-        let sink: transcriber::worker::SegmentSink = Arc::new(move |t| {
+        let sink: SegmentSink = Arc::new(move |t| {
             let _ = done_tx.send(t);
         });
         let mut tracks: HashMap<u64, Track> = HashMap::new();
-        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        let mut ticker = tokio::time::interval(TICK);
         let stop = loop {
             tokio::select! {
                 packet = tap.recv() => {
                     let Some(packet) = packet else { break None };
                     self.handle_packet(&mut tracks, &sink, packet);
                 }
-                Some(t) = done.recv() => {
-                    let speaker = speaker_of(&tracks, &t);
-                    self.finished(speaker, t).await;
+                Some(t) = done.recv() => self.finished(&mut tracks, t).await,
+                _ = ticker.tick() => {
+                    self.flush_idle(&mut tracks, &sink);
+                    if self.options.partials {
+                        self.request_partials(&mut tracks, &sink);
+                    }
                 }
-                _ = ticker.tick() => self.flush_idle(&mut tracks, &sink),
                 stop = &mut stopped => break stop.ok(),
             }
         };
@@ -422,7 +566,7 @@ impl SessionTask {
         drop(tap);
         for track in tracks.values_mut() {
             if let Some(u) = track.pipeline.flush_utterance() {
-                self.submit(track.pipeline.speaker, &sink, u);
+                self.submit_final(track, &sink, u);
             }
         }
         let (deadline, flushed) = match stop {
@@ -433,10 +577,7 @@ impl SessionTask {
         let (waited_for, waiting) = (self.in_flight, Instant::now());
         while self.in_flight > 0 {
             match tokio::time::timeout_at(deadline, done.recv()).await {
-                Ok(Some(t)) => {
-                    let speaker = speaker_of(&tracks, &t);
-                    self.finished(speaker, t).await;
-                }
+                Ok(Some(t)) => self.finished(&mut tracks, t).await,
                 _ => break,
             }
         }
@@ -459,34 +600,130 @@ impl SessionTask {
         }
     }
 
-    /// A result came back from whisper: store and publish it if it has words and its
-    /// speaker is known (`speaker_of`).
-    async fn finished(&mut self, speaker: Option<(i64, String)>, t: Transcribed) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        if let Some(speaker) = speaker {
-            self.publish(speaker, t).await;
+    /// A result came back from whisper.
+    async fn finished(&mut self, tracks: &mut HashMap<u64, Track>, t: Transcribed) {
+        let track = tracks.get_mut(&t.speaker.participant);
+        match t.kind {
+            JobKind::Final => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                // The track is gone when its participant left long ago while whisper worked.
+                let Some(track) = track else { return };
+                if let Some(detected) = &t.detected {
+                    if let Some(locked) = track.language.observe(detected) {
+                        tracing::info!(
+                            room_id = self.room_id,
+                            participant_id = t.speaker.participant,
+                            language = locked,
+                            "speaker's language detected"
+                        );
+                    }
+                }
+                let speaker = SpeakerInfo {
+                    origin_ms: track.origin_ms,
+                    username: track.username.clone(),
+                };
+                self.publish_final(speaker, t).await;
+            }
+            JobKind::Partial => {
+                let Some(track) = track else { return };
+                track.partial.pending = false;
+                if t.outcome != Outcome::Done
+                    || track.partial.utterance != Some(t.utterance_start)
+                {
+                    return;
+                }
+                let text = t.segment.as_ref().map_or("", |s| s.text.as_str());
+                let shown = track.partial.prefix.update(text);
+                if shown == track.partial.last_sent
+                    || (shown.stable.is_empty() && shown.unstable.is_empty())
+                {
+                    return;
+                }
+                track.partial.revision += 1;
+                track.partial.last_sent = shown.clone();
+                let start_ms = track.origin_ms
+                    + i64::try_from(Utterance::ms_of(t.utterance_start)).unwrap_or(0);
+                let caption = ServerMessage::CaptionPartial {
+                    participant_id: ParticipantId(t.speaker.participant),
+                    user_id: t.speaker.user,
+                    username: track.username.clone(),
+                    start_ms,
+                    revision: track.partial.revision,
+                    stable: shown.stable,
+                    unstable: shown.unstable,
+                };
+                if track.partial.revision == 1 {
+                    let latency = seconds(now_millis() - start_ms);
+                    metrics::histogram!("transcriber_first_partial_seconds").record(latency);
+                }
+                metrics::counter!("transcriber_partials_total", "outcome" => "sent").increment(1);
+                if let Err(err) = self
+                    .hub
+                    .publish_room(self.room_id, RoomEvent::Caption { caption })
+                    .await
+                {
+                    tracing::error!(room_id = self.room_id, error = %err, "could not publish a partial caption");
+                }
+            }
         }
     }
 
-    fn submit(
-        &mut self,
-        speaker: Speaker,
-        sink: &transcriber::worker::SegmentSink,
-        u: transcriber::vad::Utterance,
-    ) {
+    fn submit_final(&mut self, track: &mut Track, sink: &SegmentSink, u: Utterance) {
         self.in_flight += 1;
+        track.partial.reset();
         self.pool.queue().push(Job {
-            speaker,
+            speaker: track.pipeline.speaker,
+            kind: JobKind::Final,
             utterance: u,
+            language: track.language.next(),
             enqueued: Instant::now(),
             sink: sink.clone(),
         });
     }
 
+    /// Queues a partial for every track that has been speaking long enough since its last
+    /// one and has none in flight. The queue runs them only when no final waits.
+    fn request_partials(&mut self, tracks: &mut HashMap<u64, Track>, sink: &SegmentSink) {
+        let first_samples =
+            (FIRST_PARTIAL_AUDIO.as_millis() as usize) * (transcriber::WHISPER_RATE as usize) / 1000;
+        for track in tracks.values_mut() {
+            let Some(now) = track.pipeline.in_progress() else {
+                continue;
+            };
+            let partial = &mut track.partial;
+            if partial.pending
+                || now.samples.len() < first_samples
+                || partial.requested.is_some_and(|at| at.elapsed() < PARTIAL_EVERY)
+            {
+                continue;
+            }
+            if partial.utterance != Some(now.start) {
+                *partial = PartialState {
+                    utterance: Some(now.start),
+                    ..PartialState::default()
+                };
+            }
+            let utterance = Utterance {
+                start: now.start,
+                samples: now.samples.to_vec(),
+            };
+            partial.requested = Some(Instant::now());
+            partial.pending = true;
+            self.pool.queue().push(Job {
+                speaker: track.pipeline.speaker,
+                kind: JobKind::Partial,
+                utterance,
+                language: track.language.for_partial(),
+                enqueued: Instant::now(),
+                sink: sink.clone(),
+            });
+        }
+    }
+
     fn handle_packet(
         &mut self,
         tracks: &mut HashMap<u64, Track>,
-        sink: &transcriber::worker::SegmentSink,
+        sink: &SegmentSink,
         packet: sfu::TapPacket,
     ) {
         let peer = packet.peer.0;
@@ -501,7 +738,7 @@ impl SessionTask {
                     participant: peer,
                     user: info.user_id,
                 };
-                let Ok(pipeline) = TrackPipeline::new(speaker, VadConfig::default()) else {
+                let Ok(pipeline) = TrackPipeline::new(speaker, self.options.vad) else {
                     tracing::error!(room_id = self.room_id, "could not create an Opus decoder");
                     return;
                 };
@@ -510,25 +747,25 @@ impl SessionTask {
                     username: info.username,
                     origin_ms: unix_ms_of(packet.arrival),
                     last_arrival: packet.arrival,
+                    language: SpeakerLanguage::for_setting(
+                        self.options.language.as_deref(),
+                        &self.options.languages,
+                    ),
+                    partial: PartialState::default(),
                 })
             }
         };
         track.last_arrival = packet.arrival;
-        let speaker = track.pipeline.speaker;
-        for u in
+        let done =
             track
                 .pipeline
-                .handle_packet(packet.sequence, packet.rtp_timestamp, &packet.payload)
-        {
-            self.submit(speaker, sink, u);
+                .handle_packet(packet.sequence, packet.rtp_timestamp, &packet.payload);
+        for u in done {
+            self.submit_final(track, sink, u);
         }
     }
 
-    fn flush_idle(
-        &mut self,
-        tracks: &mut HashMap<u64, Track>,
-        sink: &transcriber::worker::SegmentSink,
-    ) {
+    fn flush_idle(&mut self, tracks: &mut HashMap<u64, Track>, sink: &SegmentSink) {
         let room_id = self.room_id;
         let mut gone = Vec::new();
         for (peer, track) in tracks.iter_mut() {
@@ -538,7 +775,7 @@ impl SessionTask {
                 .is_some();
             if track.last_arrival.elapsed() >= IDLE_FLUSH || !present {
                 if let Some(u) = track.pipeline.flush_utterance() {
-                    self.submit(track.pipeline.speaker, sink, u);
+                    self.submit_final(track, sink, u);
                 }
             }
             // Kept a while after leaving, so captions of its last words still find its name.
@@ -551,13 +788,20 @@ impl SessionTask {
         }
     }
 
-    async fn publish(&self, (origin_ms, username): (i64, String), t: Transcribed) {
+    /// Stores and publishes a final, and records where its time went: per stage in
+    /// `transcriber_stage_seconds{stage}` and in one debug line per utterance.
+    async fn publish_final(&self, speaker: SpeakerInfo, t: Transcribed) {
         let Some(segment) = t.segment else {
             return;
         };
         let room_id = self.room_id;
-        let start_ms = origin_ms + i64::try_from(segment.start_ms).unwrap_or(0);
-        let end_ms = origin_ms + i64::try_from(segment.end_ms).unwrap_or(0);
+        let returned = now_millis();
+        let start_ms = speaker.origin_ms + i64::try_from(segment.start_ms).unwrap_or(0);
+        let end_ms = speaker.origin_ms + i64::try_from(segment.end_ms).unwrap_or(0);
+        let whisper_ms = i64::try_from(t.took.as_millis()).unwrap_or(0);
+        let queue_ms = i64::try_from(t.queued.as_millis()).unwrap_or(0);
+        // When the VAD ended the utterance and it was queued: back from whisper's end.
+        let queued_at = returned - whisper_ms - queue_ms;
         let stored = self
             .store
             .insert_segment(
@@ -576,15 +820,15 @@ impl SessionTask {
         if let Err(err) = stored {
             tracing::error!(room_id, error = %err, "could not store a transcript segment");
         }
-        let latency = (now_millis() - end_ms).max(0) as f64 / 1000.0;
-        metrics::histogram!("transcriber_caption_latency_seconds").record(latency);
+        let stored_at = now_millis();
         let caption = ServerMessage::Caption {
             participant_id: ParticipantId(segment.speaker.participant),
             user_id: segment.speaker.user,
-            username,
+            username: speaker.username,
             start_ms,
             end_ms,
             text: segment.text,
+            language: t.language,
         };
         if let Err(err) = self
             .hub
@@ -593,5 +837,30 @@ impl SessionTask {
         {
             tracing::error!(room_id, error = %err, "could not publish a caption");
         }
+        let sent_at = now_millis();
+        let stages = [
+            ("vad", queued_at - end_ms),
+            ("queue", queue_ms),
+            ("whisper", whisper_ms),
+            ("store", stored_at - returned),
+            ("publish", sent_at - stored_at),
+        ];
+        for (stage, ms) in stages {
+            metrics::histogram!("transcriber_stage_seconds", "stage" => stage).record(seconds(ms));
+        }
+        let total = seconds(sent_at - end_ms);
+        metrics::histogram!("transcriber_caption_latency_seconds").record(total);
+        tracing::debug!(
+            room_id,
+            participant_id = segment.speaker.participant,
+            audio_ms = t.audio.as_millis() as u64,
+            vad_ms = queued_at - end_ms,
+            queue_ms,
+            whisper_ms,
+            store_ms = stored_at - returned,
+            publish_ms = sent_at - stored_at,
+            total_ms = sent_at - end_ms,
+            "caption timings"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! variable, so an operator never has to guess which setting was wrong.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::HeaderValue;
@@ -127,18 +127,61 @@ pub struct PushSettings {
     pub claim_idle: Duration,
 }
 
+/// `WHISPER_LANGUAGE`: `auto` (default), one code (`ru`), or the codes a detection may
+/// choose from (`ru,en`), each one whisper knows.
+fn parse_languages(value: Option<String>) -> Result<(Option<String>, Vec<String>), ConfigError> {
+    let Some(value) = value else {
+        return Ok((None, Vec::new()));
+    };
+    if value.eq_ignore_ascii_case("auto") {
+        return Ok((None, Vec::new()));
+    }
+    let codes: Vec<String> = value
+        .split(',')
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .collect();
+    if let Some(bad) = codes.iter().find(|c| !transcriber::language::is_known(c)) {
+        return Err(invalid(
+            "WHISPER_LANGUAGE",
+            format!("expected auto, a language code such as en or ru, or a list such as ru,en; {bad:?} is not one the speech model knows"),
+        ));
+    }
+    Ok(match codes.as_slice() {
+        [one] => (Some(one.clone()), Vec::new()),
+        _ => (None, codes),
+    })
+}
+
+/// The VAD unless `WHISPER_VAD` says otherwise (the comparison: docs/transcription.md).
+pub const DEFAULT_VAD: &str = "earshot";
+
 /// Server-side transcription. Without a model, transcription is unavailable and the rest of
 /// the server works as before.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WhisperSettings {
-    /// `WHISPER_MODEL`: a whisper.cpp ggml model file (e.g. ggml-base.bin).
+    /// `WHISPER_MODEL`: a whisper.cpp ggml model file (e.g. ggml-base.bin), or the name of one
+    /// in the catalog (`base`), which means `DATA_DIR/models/ggml-base.bin` (see
+    /// [`resolve_model`]).
     pub model: Option<PathBuf>,
-    /// `WHISPER_LANGUAGE`: an ISO 639-1 code, or `auto` (default) to detect per utterance.
+    /// `WHISPER_LANGUAGE` as one ISO 639-1 code: every speaker in that language. `None`:
+    /// each speaker's language is detected over their first utterances and kept.
     pub language: Option<String>,
+    /// `WHISPER_LANGUAGE` as a list (`ru,en`): the languages a detection may choose. Empty
+    /// (`auto`, the default): any language the model knows.
+    pub languages: Vec<String>,
     /// `WHISPER_THREADS`: threads per worker (default: 2 or the cores, whichever is fewer).
     pub threads: usize,
     /// `WHISPER_WORKERS`: utterances transcribed in parallel (default 1).
     pub workers: usize,
+    /// `WHISPER_VAD`: `energy` or `earshot` (default; see docs/transcription.md).
+    pub vad: transcriber::vad::Detector,
+    /// `WHISPER_PARTIALS`: partial captions while someone speaks (default `on`; `off` sends
+    /// finals only).
+    pub partials: bool,
+    /// `TRANSCRIPTION_IDLE_STOP_SECS`: a transcription whose room has had nobody in the call
+    /// this long stops by itself and is summarised (default 120, 10–86400).
+    pub idle_stop: Duration,
 }
 
 impl WhisperSettings {
@@ -152,19 +195,7 @@ impl WhisperSettings {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let language = match get("WHISPER_LANGUAGE") {
-            None => None,
-            Some(l) if l.eq_ignore_ascii_case("auto") => None,
-            Some(l) if (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_lowercase()) => {
-                Some(l)
-            }
-            Some(l) => {
-                return Err(invalid(
-                    "WHISPER_LANGUAGE",
-                    format!("expected auto or a language code such as en or ru, got {l:?}"),
-                ))
-            }
-        };
+        let (language, languages) = parse_languages(get("WHISPER_LANGUAGE"))?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let threads = parse_or(
             "WHISPER_THREADS",
@@ -184,12 +215,63 @@ impl WhisperSettings {
         if !(1..=32).contains(&workers) {
             return Err(invalid("WHISPER_WORKERS", "must be between 1 and 32"));
         }
+        let vad = match get("WHISPER_VAD") {
+            None => transcriber::vad::Detector::from_name(DEFAULT_VAD),
+            Some(name) => transcriber::vad::Detector::from_name(&name.to_ascii_lowercase()),
+        }
+        .ok_or_else(|| invalid("WHISPER_VAD", "expected energy or earshot"))?;
+        let partials = match get("WHISPER_PARTIALS").map(|v| v.to_ascii_lowercase()) {
+            None => true,
+            Some(v) if ["on", "true", "1", "yes"].contains(&v.as_str()) => true,
+            Some(v) if ["off", "false", "0", "no"].contains(&v.as_str()) => false,
+            Some(_) => return Err(invalid("WHISPER_PARTIALS", "expected on or off")),
+        };
+        let idle_stop: u64 = parse_or(
+            "TRANSCRIPTION_IDLE_STOP_SECS",
+            get("TRANSCRIPTION_IDLE_STOP_SECS"),
+            120,
+            "a number of seconds",
+        )?;
+        if !(10..=86_400).contains(&idle_stop) {
+            return Err(invalid(
+                "TRANSCRIPTION_IDLE_STOP_SECS",
+                "must be between 10 and 86400",
+            ));
+        }
         Ok(Self {
-            model: get("WHISPER_MODEL").map(PathBuf::from),
+            languages,
+            vad,
+            partials,
+            idle_stop: Duration::from_secs(idle_stop),
+            model: get("WHISPER_MODEL").map(|m| resolve_model(&m, &data_dir(&get))),
             language,
             threads,
             workers,
         })
+    }
+}
+
+/// `DATA_DIR` (default `./data`) from a lookup that already treats empty as unset.
+pub(crate) fn data_dir(get: &impl Fn(&str) -> Option<String>) -> PathBuf {
+    get("DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from)
+}
+
+/// Where `webcall model fetch` puts models and where model names resolve: `DATA_DIR/models`.
+#[must_use]
+pub fn models_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("models")
+}
+
+/// `WHISPER_MODEL` as a file: a catalog name (`base`, `small.en-q8_0`: no path separator and
+/// no `.bin`) is the file `webcall model fetch NAME` writes, `DATA_DIR/models/ggml-NAME.bin`;
+/// anything else is a path, as before (a file without an extension in the working directory
+/// is `./name`).
+#[must_use]
+pub fn resolve_model(value: &str, data_dir: &Path) -> PathBuf {
+    if transcriber::catalog::is_model_name(value) {
+        models_dir(data_dir).join(transcriber::catalog::file_name(value))
+    } else {
+        PathBuf::from(value)
     }
 }
 
@@ -377,7 +459,7 @@ impl Settings {
             database_url,
             redis_url,
             redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "webcall".to_owned()),
-            data_dir: get("DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from),
+            data_dir: data_dir(&get),
             static_dir: get("STATIC_DIR").map_or_else(|| PathBuf::from("./static"), PathBuf::from),
             ice,
             media,
@@ -613,6 +695,50 @@ mod tests {
         assert_eq!((s.whisper.threads, s.whisper.workers), (4, 3));
         let s = settings(&[("WHISPER_LANGUAGE", "Auto")]).expect("valid");
         assert_eq!(s.whisper.language, None);
+        let s = settings(&[("WHISPER_LANGUAGE", "ru, en")]).expect("valid");
+        assert_eq!(s.whisper.language, None, "a list is detected among");
+        assert_eq!(s.whisper.languages, vec!["ru".to_owned(), "en".to_owned()]);
+        assert!(settings(&[("WHISPER_LANGUAGE", "ru,xx")]).is_err());
+    }
+
+    #[test]
+    fn a_whisper_model_name_resolves_under_data_dir_models() {
+        let s =
+            settings(&[("WHISPER_MODEL", "base"), ("DATA_DIR", "/srv/webcall")]).expect("valid");
+        assert_eq!(
+            s.whisper.model,
+            Some(PathBuf::from("/srv/webcall/models/ggml-base.bin"))
+        );
+        let s = settings(&[("WHISPER_MODEL", " small.en-q8_0 ")]).expect("valid");
+        assert_eq!(
+            s.whisper.model,
+            Some(PathBuf::from("./data/models/ggml-small.en-q8_0.bin")),
+            "default DATA_DIR, value trimmed"
+        );
+        // `webcall transcribe` reads only the WHISPER_* settings and DATA_DIR.
+        let w = WhisperSettings::from_lookup(&|k: &str| {
+            (k == "WHISPER_MODEL").then(|| "large-v3-turbo".to_owned())
+        })
+        .expect("valid");
+        assert_eq!(
+            w.model,
+            Some(PathBuf::from("./data/models/ggml-large-v3-turbo.bin"))
+        );
+    }
+
+    #[test]
+    fn a_whisper_model_path_stays_a_path() {
+        for path in [
+            "/models/ggml-base.bin",
+            "ggml-base.bin",
+            "models/base",
+            "./base",
+            "../models/base.en",
+        ] {
+            let s =
+                settings(&[("WHISPER_MODEL", path), ("DATA_DIR", "/srv/webcall")]).expect("valid");
+            assert_eq!(s.whisper.model, Some(PathBuf::from(path)), "{path}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use signaling::bus::BoxFuture;
 use signaling::connection::{CloseFrame, Frame};
 use signaling::protocol::{ChatMessage, Role as WireRole, RoomId, Summary, UserId};
-use signaling::service::{RoomOp, RoomService, ServiceError};
+use signaling::service::{RoomOp, RoomService, ServiceError, TranscriptionSwitch};
 
 pub use self::redis_bus::RedisBus;
 use crate::app::permissions::{authorize, Action};
@@ -116,12 +116,12 @@ impl RoomService for ApiRoomService {
         &self,
         room: RoomId,
         user: UserId,
-        start: bool,
+        switch: TranscriptionSwitch,
     ) -> BoxFuture<'_, Result<(), ServiceError>> {
         Box::pin(async move {
             let ctx = &self.ctx;
             ctx.transcription
-                .set(&ctx.store, &ctx.hub, room, user, start)
+                .set(&ctx.store, &ctx.hub, room, user, switch)
                 .await
                 .map_err(service_error)
         })

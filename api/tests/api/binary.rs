@@ -12,7 +12,7 @@ use tokio::process::Command;
 const WEBCALL: &str = env!("CARGO_BIN_EXE_webcall");
 
 /// A command with a clean environment (no variables from the developer's shell) in `dir`.
-fn webcall(dir: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> Command {
+pub fn webcall(dir: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(WEBCALL);
     cmd.args(args)
         .current_dir(dir)
@@ -118,33 +118,34 @@ async fn serve_with_no_configuration_prints_a_secret_that_registers_a_user() {
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
 
-    // The secret is printed on stderr, on its own indented line after the heading.
-    let secret = tokio::time::timeout(Duration::from_secs(20), async {
-        let mut heading_seen = false;
+    // The secret is printed on stderr, on its own indented line after the heading; the
+    // listening address is in the JSON log, on stderr too (stdout is for results only).
+    let (secret, base) = tokio::time::timeout(Duration::from_secs(20), async {
+        let (mut heading_seen, mut secret, mut base) = (false, None, None);
         while let Ok(Some(line)) = stderr.next_line().await {
             if line.contains("Registration secret") {
                 heading_seen = true;
-            } else if heading_seen && !line.trim().is_empty() {
-                return line.trim().to_owned();
+            } else if heading_seen && secret.is_none() && !line.trim().is_empty() {
+                secret = Some(line.trim().to_owned());
+            } else if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                if let Some(addr) = entry["addr"].as_str() {
+                    base = Some(format!("http://{addr}"));
+                }
+            }
+            if let (Some(secret), Some(base)) = (&secret, &base) {
+                return (secret.clone(), base.clone());
             }
         }
-        panic!("no secret printed");
+        panic!("no secret or no listening line");
     })
     .await
-    .expect("secret printed in time");
-
-    // The listening address is in the JSON log on stdout.
-    let base = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Ok(Some(line)) = stdout.next_line().await {
-            let entry: Value = serde_json::from_str(&line).expect("every log line is JSON");
-            if let Some(addr) = entry["addr"].as_str() {
-                return format!("http://{addr}");
-            }
-        }
-        panic!("no listening line");
-    })
-    .await
-    .expect("listening in time");
+    .expect("secret and listening line in time");
+    // Nothing on stdout: a server has no result to print.
+    let quiet = tokio::time::timeout(Duration::from_millis(300), stdout.next_line()).await;
+    assert!(
+        !matches!(quiet, Ok(Ok(Some(_)))),
+        "stdout stays empty: {quiet:?}"
+    );
 
     let http = reqwest::Client::builder()
         .no_proxy()

@@ -4,12 +4,14 @@
 mod agent;
 mod auth;
 mod binary;
+mod captions;
 mod chat;
 mod dm;
 mod hardening;
 mod helpers;
 mod invites;
 mod media;
+mod models;
 mod moderation;
 mod observability;
 mod push;

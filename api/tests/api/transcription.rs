@@ -18,7 +18,7 @@ use crate::helpers::{json_of, spawn_from, spawn_with, test_env, TestApp};
 use crate::standin::StandIn;
 use crate::telegram::{link, BOT_TOKEN, WEBHOOK_SECRET};
 
-fn test_model() -> Option<String> {
+pub(crate) fn test_model() -> Option<String> {
     let model = std::env::var("WEBCALL_TEST_WHISPER_MODEL").ok();
     if model.is_none() {
         eprintln!("skipped: WEBCALL_TEST_WHISPER_MODEL is not set (scripts/make-test-model.sh)");
@@ -27,7 +27,7 @@ fn test_model() -> Option<String> {
 }
 
 /// The settings of a transcribing test server: `model`, English, one worker of `threads`.
-fn whisper<'a>(model: &'a str, threads: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn whisper<'a>(model: &'a str, threads: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("WHISPER_MODEL", model),
         ("WHISPER_LANGUAGE", "en"),
@@ -36,7 +36,7 @@ fn whisper<'a>(model: &'a str, threads: &'a str) -> Vec<(&'a str, &'a str)> {
     ]
 }
 
-async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
         if ok() {
@@ -49,10 +49,15 @@ async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 
 /// espeak-ng speech as 48 kHz 16-bit PCM, with a second of silence after it.
 fn speech(text: &str, dir: &Path, name: &str) -> Vec<i16> {
+    speech_in("en-us", 150, text, dir, name)
+}
+
+/// [`speech`] in an espeak-ng voice (`ru+f2`: Russian) at `speed` words a minute.
+pub(crate) fn speech_in(voice: &str, speed: u32, text: &str, dir: &Path, name: &str) -> Vec<i16> {
     let raw = dir.join(format!("{name}.raw.wav"));
     let wav = dir.join(format!("{name}.wav"));
     let ok = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
+        .args(["-v", voice, "-s", &speed.to_string(), "-w"])
         .arg(&raw)
         .arg(text)
         .status()
@@ -69,7 +74,12 @@ fn speech(text: &str, dir: &Path, name: &str) -> Vec<i16> {
     PcmSource::read_wav(&wav).expect("reads the WAV")
 }
 
-async fn speaker(app: &TestApp, room: i64, token: &str, pcm: Vec<i16>) -> (CallClient, PcmHandle) {
+pub(crate) async fn speaker(
+    app: &TestApp,
+    room: i64,
+    token: &str,
+    pcm: Vec<i16>,
+) -> (CallClient, PcmHandle) {
     let (source, handle) = PcmSource::new(pcm).expect("encoder");
     let call = CallClient::join_with_source(&app.base, room, token, Box::new(source))
         .await
@@ -77,7 +87,7 @@ async fn speaker(app: &TestApp, room: i64, token: &str, pcm: Vec<i16>) -> (CallC
     (call, handle)
 }
 
-fn captions_of(call: &CallClient, user_id: i64) -> Vec<Value> {
+pub(crate) fn captions_of(call: &CallClient, user_id: i64) -> Vec<Value> {
     call.messages()
         .into_iter()
         .filter(|m| m["type"] == "caption" && m["user_id"].as_i64() == Some(user_id))

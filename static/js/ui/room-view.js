@@ -317,6 +317,7 @@ export function renderRoom(ctx, roomId, opts = {}) {
         break;
       case 'transcription_state':
       case 'caption':
+      case 'caption_partial':
       case 'summary':
         agent.handle(msg);
         break;
@@ -357,7 +358,7 @@ export function renderRoom(ctx, roomId, opts = {}) {
   const agentPanel = createAgentPanel(ctx, roomId, {
     inCall: () => roomCall.state === 'connected' || roomCall.state === 'reconnecting' || roomCall.state === 'connecting',
     nameOf,
-    start: () => roomCall.startTranscription(),
+    start: (language) => roomCall.startTranscription(language),
     stop: () => roomCall.stopTranscription(),
   });
   const agent = agentPanel.agent;

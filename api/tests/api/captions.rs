@@ -1,0 +1,291 @@
+//! Live captions as people see them: partial captions while someone speaks that turn into
+//! the final, the language of each speaker (detected, or set for the room), and a
+//! transcription that ends when the call empties. Real server, WebRTC clients publishing
+//! espeak-ng speech, the real model (`WEBCALL_TEST_WHISPER_MODEL`; skipped without it).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{json_of, spawn_with};
+use crate::transcription::{
+    captions_of, speaker, speech_in, test_model, wait_until, whisper,
+};
+
+/// Long enough for several partials: ~6 s of speech.
+const LONG_SENTENCE: &str =
+    "Good morning everyone, today we will talk about the new schedule and the budget for next year.";
+/// Russian, in the espeak-ng voice the base model detects as Russian among ru and en.
+const RUSSIAN: &str = "Я пришлю вам отчёт сегодня после обеда.";
+const ENGLISH: &str = "I will send you the report this afternoon.";
+
+async fn json_of_get(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    token: &str,
+) -> (StatusCode, Value) {
+    json_of(app.get(path, Some(token)).await).await
+}
+
+fn partials_of(messages: &[Value], user_id: i64) -> Vec<Value> {
+    messages
+        .iter()
+        .filter(|m| m["type"] == "caption_partial" && m["user_id"].as_i64() == Some(user_id))
+        .cloned()
+        .collect()
+}
+
+fn is_cyrillic(text: &str) -> bool {
+    let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
+    let cyrillic = letters
+        .iter()
+        .filter(|c| ('\u{0400}'..='\u{04FF}').contains(*c))
+        .count();
+    !letters.is_empty() && cyrillic * 10 >= letters.len() * 9
+}
+
+fn is_latin(text: &str) -> bool {
+    let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
+    !letters.is_empty() && letters.iter().all(char::is_ascii_alphabetic)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_captions_grow_while_someone_speaks_and_the_final_replaces_them() {
+    let Some(model) = test_model() else { return };
+    let app = spawn_with(&whisper(&model, "2")).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (room, tokens) = app.room_with(&["alice", "bob"]).await;
+    let alice_id = app.user_id(&tokens[0]).await;
+    let pcm = speech_in("en-us", 140, LONG_SENTENCE, dir.path(), "long");
+    let (alice, voice) = speaker(&app, room, &tokens[0], pcm).await;
+    let (bob, _quiet) = speaker(&app, room, &tokens[1], vec![0; 48_000]).await;
+    wait_until("media flows", 20, || bob.packets_from(&alice) >= 25).await;
+    alice
+        .send(json!({"type": "transcription_start", "request_id": "on"}))
+        .expect("send");
+    wait_until("transcription is on", 10, || {
+        bob.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+
+    voice.play();
+    wait_until("the final caption arrives", 60, || {
+        !captions_of(&bob, alice_id).is_empty()
+    })
+    .await;
+    let started = voice.started().expect("started");
+    let messages = bob.messages();
+    let partials = partials_of(&messages, alice_id);
+    let finals = captions_of(&bob, alice_id);
+    eprintln!(
+        "{} partials before the final: {:#?}",
+        partials.len(),
+        partials
+            .iter()
+            .map(|p| (p["revision"].clone(), p["stable"].clone(), p["unstable"].clone()))
+            .collect::<Vec<_>>()
+    );
+    eprintln!("final: {}", finals[0]["text"]);
+    assert!(
+        partials.len() >= 2,
+        "words showed while alice spoke ~6 s: {partials:?}"
+    );
+    // Every partial of the utterance comes before its final, in revision order, and the
+    // stable text only grows.
+    let first_final = messages
+        .iter()
+        .position(|m| m["type"] == "caption")
+        .expect("final");
+    let final_start = finals[0]["start_ms"].as_i64().expect("start");
+    let mut stable = String::new();
+    let mut revision = 0;
+    for p in partials.iter().filter(|p| p["start_ms"].as_i64() == Some(final_start)) {
+        let at = messages.iter().position(|m| m == p).expect("in the log");
+        assert!(at < first_final, "partial after its final: {p}");
+        let rev = p["revision"].as_u64().expect("revision");
+        assert!(rev > revision, "revisions increase: {p}");
+        revision = rev;
+        let now = p["stable"].as_str().expect("stable").to_owned();
+        assert!(now.starts_with(&stable), "stable text was taken back: {stable:?} -> {now:?}");
+        stable = now;
+        assert_eq!(p["username"], "alice");
+        assert_eq!(p["participant_id"].as_u64(), Some(alice.participant_id));
+    }
+    assert!(revision >= 1, "partials belong to the final's utterance");
+    let first_partial_after = partials
+        .first()
+        .map(|p| p["start_ms"].as_i64().unwrap_or(0));
+    eprintln!(
+        "first partial {:?} after the utterance start (speech began {:.2} s before the final)",
+        first_partial_after,
+        started.elapsed().as_secs_f64()
+    );
+    let wer = transcriber::wer::wer(LONG_SENTENCE, finals[0]["text"].as_str().unwrap_or(""));
+    assert!(wer <= 0.35, "final WER {wer}: {}", finals[0]["text"]);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("transcriber_partials_total{outcome=\"sent\"}"),
+        "partials are counted"
+    );
+    assert!(
+        metrics.contains("transcriber_stage_seconds{stage=\"whisper\""),
+        "the per-stage timings are recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_russian_and_an_english_speaker_each_get_captions_in_their_own_language() {
+    let Some(model) = test_model() else { return };
+    let mut env = whisper(&model, "2");
+    // The team speaks Russian and English: detection chooses between those two.
+    env.retain(|(k, _)| *k != "WHISPER_LANGUAGE");
+    env.push(("WHISPER_LANGUAGE", "ru,en"));
+    let app = spawn_with(&env).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (room, tokens) = app.room_with(&["olga", "john"]).await;
+    let (olga_id, john_id) = (app.user_id(&tokens[0]).await, app.user_id(&tokens[1]).await);
+    let (olga, olga_voice) = speaker(
+        &app,
+        room,
+        &tokens[0],
+        speech_in("ru+f2", 130, RUSSIAN, dir.path(), "ru"),
+    )
+    .await;
+    let (john, john_voice) = speaker(
+        &app,
+        room,
+        &tokens[1],
+        speech_in("en-us", 150, ENGLISH, dir.path(), "en"),
+    )
+    .await;
+    wait_until("media flows", 20, || {
+        olga.packets_from(&john) >= 25 && john.packets_from(&olga) >= 25
+    })
+    .await;
+    john.send(json!({"type": "transcription_start", "request_id": "on"}))
+        .expect("send");
+    wait_until("transcription is on", 10, || {
+        olga.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+    for (voice, user_id) in [(&olga_voice, olga_id), (&john_voice, john_id)] {
+        voice.play();
+        wait_until("the caption arrives", 90, || {
+            !captions_of(&olga, user_id).is_empty()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let text_of = |user_id: i64| {
+        captions_of(&olga, user_id)
+            .iter()
+            .filter_map(|c| c["text"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (russian, english) = (text_of(olga_id), text_of(john_id));
+    eprintln!("olga: {russian:?}\njohn: {english:?}");
+    assert!(is_cyrillic(&russian), "olga's captions are Russian: {russian:?}");
+    assert!(is_latin(&english), "john's captions are English: {english:?}");
+    assert!(captions_of(&olga, olga_id)
+        .iter()
+        .all(|c| c["language"] == "ru"));
+    assert!(captions_of(&olga, john_id)
+        .iter()
+        .all(|c| c["language"] == "en"));
+    let wer = transcriber::wer::wer(ENGLISH, &english);
+    assert!(wer <= 0.35, "english WER {wer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_language_given_at_the_start_is_used_for_everyone_and_a_bad_one_is_refused() {
+    let Some(model) = test_model() else { return };
+    let mut env = whisper(&model, "2");
+    env.retain(|(k, _)| *k != "WHISPER_LANGUAGE");
+    let app = spawn_with(&env).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (room, tokens) = app.room_with(&["olga", "ivan"]).await;
+    let olga_id = app.user_id(&tokens[0]).await;
+    let (olga, voice) = speaker(
+        &app,
+        room,
+        &tokens[0],
+        speech_in("ru+f2", 130, RUSSIAN, dir.path(), "ru"),
+    )
+    .await;
+    let (ivan, _quiet) = speaker(&app, room, &tokens[1], vec![0; 48_000]).await;
+    wait_until("media flows", 20, || ivan.packets_from(&olga) >= 25).await;
+
+    ivan.send(json!({"type": "transcription_start", "request_id": "bad", "language": "xx"}))
+        .expect("send");
+    wait_until("a clear refusal", 10, || {
+        ivan.saw(|m| {
+            m["type"] == "error" && m["request_id"] == "bad" && m["code"] == "invalid_language"
+        })
+    })
+    .await;
+    assert!(!ivan.saw(|m| m["type"] == "transcription_state" && m["active"] == true));
+
+    ivan.send(json!({"type": "transcription_start", "request_id": "on", "language": "ru"}))
+        .expect("send");
+    wait_until("transcription is on", 10, || {
+        olga.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+    voice.play();
+    wait_until("the caption arrives", 90, || {
+        !captions_of(&ivan, olga_id).is_empty()
+    })
+    .await;
+    let caption = &captions_of(&ivan, olga_id)[0];
+    eprintln!("olga in a Russian room: {caption}");
+    assert_eq!(caption["language"], "ru");
+    assert!(is_cyrillic(caption["text"].as_str().unwrap_or("")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcription_stops_and_is_summarised_once_everyone_has_left_the_call() {
+    let Some(model) = test_model() else { return };
+    let mut env = whisper(&model, "1");
+    env.push(("TRANSCRIPTION_IDLE_STOP_SECS", "10"));
+    let app = spawn_with(&env).await;
+    let (room, tokens) = app.room_with(&["alice", "bob"]).await;
+    let (alice, _a) = speaker(&app, room, &tokens[0], vec![0; 48_000]).await;
+    let (bob, _b) = speaker(&app, room, &tokens[1], vec![0; 48_000]).await;
+    wait_until("media flows", 20, || bob.packets_from(&alice) >= 25).await;
+    alice
+        .send(json!({"type": "transcription_start", "request_id": "on"}))
+        .expect("send");
+    wait_until("transcription is on", 10, || {
+        bob.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+    let path = format!("/api/v1/rooms/{room}/summaries");
+    let summaries = || json_of_get(&app, &path, &tokens[1]);
+    // Someone still in the call keeps it running past the grace period.
+    alice.leave();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let (status, body) = summaries().await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["summaries"].as_array().map(Vec::len), Some(0), "{body}");
+    assert!(!bob.saw(|m| m["type"] == "transcription_state" && m["active"] == false));
+
+    bob.leave();
+    let left = std::time::Instant::now();
+    let mut summarised = None;
+    while left.elapsed() < Duration::from_secs(30) {
+        let (_, body) = summaries().await;
+        if body["summaries"].as_array().is_some_and(|s| !s.is_empty()) {
+            summarised = Some(left.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let after = summarised.expect("the empty room's transcription is summarised");
+    eprintln!("summarised {:.1} s after the last one left", after.as_secs_f64());
+    assert!(after >= Duration::from_secs(9), "not before the grace period");
+    // And it stopped: starting again is a new session.
+    let (_, body) = summaries().await;
+    assert_eq!(body["summaries"][0]["requested_by"].as_i64(), Some(app.user_id(&tokens[0]).await));
+}
