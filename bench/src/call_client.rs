@@ -164,6 +164,12 @@ impl CallClient {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Reads this client's server messages from another task (e.g. to stamp arrivals).
+    pub fn log_reader(&self) -> impl Fn() -> Vec<Value> + Send + Sync + 'static {
+        let log = self.log.clone();
+        move || log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
     /// Leaves the call and closes the socket and the media connection politely.
     pub fn leave(&self) {
         let _ = self.send(json!({"type": "leave"}));

@@ -1,6 +1,7 @@
 // The AI agent and Telegram in the app: alice links Telegram in settings (through the
 // stand-in Bot API and the secret-checked webhook), starts the transcription from the room
-// page, her espeak-ng speech becomes a caption on bob's page attributed to her, "Summarise"
+// page, her espeak-ng speech shows on bob's page as partial captions that turn into her final
+// caption, "Summarise"
 // shows the summary on both pages and sends it to her Telegram chat, and the stored
 // transcript lists what she said. Needs WEBCALL_TEST_WHISPER_MODEL (CI builds it with
 // scripts/make-test-model.sh), espeak-ng and sox; without the model it is skipped.
@@ -20,7 +21,8 @@ import { chromiumArgs } from './harness.mjs';
 const MODEL = process.env.WEBCALL_TEST_WHISPER_MODEL;
 const BOT_TOKEN = '123456:test-bot-token';
 const WEBHOOK_SECRET = 'webhook-secret-for-tests';
-const ALICE_SAYS = 'Good morning everyone, let us begin the meeting.';
+// Long enough (~6 s) for partial captions to show while she speaks.
+const ALICE_SAYS = 'Good morning everyone, today in this meeting we will talk about the new schedule and the budget.';
 
 const dir = mkdtempSync(join(tmpdir(), 'webcall-agent-'));
 if (MODEL) console.log(`screenshots: ${dir}`);
@@ -160,13 +162,39 @@ test('agent: Telegram link in settings, transcription from the room page, a capt
     await page.locator('.call-state[data-state="connected"]').waitFor({ timeout: 20_000 });
     await page.getByRole('tab', { name: 'AI agent' }).click();
   }
+  // What bob's page shows, in order: each partial line and each final caption.
+  await bob.evaluate(() => {
+    const seen = [];
+    /** @type {any} */ (window).captionLog = seen;
+    new MutationObserver(() => {
+      for (const li of document.querySelectorAll('.caption-partials .caption.partial')) {
+        const text = li.textContent;
+        if (seen.at(-1)?.text !== text) seen.push({ kind: 'partial', revision: Number(li.getAttribute('data-revision')), stable: li.querySelector('.caption-stable')?.textContent ?? '', text });
+      }
+      const finals = document.querySelectorAll('.captions:not(.caption-partials) .caption');
+      if (finals.length > seen.filter((e) => e.kind === 'final').length) {
+        seen.push({ kind: 'final', text: finals[finals.length - 1].textContent, partialsShown: document.querySelectorAll('.caption-partials .caption').length });
+      }
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
   await alice.getByRole('button', { name: 'Start transcription' }).click();
   for (const page of [alice, bob]) await page.getByText('Transcribing — started by alice').waitFor({ timeout: 10_000 });
 
-  // Alice's speech reaches bob's page as a caption with her name.
-  const caption = bob.locator('.captions .caption[data-user="alice"]', { hasText: /morning|meeting/i }).first();
+  // Alice's speech reaches bob's page as partial captions that grow, then her final caption.
+  const caption = bob.locator('.captions .caption:not(.partial)[data-user="alice"]', { hasText: /morning|meeting/i }).first();
   await caption.waitFor({ timeout: 60_000 });
   console.log(`caption: ${await caption.textContent()}`);
+  const log = await bob.evaluate(() => /** @type {any} */ (window).captionLog);
+  const firstFinal = log.findIndex((e) => e.kind === 'final');
+  const before = log.slice(0, firstFinal).filter((e) => e.kind === 'partial');
+  console.log(`partials before the final: ${JSON.stringify(before.map((e) => e.text))}`);
+  assert.ok(before.length >= 2, `partials showed while alice spoke: ${JSON.stringify(log)}`);
+  for (let i = 1; i < before.length; i += 1) {
+    if (before[i].revision > before[i - 1].revision) {
+      assert.ok(before[i].stable.startsWith(before[i - 1].stable), `stable words stay: ${JSON.stringify(before)}`);
+    }
+  }
+  assert.equal(log[firstFinal].partialsShown, 0, 'the final replaced the partial line');
 
   const toAlice = () => bot.seen.filter((r) => r.path.endsWith('/sendMessage') && String(r.body.chat_id) === '4242').length;
   const sentBefore = toAlice(); // the bot's "linked" answer

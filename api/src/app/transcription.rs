@@ -51,9 +51,9 @@ pub const TRANSCRIPT_LIMIT: i64 = 10_000;
 const STOP_FLUSH: Duration = Duration::from_secs(30);
 /// A partial caption about this often while someone speaks (when a worker is free).
 const PARTIAL_EVERY: Duration = Duration::from_millis(1000);
-/// The first partial of an utterance once this much of it is in (200 ms of it pre-roll):
-/// less is rarely a word.
-const FIRST_PARTIAL_AUDIO: Duration = Duration::from_millis(800);
+/// The first partial of an utterance once this much of it is in (200 ms of it pre-roll,
+/// so ~0.4 s of speech: a word or two). A partial that heard nothing is retried at once.
+const FIRST_PARTIAL_AUDIO: Duration = Duration::from_millis(600);
 /// How often the session checks for idle tracks and due partials.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -633,6 +633,11 @@ impl SessionTask {
                     return;
                 }
                 let text = t.segment.as_ref().map_or("", |s| s.text.as_str());
+                if text.is_empty() && track.partial.revision == 0 {
+                    // Too early for words: the next try need not wait a whole period.
+                    track.partial.requested = None;
+                    return;
+                }
                 let shown = track.partial.prefix.update(text);
                 if shown == track.partial.last_sent
                     || (shown.stable.is_empty() && shown.unstable.is_empty())

@@ -3,6 +3,7 @@
 //! transcription that ends when the call empties. Real server, WebRTC clients publishing
 //! espeak-ng speech, the real model (`WEBCALL_TEST_WHISPER_MODEL`; skipped without it).
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -288,4 +289,231 @@ async fn a_transcription_stops_and_is_summarised_once_everyone_has_left_the_call
     // And it stopped: starting again is a new session.
     let (_, body) = summaries().await;
     assert_eq!(body["summaries"][0]["requested_by"].as_i64(), Some(app.user_id(&tokens[0]).await));
+}
+
+/// What two people taking turns say: alice the even lines, bob the odd ones.
+const TURNS: &[&str] = &[
+    "Good morning everyone, let us begin the meeting.",
+    "Thanks. I finished the report for the customer yesterday.",
+    "Great. Can you send it to the whole team this afternoon?",
+    "Yes, and I will add the new numbers from the sales department.",
+    "We should also talk about the schedule for next month.",
+    "The new schedule starts on Monday and the first release is in two weeks.",
+    "Who is going to test the release before it goes out?",
+    "Maria and Peter will test it on Thursday and Friday.",
+    "Good. Please call me back tomorrow morning if anything breaks.",
+    "I will. Let us meet again next week at the same time.",
+];
+
+/// Seconds of silence after each turn: the other speaker's turn plays in it.
+const TURN_GAP_S: f64 = 7.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement for bench/reports/caption-latency.md (~2.5 min): cargo nextest run -p api --test api --run-ignored only caption_latency --no-capture"]
+async fn caption_latency_of_two_speakers_taking_turns() {
+    let Some(model) = test_model() else { return };
+    let threads = std::env::var("WHISPER_THREADS").unwrap_or_else(|_| "2".to_owned());
+    let app = spawn_with(&whisper(&model, &threads)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (room, tokens) = app.room_with(&["alice", "bob"]).await;
+    let ids = [app.user_id(&tokens[0]).await, app.user_id(&tokens[1]).await];
+    // Each speaker's track: their turns at fixed offsets, silence while the other talks.
+    let rate = 48_000usize;
+    let mut tracks = [Vec::<i16>::new(), Vec::<i16>::new()];
+    let mut ends = [Vec::new(), Vec::new()];
+    let mut starts = [Vec::new(), Vec::new()];
+    let mut clock = 0usize;
+    for (i, text) in TURNS.iter().enumerate() {
+        let who = i % 2;
+        let mut pcm = speech_in("en-us", 150, text, dir.path(), &format!("t{i}"));
+        pcm.truncate(pcm.len().saturating_sub(rate)); // `speech_in`'s trailing second
+        for (w, track) in tracks.iter_mut().enumerate() {
+            track.resize(clock, 0);
+            if w == who {
+                starts[w].push(clock as f64 / rate as f64);
+                track.extend(&pcm);
+                ends[w].push((clock + pcm.len()) as f64 / rate as f64);
+            }
+        }
+        clock += pcm.len() + (TURN_GAP_S * rate as f64 / 2.0) as usize;
+    }
+    for track in &mut tracks {
+        track.resize(clock + 3 * rate, 0);
+    }
+    let (alice, alice_voice) = speaker(&app, room, &tokens[0], tracks[0].clone()).await;
+    let (bob, bob_voice) = speaker(&app, room, &tokens[1], tracks[1].clone()).await;
+    wait_until("media flows", 20, || {
+        alice.packets_from(&bob) >= 25 && bob.packets_from(&alice) >= 25
+    })
+    .await;
+    alice
+        .send(json!({"type": "transcription_start", "request_id": "on"}))
+        .expect("send");
+    wait_until("transcription is on", 10, || {
+        bob.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+    // Captions are stamped on arrival, on one clock with the playback.
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(std::time::Instant, Value)>::new()));
+    let seen = arrivals.clone();
+    let watcher = {
+        let alice_log = alice.log_reader();
+        tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                let all = alice_log();
+                for m in all.iter().skip(n) {
+                    if m["type"] == "caption" || m["type"] == "caption_partial" {
+                        seen.lock().expect("lock").push((std::time::Instant::now(), m.clone()));
+                    }
+                }
+                n = all.len();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    alice_voice.play();
+    bob_voice.play();
+    wait_until("both tracks played", 120, || {
+        alice_voice.finished().is_some() && bob_voice.finished().is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    watcher.abort();
+    let t0 = [
+        alice_voice.started().expect("started"),
+        bob_voice.started().expect("started"),
+    ];
+    let arrivals = arrivals.lock().expect("lock").clone();
+    let mut final_latency = Vec::new();
+    let mut first_partial = Vec::new();
+    let mut missing = 0;
+    for who in 0..2 {
+        let finals: Vec<&(std::time::Instant, Value)> = arrivals
+            .iter()
+            .filter(|(_, m)| m["type"] == "caption" && m["user_id"].as_i64() == Some(ids[who]))
+            .collect();
+        for (k, end) in ends[who].iter().enumerate() {
+            let spoken_end = t0[who] + Duration::from_secs_f64(*end);
+            let spoken_start = t0[who] + Duration::from_secs_f64(starts[who][k]);
+            // The first final that arrived after this turn ended and before the next began.
+            let next_start = starts[who]
+                .get(k + 1)
+                .map(|s| t0[who] + Duration::from_secs_f64(*s) + Duration::from_secs(5));
+            let Some((at, _)) = finals.iter().find(|(at, _)| {
+                *at > spoken_end && next_start.is_none_or(|n| *at < n)
+            }) else {
+                missing += 1;
+                continue;
+            };
+            final_latency.push(at.duration_since(spoken_end).as_secs_f64());
+            if let Some((at, _)) = arrivals.iter().find(|(at, m)| {
+                m["type"] == "caption_partial"
+                    && m["user_id"].as_i64() == Some(ids[who])
+                    && *at > spoken_start
+                    && *at < spoken_end + Duration::from_secs(1)
+            }) {
+                first_partial.push(at.duration_since(spoken_start).as_secs_f64());
+            }
+        }
+    }
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (final_latency, first_partial) = (sorted(final_latency), sorted(first_partial));
+    let pct = |v: &[f64], p: f64| if v.is_empty() { f64::NAN } else { crate::transcription::percentile(v, p) };
+    let live: Vec<String> = (0..2)
+        .map(|who| {
+            arrivals
+                .iter()
+                .filter(|(_, m)| m["type"] == "caption" && m["user_id"].as_i64() == Some(ids[who]))
+                .filter_map(|(_, m)| m["text"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let said: Vec<String> = (0..2)
+        .map(|who| {
+            TURNS
+                .iter()
+                .skip(who)
+                .step_by(2)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let live_wer: Vec<f64> = (0..2).map(|w| transcriber::wer::wer(&said[w], &live[w])).collect();
+    println!("| metric | value |\n| --- | --- |");
+    println!(
+        "| final caption after end of speech (n={}, missing {missing}) | p50 {:.2} s, p95 {:.2} s, max {:.2} s |",
+        final_latency.len(),
+        pct(&final_latency, 0.5),
+        pct(&final_latency, 0.95),
+        final_latency.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "| first partial after start of speech (n={}) | p50 {:.2} s, p95 {:.2} s |",
+        first_partial.len(),
+        pct(&first_partial, 0.5),
+        pct(&first_partial, 0.95)
+    );
+    println!(
+        "| live WER alice / bob | {:.3} / {:.3} |",
+        live_wer[0], live_wer[1]
+    );
+    let partials = arrivals.iter().filter(|(_, m)| m["type"] == "caption_partial").count();
+    println!("| partial captions received | {partials} |");
+    for line in app.metrics().await.lines() {
+        if line.starts_with("transcriber_stage_seconds{") && line.contains("quantile=\"0.5\"")
+            || line.starts_with("transcriber_stage_seconds{") && line.contains("quantile=\"0.99\"")
+            || line.starts_with("transcriber_partials_total")
+        {
+            println!("{line}");
+        }
+    }
+    for (w, text) in live.iter().enumerate() {
+        eprintln!("live {w}: {text}");
+    }
+    // The same audio through `webcall transcribe`'s pipeline: the accuracy baseline.
+    let whisper = transcriber::whisper::Whisper::load(
+        Path::new(&model),
+        transcriber::whisper::WhisperConfig {
+            language: Some("en".to_owned()),
+            languages: vec![],
+            threads: 2,
+        },
+    )
+    .expect("model");
+    let vad = transcriber::vad::VadConfig {
+        detector: transcriber::vad::Detector::from_name(api::config::DEFAULT_VAD)
+            .expect("default VAD"),
+        ..transcriber::vad::VadConfig::default()
+    };
+    let mut file_wer = Vec::new();
+    for (w, track) in tracks.iter().enumerate() {
+        let path = dir.path().join(format!("track{w}.wav"));
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut out = hound::WavWriter::create(&path, spec).expect("wav");
+        for s in track {
+            out.write_sample(*s).expect("write");
+        }
+        out.finalize().expect("finalize");
+        let text: Vec<String> = transcriber::file::transcribe_file(&path, &whisper, vad)
+            .expect("transcribes")
+            .into_iter()
+            .map(|s| s.text)
+            .collect();
+        file_wer.push(transcriber::wer::wer(&said[w], &text.join(" ")));
+    }
+    println!(
+        "| `webcall transcribe` WER alice / bob | {:.3} / {:.3} |",
+        file_wer[0], file_wer[1]
+    );
 }

@@ -94,7 +94,7 @@ pub(crate) fn captions_of(call: &CallClient, user_id: i64) -> Vec<Value> {
         .collect()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
