@@ -26,7 +26,9 @@ impl ServiceError {
 pub enum TranscriptionSwitch {
     /// `language`: the room's language (an ISO 639-1 code) for every speaker, or `None` to
     /// detect each speaker's.
-    Start { language: Option<String> },
+    Start {
+        language: Option<String>,
+    },
     Stop,
 }
 

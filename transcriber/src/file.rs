@@ -87,7 +87,7 @@ pub fn transcribe_file(
     );
     for u in utterances {
         let started = std::time::Instant::now();
-        let heard = whisper.transcribe(&mut state, &u.samples, &language.next(), None)?;
+        let heard = whisper.transcribe(&mut state, &u.samples, &language.for_final(), None)?;
         if let Some(detected) = &heard.detected {
             if let Some(locked) = language.observe(detected) {
                 tracing::debug!(language = locked, "language locked");

@@ -106,7 +106,7 @@ impl SpeakerLanguage {
     }
 
     /// What to ask for the speaker's next final utterance; counts towards the re-check.
-    pub fn next(&mut self) -> LanguageRequest {
+    pub fn for_final(&mut self) -> LanguageRequest {
         match &self.locked {
             Some(language) if self.fixed => LanguageRequest::Fixed(language.clone()),
             Some(language) => {
@@ -191,7 +191,7 @@ mod tests {
     fn two_confident_utterances_lock_the_language_and_stop_detection() {
         let mut s = SpeakerLanguage::detect(vec![]);
         assert_eq!(
-            s.next(),
+            s.for_final(),
             LanguageRequest::Detect {
                 fallback: None,
                 among: vec![]
@@ -199,14 +199,14 @@ mod tests {
         );
         assert_eq!(s.observe(&seen("ru", 0.85)), None);
         assert_eq!(
-            s.next(),
+            s.for_final(),
             LanguageRequest::Detect {
                 fallback: Some("ru".into()),
                 among: vec![]
             }
         );
         assert_eq!(s.observe(&seen("ru", 0.8)), Some("ru".into()));
-        assert_eq!(s.next(), LanguageRequest::Fixed("ru".into()));
+        assert_eq!(s.for_final(), LanguageRequest::Fixed("ru".into()));
     }
 
     #[test]
@@ -225,8 +225,11 @@ mod tests {
         s.observe(&seen("en", 0.95));
         s.observe(&seen("en", 0.95));
         assert_eq!(s.locked(), Some("en"));
-        let requests: Vec<_> = (0..RECHECK_EVERY).map(|_| s.next()).collect();
-        assert!(matches!(requests.last(), Some(LanguageRequest::Detect { .. })));
+        let requests: Vec<_> = (0..RECHECK_EVERY).map(|_| s.for_final()).collect();
+        assert!(matches!(
+            requests.last(),
+            Some(LanguageRequest::Detect { .. })
+        ));
         assert_eq!(s.observe(&seen("ru", 0.95)), None);
         assert_eq!(s.observe(&seen("ru", 0.5)), None, "not sure enough: resets");
         assert_eq!(s.observe(&seen("ru", 0.95)), None);
@@ -243,7 +246,7 @@ mod tests {
     fn a_fixed_language_is_never_detected() {
         let mut s = SpeakerLanguage::fixed("ru".into());
         for _ in 0..20 {
-            assert_eq!(s.next(), LanguageRequest::Fixed("ru".into()));
+            assert_eq!(s.for_final(), LanguageRequest::Fixed("ru".into()));
         }
         assert_eq!(s.observe(&seen("en", 0.99)), None);
         assert_eq!(s.for_partial(), LanguageRequest::Fixed("ru".into()));

@@ -266,7 +266,12 @@ impl Vad {
             (Detector::Earshot { threshold }, Some(learned)) => {
                 learned.score(&frame) >= threshold && db > self.config.min_dbfs
             }
-            _ => db > self.config.min_dbfs.max(self.floor_db + self.config.above_floor_db),
+            _ => {
+                db > self
+                    .config
+                    .min_dbfs
+                    .max(self.floor_db + self.config.above_floor_db)
+            }
         };
         if db < self.floor_db {
             self.floor_db = db.max(-90.0);

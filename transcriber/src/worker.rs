@@ -639,7 +639,11 @@ mod tests {
                 (2, JobKind::Partial, Outcome::Skipped)
             ]
         );
-        assert_eq!(q.len(), 2, "speaker 1's newest partial and speaker 2's final");
+        assert_eq!(
+            q.len(),
+            2,
+            "speaker 1's newest partial and speaker 2's final"
+        );
         assert_eq!(q.finals_waiting.load(Ordering::Relaxed), 1);
         q.try_pop();
         assert_eq!(q.finals_waiting.load(Ordering::Relaxed), 0);

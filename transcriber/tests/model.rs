@@ -63,7 +63,8 @@ fn the_converted_model_transcribes_an_espeak_sentence_with_the_expected_words() 
     let dir = scratch("model");
     let reference = "The quick brown fox jumps over the lazy dog.";
     let wav = speak(reference, 22_050, &dir, "fox");
-    let segments = transcriber::file::transcribe_file(&wav, &whisper, VadConfig::default()).expect("transcribes");
+    let segments = transcriber::file::transcribe_file(&wav, &whisper, VadConfig::default())
+        .expect("transcribes");
     let text: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
     let text = text.join(" ");
     let wer = transcriber::wer::wer(reference, &text);

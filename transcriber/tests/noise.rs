@@ -40,7 +40,9 @@ fn model() -> Option<PathBuf> {
 }
 
 fn run(cmd: &mut Command) {
-    let ok = cmd.status().expect("espeak-ng and sox run (apt-get install espeak-ng sox)");
+    let ok = cmd
+        .status()
+        .expect("espeak-ng and sox run (apt-get install espeak-ng sox)");
     assert!(ok.success(), "{cmd:?}");
 }
 
@@ -115,7 +117,11 @@ fn sox_synth(dir: &Path, name: &str, args: &[&str]) -> Vec<f32> {
 }
 
 fn fan(dir: &Path) -> Vec<f32> {
-    sox_synth(dir, "fan", &["synth", "60", "brownnoise", "lowpass", "600", "vol", "0.5"])
+    sox_synth(
+        dir,
+        "fan",
+        &["synth", "60", "brownnoise", "lowpass", "600", "vol", "0.5"],
+    )
 }
 
 fn babble(dir: &Path) -> Vec<f32> {
@@ -181,8 +187,7 @@ fn music(dir: &Path) -> Vec<f32> {
         dir,
         "pad",
         &[
-            "synth", "60", "sine", "220", "sine", "277", "sine", "330", "remix", "-", "vol",
-            "0.15",
+            "synth", "60", "sine", "220", "sine", "277", "sine", "330", "remix", "-", "vol", "0.15",
         ],
     );
     looped(&phrase, 60)
@@ -249,7 +254,13 @@ fn load(model: &Path) -> Whisper {
     .expect("the model loads")
 }
 
-fn transcribe(whisper: &Whisper, dir: &Path, name: &str, samples: &[f32], vad: VadConfig) -> Vec<String> {
+fn transcribe(
+    whisper: &Whisper,
+    dir: &Path,
+    name: &str,
+    samples: &[f32],
+    vad: VadConfig,
+) -> Vec<String> {
     let path = dir.join(format!("{name}.mix.wav"));
     write(&path, samples);
     transcriber::file::transcribe_file(&path, whisper, vad)
@@ -290,7 +301,10 @@ fn noise_and_music_alone_give_no_segments() {
             }
         }
     }
-    assert!(heard.is_empty(), "captions invented from non-speech: {heard:#?}");
+    assert!(
+        heard.is_empty(),
+        "captions invented from non-speech: {heard:#?}"
+    );
 }
 
 #[test]
@@ -302,7 +316,11 @@ fn vad_comparison_in_noise() {
     let d = dir.path();
     let clean = speech(d);
     let reference = SENTENCES.join(" ");
-    let sources = [("fan", fan(d)), ("babble", babble(d)), ("keyboard", keyboard())];
+    let sources = [
+        ("fan", fan(d)),
+        ("babble", babble(d)),
+        ("keyboard", keyboard()),
+    ];
     let mut rows = vec![
         "| noise | SNR | energy WER | earshot WER |".to_owned(),
         "| --- | --- | --- | --- |".to_owned(),
@@ -310,7 +328,13 @@ fn vad_comparison_in_noise() {
     let score = |texts: &[String]| transcriber::wer::wer(&reference, &texts.join(" "));
     let mut cells = Vec::new();
     for detector in detectors() {
-        cells.push(score(&transcribe(&whisper, d, "clean", &clean, vad(detector))));
+        cells.push(score(&transcribe(
+            &whisper,
+            d,
+            "clean",
+            &clean,
+            vad(detector),
+        )));
     }
     rows.push(format!("| none | - | {:.2} | {:.2} |", cells[0], cells[1]));
     for (name, noise) in &sources {
@@ -320,7 +344,10 @@ fn vad_comparison_in_noise() {
                 .into_iter()
                 .map(|detector| score(&transcribe(&whisper, d, name, &mixed, vad(detector))))
                 .collect();
-            rows.push(format!("| {name} | {snr} dB | {:.2} | {:.2} |", cells[0], cells[1]));
+            rows.push(format!(
+                "| {name} | {snr} dB | {:.2} | {:.2} |",
+                cells[0], cells[1]
+            ));
         }
     }
     rows.push(String::new());

@@ -146,7 +146,10 @@ impl Summaries {
                     _ = stop.changed() => break,
                 }
                 for (room_id, by_user) in transcription.idle_rooms(&hub) {
-                    tracing::info!(room_id, "nobody is in the call: transcription stops and is summarised");
+                    tracing::info!(
+                        room_id,
+                        "nobody is in the call: transcription stops and is summarised"
+                    );
                     let deps = Deps {
                         store: &store,
                         hub: &hub,
@@ -154,7 +157,9 @@ impl Summaries {
                     };
                     if let Err(err) = self.summarise(deps, room_id, by_user).await {
                         tracing::warn!(room_id, error = %err, "could not summarise an idle transcription; stopping it");
-                        let _ = transcription.finish(&hub, room_id, by_user, std::time::Duration::ZERO).await;
+                        let _ = transcription
+                            .finish(&hub, room_id, by_user, std::time::Duration::ZERO)
+                            .await;
                     }
                 }
             }

@@ -430,8 +430,11 @@ impl Transcription {
     /// `TRANSCRIPTION_IDLE_STOP_SECS`, with who started each: the caller stops and
     /// summarises them (`idle_janitor` in the server). Call it periodically.
     pub fn idle_rooms(&self, hub: &Hub) -> Vec<(RoomId, UserId)> {
-        let running: Vec<(RoomId, UserId)> =
-            self.sessions().iter().map(|(r, s)| (*r, s.by_user)).collect();
+        let running: Vec<(RoomId, UserId)> = self
+            .sessions()
+            .iter()
+            .map(|(r, s)| (*r, s.by_user))
+            .collect();
         let mut empty = self
             .empty_since
             .lock()
@@ -627,8 +630,7 @@ impl SessionTask {
             JobKind::Partial => {
                 let Some(track) = track else { return };
                 track.partial.pending = false;
-                if t.outcome != Outcome::Done
-                    || track.partial.utterance != Some(t.utterance_start)
+                if t.outcome != Outcome::Done || track.partial.utterance != Some(t.utterance_start)
                 {
                     return;
                 }
@@ -680,7 +682,7 @@ impl SessionTask {
             speaker: track.pipeline.speaker,
             kind: JobKind::Final,
             utterance: u,
-            language: track.language.next(),
+            language: track.language.for_final(),
             enqueued: Instant::now(),
             sink: sink.clone(),
         });
@@ -689,8 +691,9 @@ impl SessionTask {
     /// Queues a partial for every track that has been speaking long enough since its last
     /// one and has none in flight. The queue runs them only when no final waits.
     fn request_partials(&mut self, tracks: &mut HashMap<u64, Track>, sink: &SegmentSink) {
-        let first_samples =
-            (FIRST_PARTIAL_AUDIO.as_millis() as usize) * (transcriber::WHISPER_RATE as usize) / 1000;
+        let first_samples = (FIRST_PARTIAL_AUDIO.as_millis() as usize)
+            * (transcriber::WHISPER_RATE as usize)
+            / 1000;
         for track in tracks.values_mut() {
             let Some(now) = track.pipeline.in_progress() else {
                 continue;
@@ -698,7 +701,9 @@ impl SessionTask {
             let partial = &mut track.partial;
             if partial.pending
                 || now.samples.len() < first_samples
-                || partial.requested.is_some_and(|at| at.elapsed() < PARTIAL_EVERY)
+                || partial
+                    .requested
+                    .is_some_and(|at| at.elapsed() < PARTIAL_EVERY)
             {
                 continue;
             }

@@ -10,9 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{json_of, spawn_with};
-use crate::transcription::{
-    captions_of, speaker, speech_in, test_model, wait_until, whisper,
-};
+use crate::transcription::{captions_of, speaker, speech_in, test_model, wait_until, whisper};
 
 /// Long enough for several partials: ~6 s of speech.
 const LONG_SENTENCE: &str =
@@ -84,7 +82,11 @@ async fn partial_captions_grow_while_someone_speaks_and_the_final_replaces_them(
         partials.len(),
         partials
             .iter()
-            .map(|p| (p["revision"].clone(), p["stable"].clone(), p["unstable"].clone()))
+            .map(|p| (
+                p["revision"].clone(),
+                p["stable"].clone(),
+                p["unstable"].clone()
+            ))
             .collect::<Vec<_>>()
     );
     eprintln!("final: {}", finals[0]["text"]);
@@ -101,14 +103,20 @@ async fn partial_captions_grow_while_someone_speaks_and_the_final_replaces_them(
     let final_start = finals[0]["start_ms"].as_i64().expect("start");
     let mut stable = String::new();
     let mut revision = 0;
-    for p in partials.iter().filter(|p| p["start_ms"].as_i64() == Some(final_start)) {
+    for p in partials
+        .iter()
+        .filter(|p| p["start_ms"].as_i64() == Some(final_start))
+    {
         let at = messages.iter().position(|m| m == p).expect("in the log");
         assert!(at < first_final, "partial after its final: {p}");
         let rev = p["revision"].as_u64().expect("revision");
         assert!(rev > revision, "revisions increase: {p}");
         revision = rev;
         let now = p["stable"].as_str().expect("stable").to_owned();
-        assert!(now.starts_with(&stable), "stable text was taken back: {stable:?} -> {now:?}");
+        assert!(
+            now.starts_with(&stable),
+            "stable text was taken back: {stable:?} -> {now:?}"
+        );
         stable = now;
         assert_eq!(p["username"], "alice");
         assert_eq!(p["participant_id"].as_u64(), Some(alice.participant_id));
@@ -187,8 +195,14 @@ async fn a_russian_and_an_english_speaker_each_get_captions_in_their_own_languag
     };
     let (russian, english) = (text_of(olga_id), text_of(john_id));
     eprintln!("olga: {russian:?}\njohn: {english:?}");
-    assert!(is_cyrillic(&russian), "olga's captions are Russian: {russian:?}");
-    assert!(is_latin(&english), "john's captions are English: {english:?}");
+    assert!(
+        is_cyrillic(&russian),
+        "olga's captions are Russian: {russian:?}"
+    );
+    assert!(
+        is_latin(&english),
+        "john's captions are English: {english:?}"
+    );
     assert!(captions_of(&olga, olga_id)
         .iter()
         .all(|c| c["language"] == "ru"));
@@ -269,7 +283,11 @@ async fn a_transcription_stops_and_is_summarised_once_everyone_has_left_the_call
     tokio::time::sleep(Duration::from_secs(12)).await;
     let (status, body) = summaries().await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["summaries"].as_array().map(Vec::len), Some(0), "{body}");
+    assert_eq!(
+        body["summaries"].as_array().map(Vec::len),
+        Some(0),
+        "{body}"
+    );
     assert!(!bob.saw(|m| m["type"] == "transcription_state" && m["active"] == false));
 
     bob.leave();
@@ -284,11 +302,20 @@ async fn a_transcription_stops_and_is_summarised_once_everyone_has_left_the_call
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let after = summarised.expect("the empty room's transcription is summarised");
-    eprintln!("summarised {:.1} s after the last one left", after.as_secs_f64());
-    assert!(after >= Duration::from_secs(9), "not before the grace period");
+    eprintln!(
+        "summarised {:.1} s after the last one left",
+        after.as_secs_f64()
+    );
+    assert!(
+        after >= Duration::from_secs(9),
+        "not before the grace period"
+    );
     // And it stopped: starting again is a new session.
     let (_, body) = summaries().await;
-    assert_eq!(body["summaries"][0]["requested_by"].as_i64(), Some(app.user_id(&tokens[0]).await));
+    assert_eq!(
+        body["summaries"][0]["requested_by"].as_i64(),
+        Some(app.user_id(&tokens[0]).await)
+    );
 }
 
 /// What two people taking turns say: alice the even lines, bob the odd ones.
@@ -354,7 +381,9 @@ async fn caption_latency_of_two_speakers_taking_turns() {
     })
     .await;
     // Captions are stamped on arrival, on one clock with the playback.
-    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(std::time::Instant, Value)>::new()));
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(
+        Vec::<(std::time::Instant, Value)>::new(),
+    ));
     let seen = arrivals.clone();
     let watcher = {
         let alice_log = alice.log_reader();
@@ -364,7 +393,9 @@ async fn caption_latency_of_two_speakers_taking_turns() {
                 let all = alice_log();
                 for m in all.iter().skip(n) {
                     if m["type"] == "caption" || m["type"] == "caption_partial" {
-                        seen.lock().expect("lock").push((std::time::Instant::now(), m.clone()));
+                        seen.lock()
+                            .expect("lock")
+                            .push((std::time::Instant::now(), m.clone()));
                     }
                 }
                 n = all.len();
@@ -400,9 +431,10 @@ async fn caption_latency_of_two_speakers_taking_turns() {
             let next_start = starts[who]
                 .get(k + 1)
                 .map(|s| t0[who] + Duration::from_secs_f64(*s) + Duration::from_secs(5));
-            let Some((at, _)) = finals.iter().find(|(at, _)| {
-                *at > spoken_end && next_start.is_none_or(|n| *at < n)
-            }) else {
+            let Some((at, _)) = finals
+                .iter()
+                .find(|(at, _)| *at > spoken_end && next_start.is_none_or(|n| *at < n))
+            else {
                 missing += 1;
                 continue;
             };
@@ -422,7 +454,13 @@ async fn caption_latency_of_two_speakers_taking_turns() {
         v
     };
     let (final_latency, first_partial) = (sorted(final_latency), sorted(first_partial));
-    let pct = |v: &[f64], p: f64| if v.is_empty() { f64::NAN } else { crate::transcription::percentile(v, p) };
+    let pct = |v: &[f64], p: f64| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            crate::transcription::percentile(v, p)
+        }
+    };
     let live: Vec<String> = (0..2)
         .map(|who| {
             arrivals
@@ -444,7 +482,9 @@ async fn caption_latency_of_two_speakers_taking_turns() {
                 .join(" ")
         })
         .collect();
-    let live_wer: Vec<f64> = (0..2).map(|w| transcriber::wer::wer(&said[w], &live[w])).collect();
+    let live_wer: Vec<f64> = (0..2)
+        .map(|w| transcriber::wer::wer(&said[w], &live[w]))
+        .collect();
     println!("| metric | value |\n| --- | --- |");
     println!(
         "| final caption after end of speech (n={}, missing {missing}) | p50 {:.2} s, p95 {:.2} s, max {:.2} s |",
@@ -463,7 +503,10 @@ async fn caption_latency_of_two_speakers_taking_turns() {
         "| live WER alice / bob | {:.3} / {:.3} |",
         live_wer[0], live_wer[1]
     );
-    let partials = arrivals.iter().filter(|(_, m)| m["type"] == "caption_partial").count();
+    let partials = arrivals
+        .iter()
+        .filter(|(_, m)| m["type"] == "caption_partial")
+        .count();
     println!("| partial captions received | {partials} |");
     for line in app.metrics().await.lines() {
         if line.starts_with("transcriber_stage_seconds{") && line.contains("quantile=\"0.5\"")
