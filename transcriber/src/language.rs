@@ -13,9 +13,12 @@
 //! A language given for the whole room (`transcription_start { language }`) or the server
 //! (`WHISPER_LANGUAGE`) is [`SpeakerLanguage::fixed`] and never detected.
 
-/// Whether whisper knows the language code (`en`, `ru`, …; whisper's own list of 99).
+/// Whether `code` is a language code whisper knows (`en`, `ru`, `haw`, …; its own list of
+/// 99). Only codes: whisper also accepts full names ("english"), which the protocol doesn't.
 pub fn is_known(code: &str) -> bool {
-    whisper_rs::get_lang_id(code).is_some_and(|id| id >= 0)
+    (2..=3).contains(&code.len())
+        && code.chars().all(|c| c.is_ascii_lowercase())
+        && whisper_rs::get_lang_id(code).is_some_and(|id| id >= 0)
 }
 
 /// What the worker is asked to do about the language of one utterance.

@@ -337,40 +337,76 @@ impl Transcription {
                     },
                     _ = shutdown.changed() => break,
                 };
-                let BusEvent::Room {
-                    room_id,
-                    event:
-                        RoomEvent::Transcription {
-                            active,
-                            by_user_id,
-                            language,
-                        },
-                } = envelope.event
-                else {
+                let BusEvent::Room { room_id, event } = envelope.event else {
                     continue;
                 };
-                if envelope.origin == hub.node_tag() {
-                    continue;
-                }
-                if active {
-                    let started = this
-                        .start_local(&store, &hub, room_id, by_user_id, language)
-                        .await;
-                    if let Err(err) = started {
-                        tracing::error!(room_id, error = %err, "could not follow another node's transcription start");
+                let local = envelope.origin == hub.node_tag();
+                match event {
+                    RoomEvent::Transcription {
+                        active: true,
+                        by_user_id,
+                        language,
+                    } if !local => {
+                        let started = this
+                            .start_local(&store, &hub, room_id, by_user_id, language)
+                            .await;
+                        if let Err(err) = started {
+                            tracing::error!(room_id, error = %err, "could not follow another node's transcription start");
+                        }
                     }
-                } else {
-                    let session = this.sessions().remove(&room_id);
-                    if let Some(session) = session {
-                        session.stop(STOP_FLUSH, None);
-                        tracing::info!(
-                            room_id,
-                            "transcription stopped here, following another node"
-                        );
+                    RoomEvent::Transcription { active: false, .. } if !local => {
+                        let session = this.sessions().remove(&room_id);
+                        if let Some(session) = session {
+                            session.stop(STOP_FLUSH, None);
+                            tracing::info!(
+                                room_id,
+                                "transcription stopped here, following another node"
+                            );
+                        }
                     }
+                    RoomEvent::Joined { .. } if local => {
+                        if let Err(err) = this.join_running(&store, &hub, room_id).await {
+                            tracing::error!(room_id, error = %err, "could not check the room's transcription for a joiner");
+                        }
+                    }
+                    _ => {}
                 }
             }
         });
+    }
+
+    /// A participant's media landed on this node: if the room's transcription runs (its
+    /// agent session is open) but not here — this node started after it, or missed the start
+    /// on the bus — start this node's part, and tell the room, so the joiner is transcribed
+    /// and sees it. The room's language, if one was given, is not stored: such a late part
+    /// uses the server's `WHISPER_LANGUAGE`.
+    async fn join_running(&self, store: &Store, hub: &Arc<Hub>, room_id: RoomId) -> Result<()> {
+        if self.sessions().contains_key(&room_id) {
+            return Ok(());
+        }
+        let Some(agent) = store.latest_agent_session(room_id).await? else {
+            return Ok(());
+        };
+        let (None, Some(by_user_id)) = (agent.ended_at, agent.started_by) else {
+            return Ok(());
+        };
+        if self
+            .start_local(store, hub, room_id, by_user_id, None)
+            .await?
+        {
+            tracing::info!(room_id, "transcription joined on this node for a late participant");
+            hub.publish_room(
+                room_id,
+                RoomEvent::Transcription {
+                    active: true,
+                    by_user_id,
+                    language: None,
+                },
+            )
+            .await
+            .map_err(Error::internal)?;
+        }
+        Ok(())
     }
 
     /// Who started the transcription running on this node for the room, if it runs here.

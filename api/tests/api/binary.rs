@@ -190,8 +190,10 @@ async fn serve_with_no_configuration_prints_a_secret_that_registers_a_user() {
 
     // The login's log line carries its request id, method, route, status and latency.
     let entry = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(line)) = stdout.next_line().await {
-            let entry: Value = serde_json::from_str(&line).expect("JSON log line");
+        while let Ok(Some(line)) = stderr.next_line().await {
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
             if entry["span"]["request_id"] == "binary-test-login-1" && entry["status"].is_number() {
                 return entry;
             }
@@ -264,7 +266,8 @@ async fn transcribe_prints_timestamped_segments_of_a_wav_file() {
     let out = webcall(
         dir.path(),
         &["transcribe", "speech.wav", "--model", &model],
-        &[("WHISPER_LANGUAGE", "en"), ("RUST_LOG", "warn")],
+        // The default log level: its info lines must not land among the segments.
+        &[("WHISPER_LANGUAGE", "en")],
     )
     .output()
     .await
@@ -278,6 +281,9 @@ async fn transcribe_prints_timestamped_segments_of_a_wav_file() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(!lines.is_empty());
     assert!(lines.iter().all(|l| l.starts_with("[00:00:")), "{stdout}");
+    // The log (JSON lines) went to stderr: `webcall transcribe x.wav > x.txt` is clean.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"transcribed\""), "{stderr}");
     let wer = transcriber::wer::wer("Good morning everyone. Let us begin the meeting.", &stdout);
     assert!(wer <= 0.4, "WER {wer}: {stdout}");
 }

@@ -560,3 +560,53 @@ async fn caption_latency_of_two_speakers_taking_turns() {
         file_wer[0], file_wer[1]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_after_the_transcription_transcribes_the_participants_who_land_on_it() {
+    let Some(model) = test_model() else { return };
+    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
+        eprintln!("WEBCALL_TEST_REDIS_URL not set: cross-node transcription not exercised");
+        return;
+    };
+    let (mut env, _data) = crate::helpers::test_env().await;
+    for (k, v) in whisper(&model, "1")
+        .into_iter()
+        .chain([("REDIS_URL", redis_url.as_str())])
+    {
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    let node_a = crate::helpers::spawn_from(env.clone()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (room, tokens) = node_a.room_with(&["alice", "bob"]).await;
+    let bob_id = node_a.user_id(&tokens[1]).await;
+    let (alice, _quiet) = speaker(&node_a, room, &tokens[0], vec![0; 48_000]).await;
+    alice
+        .send(json!({"type": "transcription_start", "request_id": "on"}))
+        .expect("send");
+    wait_until("transcription is on", 10, || {
+        alice.saw(|m| m["type"] == "ack" && m["request_id"] == "on")
+    })
+    .await;
+    // Node B starts only now: it never saw the start on the bus.
+    let node_b = crate::helpers::spawn_from(env).await;
+    let (bob, voice) = speaker(
+        &node_b,
+        room,
+        &tokens[1],
+        speech_in("en-us", 150, ENGLISH, dir.path(), "b"),
+    )
+    .await;
+    wait_until("bob is told the room is transcribed", 15, || {
+        bob.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+    // Media doesn't cross nodes yet (issue 16): bob's audio reaches node B's SFU, and his
+    // caption reaches alice over the bus.
+    wait_until("bob's media is up", 20, || bob.join_time().is_some()).await;
+    voice.play();
+    wait_until("bob's words reach alice as a caption", 60, || {
+        !captions_of(&alice, bob_id).is_empty()
+    })
+    .await;
+    eprintln!("bob via the late node: {}", captions_of(&alice, bob_id)[0]["text"]);
+}
