@@ -212,9 +212,8 @@ fn transcribe(file: &Path, model: Option<PathBuf>) -> ExitCode {
         eprintln!("error: no model: pass --model FILE or set WHISPER_MODEL");
         return ExitCode::from(2);
     };
-    let data_dir = crate::config::data_dir(&|name| {
-        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-    });
+    let data_dir =
+        crate::config::data_dir(&|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()));
     if let Some(name) = crate::models::missing_download(&model, &data_dir) {
         eprintln!("error: model {name} is not downloaded: run `webcall model fetch {name}`");
         return ExitCode::from(2);

@@ -394,7 +394,10 @@ impl Transcription {
             .start_local(store, hub, room_id, by_user_id, None)
             .await?
         {
-            tracing::info!(room_id, "transcription joined on this node for a late participant");
+            tracing::info!(
+                room_id,
+                "transcription joined on this node for a late participant"
+            );
             hub.publish_room(
                 room_id,
                 RoomEvent::Transcription {

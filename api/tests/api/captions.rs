@@ -35,6 +35,23 @@ fn partials_of(messages: &[Value], user_id: i64) -> Vec<Value> {
         .collect()
 }
 
+/// `by` turns the transcription on (in `language`, if given); `seen_by` is told.
+async fn turn_on(
+    by: &bench::call_client::CallClient,
+    seen_by: &bench::call_client::CallClient,
+    language: Option<&str>,
+) {
+    let mut start = json!({"type": "transcription_start", "request_id": "on"});
+    if let Some(language) = language {
+        start["language"] = json!(language);
+    }
+    by.send(start).expect("send");
+    wait_until("transcription is on", 10, || {
+        seen_by.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+}
+
 fn is_cyrillic(text: &str) -> bool {
     let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
     let cyrillic = letters
@@ -60,13 +77,7 @@ async fn partial_captions_grow_while_someone_speaks_and_the_final_replaces_them(
     let (alice, voice) = speaker(&app, room, &tokens[0], pcm).await;
     let (bob, _quiet) = speaker(&app, room, &tokens[1], vec![0; 48_000]).await;
     wait_until("media flows", 20, || bob.packets_from(&alice) >= 25).await;
-    alice
-        .send(json!({"type": "transcription_start", "request_id": "on"}))
-        .expect("send");
-    wait_until("transcription is on", 10, || {
-        bob.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
-    })
-    .await;
+    turn_on(&alice, &bob, None).await;
 
     voice.play();
     wait_until("the final caption arrives", 60, || {
@@ -172,12 +183,7 @@ async fn a_russian_and_an_english_speaker_each_get_captions_in_their_own_languag
         olga.packets_from(&john) >= 25 && john.packets_from(&olga) >= 25
     })
     .await;
-    john.send(json!({"type": "transcription_start", "request_id": "on"}))
-        .expect("send");
-    wait_until("transcription is on", 10, || {
-        olga.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
-    })
-    .await;
+    turn_on(&john, &olga, None).await;
     for (voice, user_id) in [(&olga_voice, olga_id), (&john_voice, john_id)] {
         voice.play();
         wait_until("the caption arrives", 90, || {
@@ -242,12 +248,7 @@ async fn a_room_language_given_at_the_start_is_used_for_everyone_and_a_bad_one_i
     .await;
     assert!(!ivan.saw(|m| m["type"] == "transcription_state" && m["active"] == true));
 
-    ivan.send(json!({"type": "transcription_start", "request_id": "on", "language": "ru"}))
-        .expect("send");
-    wait_until("transcription is on", 10, || {
-        olga.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
-    })
-    .await;
+    turn_on(&ivan, &olga, Some("ru")).await;
     voice.play();
     wait_until("the caption arrives", 90, || {
         !captions_of(&ivan, olga_id).is_empty()
@@ -269,13 +270,7 @@ async fn a_transcription_stops_and_is_summarised_once_everyone_has_left_the_call
     let (alice, _a) = speaker(&app, room, &tokens[0], vec![0; 48_000]).await;
     let (bob, _b) = speaker(&app, room, &tokens[1], vec![0; 48_000]).await;
     wait_until("media flows", 20, || bob.packets_from(&alice) >= 25).await;
-    alice
-        .send(json!({"type": "transcription_start", "request_id": "on"}))
-        .expect("send");
-    wait_until("transcription is on", 10, || {
-        bob.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
-    })
-    .await;
+    turn_on(&alice, &bob, None).await;
     let path = format!("/api/v1/rooms/{room}/summaries");
     let summaries = || json_of_get(&app, &path, &tokens[1]);
     // Someone still in the call keeps it running past the grace period.
@@ -373,13 +368,7 @@ async fn caption_latency_of_two_speakers_taking_turns() {
         alice.packets_from(&bob) >= 25 && bob.packets_from(&alice) >= 25
     })
     .await;
-    alice
-        .send(json!({"type": "transcription_start", "request_id": "on"}))
-        .expect("send");
-    wait_until("transcription is on", 10, || {
-        bob.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
-    })
-    .await;
+    turn_on(&alice, &bob, None).await;
     // Captions are stamped on arrival, on one clock with the playback.
     let arrivals = std::sync::Arc::new(std::sync::Mutex::new(
         Vec::<(std::time::Instant, Value)>::new(),
@@ -608,5 +597,8 @@ async fn a_node_started_after_the_transcription_transcribes_the_participants_who
         !captions_of(&alice, bob_id).is_empty()
     })
     .await;
-    eprintln!("bob via the late node: {}", captions_of(&alice, bob_id)[0]["text"]);
+    eprintln!(
+        "bob via the late node: {}",
+        captions_of(&alice, bob_id)[0]["text"]
+    );
 }
