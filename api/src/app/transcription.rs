@@ -547,10 +547,10 @@ struct PartialState {
 }
 
 impl PartialState {
-    /// Forgets the utterance (its final was queued): late partial results are dropped.
+    /// Forgets the utterance (its final was queued): late partial results are dropped. A
+    /// partial still in flight stays counted, so there is never more than one per track.
     fn reset(&mut self) {
         *self = Self {
-            requested: self.requested,
             pending: self.pending,
             ..Self::default()
         };
@@ -738,6 +738,15 @@ impl SessionTask {
                 continue;
             };
             let partial = &mut track.partial;
+            if partial.utterance != Some(now.start) {
+                // A new utterance: its first partial doesn't wait out the last one's period
+                // (a result still in flight for that one is dropped when it returns).
+                *partial = PartialState {
+                    utterance: Some(now.start),
+                    pending: partial.pending,
+                    ..PartialState::default()
+                };
+            }
             if partial.pending
                 || now.samples.len() < first_samples
                 || partial
@@ -745,12 +754,6 @@ impl SessionTask {
                     .is_some_and(|at| at.elapsed() < PARTIAL_EVERY)
             {
                 continue;
-            }
-            if partial.utterance != Some(now.start) {
-                *partial = PartialState {
-                    utterance: Some(now.start),
-                    ..PartialState::default()
-                };
             }
             let utterance = Utterance {
                 start: now.start,
