@@ -160,6 +160,13 @@ impl Summaries {
                         let _ = transcription
                             .finish(&hub, room_id, by_user, std::time::Duration::ZERO)
                             .await;
+                        // Ended in the database too, or a node a joiner lands on would
+                        // find it open and start it again.
+                        if let Ok(Some(agent)) = store.latest_agent_session(room_id).await {
+                            if agent.ended_at.is_none() {
+                                let _ = store.end_agent_session(agent.id, now_millis()).await;
+                            }
+                        }
                     }
                 }
             }
