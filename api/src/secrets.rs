@@ -5,7 +5,7 @@
 //! the people it was handed to.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
@@ -33,6 +33,67 @@ pub enum SecretOrigin {
     Generated(PathBuf),
 }
 
+/// Creates `dir` (and its parents) for data only this user may read: mode 0700. An existing
+/// directory with looser permissions (an older version made `DATA_DIR` 0755) is tightened,
+/// with a log line, since it holds password hashes, chat and transcripts.
+///
+/// # Errors
+/// [`SecretError::Io`] when it can't be created or its mode changed.
+pub fn private_dir(dir: &Path) -> Result<(), SecretError> {
+    let io = |source| SecretError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    tighten(dir, 0o700).map_err(io)
+}
+
+/// Makes an existing file or directory no more open than `mode` (group and others lose
+/// what `mode` doesn't give them); missing paths are fine.
+fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let current = meta.permissions().mode() & 0o777;
+    if current & !mode != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))?;
+        tracing::info!(path = %path.display(), from = format!("{current:o}"), to = format!("{:o}", current & mode), "made private");
+    }
+    Ok(())
+}
+
+/// The SQLite database file `path`, created empty with mode 0600 if it doesn't exist, and its
+/// WAL and shared-memory files tightened to 0600 if they do. SQLite gives the `-wal` and
+/// `-shm` files it creates the database file's permissions, so they start private too.
+///
+/// # Errors
+/// [`SecretError::Io`] when the file can't be created or its mode changed.
+pub fn private_database_file(path: &Path) -> Result<(), SecretError> {
+    let io = |source| SecretError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        tighten(Path::new(&name), 0o600).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// Returns the configured secret, or the one kept in `dir/file_name`, or a new random one
 /// (`bytes` of entropy, hex encoded) written there with mode 0600.
 ///
@@ -52,7 +113,7 @@ pub fn load_or_generate(
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
+    private_dir(dir)?;
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let text = text.trim().to_owned();
@@ -94,9 +155,37 @@ mod tests {
         let (second, origin) = load_or_generate(None, dir.path(), "s", 16).expect("reload");
         assert!(matches!(origin, SecretOrigin::Stored(_)));
         assert_eq!(first.expose_secret(), second.expose_secret());
-        let mode = std::fs::metadata(dir.path().join("s")).expect("meta");
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+        assert_eq!(mode_of(&dir.path().join("s")), 0o600);
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::metadata(path).expect("meta").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_data_dir_and_database_files_are_private_and_older_open_ones_are_tightened() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("data");
+        private_dir(&dir).expect("created");
+        assert_eq!(mode_of(&dir), 0o700);
+        let db = dir.join("webcall.db");
+        private_database_file(&db).expect("created");
+        assert_eq!(mode_of(&db), 0o600);
+        // What an older version left: a world-readable directory, database and WAL.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let wal = dir.join("webcall.db-wal");
+        std::fs::write(&wal, b"").expect("wal");
+        std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        private_dir(&dir).expect("tightened");
+        private_database_file(&db).expect("tightened");
+        assert_eq!(mode_of(&dir), 0o700);
+        assert_eq!(mode_of(&db), 0o600);
+        assert_eq!(mode_of(&wal), 0o600);
+        // Stricter than asked is left alone.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        private_database_file(&db).expect("kept");
+        assert_eq!(mode_of(&db), 0o400);
     }
 
     #[test]

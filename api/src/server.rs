@@ -70,10 +70,9 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StartError> {
     let url = match &settings.database_url {
         Some(url) => url.clone(),
         None => {
-            std::fs::create_dir_all(&settings.data_dir).map_err(|source| SecretError::Io {
-                path: settings.data_dir.clone(),
-                source,
-            })?;
+            // Password hashes, chat and transcripts: readable by this user only.
+            crate::secrets::private_dir(&settings.data_dir)?;
+            crate::secrets::private_database_file(&Store::sqlite_path_in(&settings.data_dir))?;
             Store::sqlite_url_in(&settings.data_dir)
         }
     };

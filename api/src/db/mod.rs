@@ -107,8 +107,13 @@ impl Store {
     pub fn sqlite_url_in(data_dir: &std::path::Path) -> String {
         format!(
             "sqlite://{}?mode=rwc",
-            data_dir.join("webcall.db").display()
+            Self::sqlite_path_in(data_dir).display()
         )
+    }
+
+    /// The embedded database's file under `DATA_DIR`.
+    pub fn sqlite_path_in(data_dir: &std::path::Path) -> std::path::PathBuf {
+        data_dir.join("webcall.db")
     }
 
     pub fn backend(&self) -> Backend {

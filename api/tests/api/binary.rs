@@ -206,6 +206,27 @@ async fn serve_with_no_configuration_prints_a_secret_that_registers_a_user() {
     assert_eq!(entry["span"]["path"], "/api/v1/auth/login");
     assert_eq!(entry["status"], 200);
     assert!(entry["latency_ms"].is_number());
+
+    // What it wrote (password hashes, chat, secrets) is readable by this user only.
+    use std::os::unix::fs::PermissionsExt;
+    let data = dir.path().join("data");
+    let mode = |name: &str| {
+        std::fs::metadata(data.join(name))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    assert_eq!(mode(""), 0o700, "DATA_DIR");
+    for file in [
+        "webcall.db",
+        "webcall.db-wal",
+        "webcall.db-shm",
+        "registration_secret",
+        "jwt_secret",
+    ] {
+        if data.join(file).exists() || file == "webcall.db" {
+            assert_eq!(mode(file), 0o600, "{file}");
+        }
+    }
     child.kill().await.expect("kill");
 }
 
