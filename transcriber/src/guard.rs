@@ -16,7 +16,7 @@
 //!    "thank you": kept when avg_logprob > -0.35 and no_speech < 0.2).
 //! 4. A loop: the same word or pair of words four times in a row, or text that repeats itself
 //!    ("1.5.5.5.5…" on music, a sentence said twice on babble): under 65 % of its
-//!    4-character pieces are distinct (ordinary sentences: 75–100 %) (OpenAI's decoder uses gzip's compression ratio for
+//!    4-character pieces are distinct (ordinary sentences measured 74–100 %) (OpenAI's decoder uses gzip's compression ratio for
 //!    the same purpose; this needs no compressor).
 
 /// Why an utterance's text was not kept.

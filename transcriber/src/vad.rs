@@ -1,11 +1,10 @@
-//! Energy-based voice activity detection that cuts a 16 kHz stream into utterances.
+//! Voice activity detection that cuts a 16 kHz stream into utterances.
 //!
-//! Why energy and these numbers: the audio is one participant's own microphone after the
-//! browser's noise suppression, so the speaker is far above the floor and a frame-energy
-//! detector with an adaptive floor is enough; a neural VAD would cost CPU the whisper workers
-//! need. The numbers trade caption latency against cutting words:
+//! The audio is one participant's own microphone after the browser's noise suppression, so
+//! the speaker is far above the floor. The numbers trade caption latency against cutting
+//! words:
 //! - 20 ms frames (one Opus frame).
-//! - A frame is voiced above `max(-45 dBFS, floor + 9 dB)`; the floor follows the quietest
+//! - With the energy detector, a frame is voiced above `max(-45 dBFS, floor + 9 dB)`; the floor follows the quietest
 //!   recent frames and rises slowly (0.05 dB a frame, 2.5 dB/s) so a noisy room doesn't count
 //!   as speech forever.
 //! - An utterance ends after 400 ms unvoiced (`hangover`): pauses between words are mostly
@@ -19,8 +18,8 @@
 //!   monologue is cut at the quietest frame of its last second.
 //!
 //! What counts as a voiced frame is the [`Detector`]'s call: the energy rule above, or
-//! earshot, a small learned VAD in pure Rust (a 16 ms-frame neural network, ~0.3 % of a core)
-//! that tells speech from babble, fans and keyboards where energy can't. Which one is the
+//! earshot, a small learned VAD in pure Rust (a 16 ms-frame neural network)
+//! that ignores keyboard clicks the energy rule lets through. Which one is the
 //! default, and why, is measured in docs/transcription.md ("Voice activity detection").
 //! Everything after the frame decision (pre-roll, hangover, cuts) is the same for both.
 
