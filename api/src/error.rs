@@ -32,6 +32,9 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("too many requests; retry in {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
+    /// The user holds as many WebSockets of this kind as allowed.
+    #[error("{0}")]
+    TooManySockets(String),
     /// No speech model is configured (`WHISPER_MODEL`).
     #[error("transcription is unavailable: this server has no speech model configured")]
     TranscriptionUnavailable,

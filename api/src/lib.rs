@@ -14,8 +14,10 @@
 //! - [`push`]: WebPush (VAPID, RFC 8291) through a queue with retries.
 //! - [`ratelimit`]: in-process or Redis-shared GCRA limits.
 //! - [`http`]: routes, extractors, middleware, OpenAPI.
+//! - [`listener`]: the HTTP accept loop with its connection cap and timers.
 //! - [`realtime`]: the WebSockets' use cases, axum socket adapter, Redis bus.
 //! - [`server`] and [`cli`]: start-up, shutdown, the command line.
+//! - [`timestamps`]: Unix milliseconds in the database, RFC 3339 on the wire.
 
 pub mod agent;
 pub mod app;
@@ -27,6 +29,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod invites;
+pub mod listener;
 pub mod models;
 pub mod push;
 pub mod ratelimit;
@@ -35,3 +38,4 @@ pub mod secrets;
 pub mod server;
 pub mod telegram;
 pub mod telemetry;
+pub mod timestamps;

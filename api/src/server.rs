@@ -292,12 +292,12 @@ impl Server {
             None => Arc::new(LocalBus::new()),
         };
         let media = start_media(&settings).await?;
-        let hub = Hub::with_media(
-            rand::random::<u32>(),
-            HubConfig::with_idle_timeout(settings.ws_idle_timeout),
-            bus,
-            media,
-        );
+        let hub_config = HubConfig {
+            send_timeout: settings.limits.ws_send_timeout,
+            max_sockets_per_user: settings.limits.ws_sockets_per_user,
+            ..HubConfig::with_idle_timeout(settings.ws_idle_timeout)
+        };
+        let hub = Hub::with_media(rand::random::<u32>(), hub_config, bus, media);
         hub.start();
         // The push queue's blocking reads get a connection of their own.
         let push_reader = match &redis {
@@ -364,7 +364,12 @@ impl Server {
         http::app(self.ctx.clone())
     }
 
-    /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves on `listener` until `shutdown` completes, then drains in order: stop
+    /// accepting and finish HTTP requests in flight (up to `SHUTDOWN_TIMEOUT_SECS`); tell
+    /// every WebSocket client (participants leave with reason `shutdown`) and wait for the
+    /// sockets and their work; let speech already heard become transcript
+    /// (`TRANSCRIPTION_FLUSH_SECS`); close media (DTLS close_notify to every browser);
+    /// stop the background workers; close the database last, when nothing writes anymore.
     ///
     /// # Errors
     /// [`StartError::Serve`] when the listener fails.
@@ -373,11 +378,10 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        // Both stop at the hub's shutdown signal; waited for below.
+        let app = self.router();
         let ctx = &self.ctx;
+        let limits = ctx.settings.limits;
+        // These stop at the hub's shutdown signal; waited for below.
         let sweeper = ctx
             .invites
             .clone()
@@ -393,19 +397,43 @@ impl Server {
             ctx.transcription.clone(),
             ctx.hub.shutdown_signal(),
         );
-        // WebSockets outlive their HTTP request, so graceful shutdown doesn't wait for them:
-        // tell them to close (participants leave with reason `shutdown`).
-        let hub = self.ctx.hub.clone();
-        let transcription = self.ctx.transcription.clone();
+        // WebSockets outlive their HTTP request, so the HTTP drain doesn't cover them: the
+        // hub's signal tells them to close, at the same moment accepting stops.
+        let hub = ctx.hub.clone();
         let shutdown = async move {
             shutdown.await;
+            tracing::info!("shutting down: no new connections; closing WebSockets");
             hub.shutdown();
-            transcription.stop_all();
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
+        crate::listener::serve(listener, app, limits.http, shutdown)
             .await
             .map_err(StartError::Serve)?;
+
+        // Sockets leave while speech already heard is transcribed: both have deadlines.
+        let tasks = ctx.hub.tasks();
+        tasks.close();
+        let (unfinished, waited) = tokio::join!(
+            ctx.transcription.finish_all(limits.transcription_flush),
+            tokio::time::timeout(
+                limits.http.shutdown_timeout + limits.transcription_flush,
+                tasks.wait()
+            ),
+        );
+        if unfinished > 0 {
+            tracing::warn!(
+                utterances = unfinished,
+                "speech not transcribed by the flush deadline (TRANSCRIPTION_FLUSH_SECS)"
+            );
+        }
+        if waited.is_err() {
+            tracing::warn!(
+                left = tasks.len(),
+                "sockets or their work still running at the shutdown deadline"
+            );
+        }
+        if let Some(plane) = ctx.hub.media_plane() {
+            plane.sfu.shutdown().await;
+        }
         let _ = sweeper.await;
         let _ = pusher.await;
         let _ = idle_stop.await;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bench::rtc_client::RtcClient;
 use sfu::{CloseReason, PeerEvent, PeerId, RoomId, Sfu, SfuConfig};
-use tokio::sync::mpsc;
 
 static NEXT_PEER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -49,7 +48,7 @@ async fn start_sfu(config: SfuConfig) -> Sfu {
 /// Joins like a browser would through signaling: offer, answer, then answer every server offer.
 async fn join(sfu: &Sfu, room: RoomId, tone_hz: f32) -> Participant {
     let (client, offer) = RtcClient::start(tone_hz).await.expect("client");
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = sfu::event_channel();
     let peer = PeerId(NEXT_PEER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let answer = sfu.join(room, peer, offer, tx).await.expect("join");
     client.set_answer(answer).await.expect("answer applies");
@@ -344,7 +343,7 @@ async fn a_bad_offer_or_a_second_join_is_refused_and_the_room_goes_on() {
     let room = RoomId(5);
     let a = join(&sfu, room, 440.0).await;
     let b = join(&sfu, room, 550.0).await;
-    let (tx, _rx) = mpsc::unbounded_channel();
+    let (tx, _rx) = sfu::event_channel();
     let garbage = sfu
         .join(
             room,
@@ -401,7 +400,7 @@ async fn hostile_offers_and_datagrams_do_not_take_the_media_plane_down() {
 
     // Mangled versions of a real browser-like offer: truncated, bytes flipped, lines repeated.
     let (_spare, offer) = RtcClient::start(300.0).await.expect("client");
-    let (tx, _rx) = mpsc::unbounded_channel();
+    let (tx, _rx) = sfu::event_channel();
     for i in 0..150u64 {
         let mut bytes = offer.clone().into_bytes();
         match i % 3 {

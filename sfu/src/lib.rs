@@ -116,7 +116,42 @@ pub enum PeerEvent {
     },
 }
 
-pub type EventSender = mpsc::UnboundedSender<PeerEvent>;
+/// Events one peer's signaling socket may fall behind by. A socket that stops reading is
+/// closed by its own send timeout; until then its events beyond this are dropped (and
+/// counted in `sfu_events_dropped_total`) rather than held without bound.
+pub const EVENT_CAPACITY: usize = 256;
+
+/// Where the SFU tells one peer's signaling socket what happened: bounded and never
+/// blocking, so a stalled socket can't hold the shard up or grow its memory.
+#[derive(Debug, Clone)]
+pub struct EventSender(mpsc::Sender<PeerEvent>);
+
+/// The bounded channel of one peer's events ([`EVENT_CAPACITY`]).
+pub fn event_channel() -> (EventSender, mpsc::Receiver<PeerEvent>) {
+    let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
+    (EventSender(tx), rx)
+}
+
+/// The event was not delivered: the socket is gone or too far behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotDelivered;
+
+impl EventSender {
+    /// Offers `event` without waiting.
+    ///
+    /// # Errors
+    /// [`NotDelivered`] when the receiver is gone or full (the event is dropped and counted).
+    pub fn send(&self, event: PeerEvent) -> Result<(), NotDelivered> {
+        match self.0.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("sfu_events_dropped_total").increment(1);
+                Err(NotDelivered)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(NotDelivered),
+        }
+    }
+}
 
 /// Commands from the handle to a shard.
 #[derive(Debug)]
@@ -155,6 +190,10 @@ pub(crate) enum Command {
     Counts {
         reply: oneshot::Sender<Counts>,
     },
+    /// Close every peer (DTLS close_notify goes out), then stop the shard.
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// What the media plane holds right now, summed over shards.
@@ -188,6 +227,22 @@ impl Sfu {
         Ok(Self {
             shards: Arc::new(shards),
         })
+    }
+
+    /// Closes every peer on every shard — each client gets its DTLS close_notify, so browsers
+    /// learn at once that media ended instead of waiting out their ICE timeout — and stops
+    /// the shards. Commands after this fail with [`SfuError::ShuttingDown`].
+    pub async fn shutdown(&self) {
+        let mut waits = Vec::new();
+        for shard in self.shards.iter() {
+            let (done, wait) = oneshot::channel();
+            if shard.send(Command::Shutdown { done }).is_ok() {
+                waits.push(wait);
+            }
+        }
+        for wait in waits {
+            let _ = wait.await;
+        }
     }
 
     /// The UDP addresses the shards listen on.

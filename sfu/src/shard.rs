@@ -47,7 +47,8 @@ pub struct ShardCore {
     advertised: SocketAddr,
     peers: HashMap<PeerId, PeerEntry>,
     rooms: HashMap<RoomId, RoomState>,
-    taps: Vec<TapSender>,
+    /// Transcriber taps by room: a packet looks up its own room's, never walks the others.
+    taps: HashMap<RoomId, Vec<TapSender>>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
     transmits: VecDeque<(SocketAddr, BytesMut)>,
@@ -69,7 +70,7 @@ impl ShardCore {
             advertised,
             peers: HashMap::new(),
             rooms: HashMap::new(),
-            taps: Vec::new(),
+            taps: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             transmits: VecDeque::new(),
@@ -193,14 +194,24 @@ impl ShardCore {
                     );
                 }
             }
-            Command::Tap { sender } => self.taps.push(sender),
+            Command::Tap { sender } => {
+                // Each new tap clears the dead ones, so even a shard with no peers (and so no
+                // ticks) holds at most the taps of transcriptions still running.
+                self.sweep_taps();
+                self.taps.entry(sender.room).or_default().push(sender);
+            }
+            // The run loop stops on it; a core driven directly just closes its peers.
+            Command::Shutdown { done } => {
+                self.close_all(now);
+                let _ = done.send(());
+            }
             Command::Counts { reply } => {
-                self.taps.retain(|t| !t.is_closed());
+                self.sweep_taps();
                 let _ = reply.send(crate::Counts {
                     rooms: self.rooms.len(),
                     peers: self.peers.len(),
                     routes: self.by_ufrag.len() + self.by_addr.len(),
-                    taps: self.taps.len(),
+                    taps: self.taps.values().map(Vec::len).sum(),
                 });
             }
         }
@@ -463,9 +474,7 @@ impl ShardCore {
                 metrics::counter!("sfu_packets_dropped_total", "reason" => "muted").increment(1);
                 continue;
             }
-            if !self.taps.is_empty() {
-                self.offer_to_taps(now, room, publisher, &rtp.packet);
-            }
+            self.offer_to_taps(now, room, publisher, &rtp.packet);
             for sub in &subscribers {
                 if let Some(entry) = self.peers.get_mut(sub) {
                     if !entry.peer.forward(now, publisher, &rtp.packet) {
@@ -491,10 +500,10 @@ impl ShardCore {
         peer: PeerId,
         packet: &rtc::rtp::Packet,
     ) {
-        self.taps.retain(|tap| {
-            if tap.room != room {
-                return true;
-            }
+        let Some(taps) = self.taps.get_mut(&room) else {
+            return;
+        };
+        taps.retain(|tap| {
             tap.offer(TapPacket {
                 room,
                 peer,
@@ -503,6 +512,19 @@ impl ShardCore {
                 arrival: now,
                 payload: packet.payload.clone(),
             })
+        });
+        if taps.is_empty() {
+            self.taps.remove(&room);
+        }
+    }
+
+    /// Drops taps whose transcription ended, in rooms where nobody is sending (where packets
+    /// flow, [`Self::offer_to_taps`] drops them already). Without this a start/stop loop in a
+    /// silent room would leave one dead tap per round.
+    fn sweep_taps(&mut self) {
+        self.taps.retain(|_, taps| {
+            taps.retain(|t| !t.is_closed());
+            !taps.is_empty()
         });
     }
 
@@ -540,6 +562,7 @@ impl ShardCore {
     /// Drives every peer's timers, speaking hangovers and connect timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.next_tick = now + TICK;
+        self.sweep_taps();
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
             let Some(entry) = self.peers.get_mut(&id) else {
@@ -641,6 +664,7 @@ async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut buf = vec![0u8; 2048];
+    let mut stopped = None;
     loop {
         while let Some((addr, bytes)) = core.poll_transmit() {
             metrics::counter!("sfu_packets_out_total").increment(1);
@@ -662,6 +686,10 @@ async fn run(
         tokio::select! {
             biased;
             command = commands.recv() => match command {
+                Some(Command::Shutdown { done }) => {
+                    stopped = Some(done);
+                    break;
+                }
                 Some(command) => core.handle_command(Instant::now(), command),
                 None => break,
             },
@@ -684,5 +712,37 @@ async fn run(
     core.close_all(Instant::now());
     while let Some((addr, bytes)) = core.poll_transmit() {
         let _ = socket.send_to(&bytes, addr).await;
+    }
+    if let Some(done) = stopped {
+        let _ = done.send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    #[test]
+    fn taps_of_ended_transcriptions_are_dropped_even_in_a_silent_room() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        let mut core = ShardCore::new(SfuConfig::default(), addr);
+        let now = Instant::now();
+        // A start/stop loop with nobody speaking: each round's tap is dropped by its owner.
+        for _ in 0..50 {
+            let (sender, receiver) = crate::tap::channel(RoomId(1), 4);
+            core.handle_command(now, Command::Tap { sender });
+            drop(receiver);
+        }
+        let (sender, _running) = crate::tap::channel(RoomId(2), 4);
+        core.handle_command(now, Command::Tap { sender });
+        let (reply, mut counts) = oneshot::channel();
+        core.handle_command(now, Command::Counts { reply });
+        let counts = counts.try_recv().expect("counts answered at once");
+        assert_eq!(
+            counts.taps, 1,
+            "only the running transcription's tap is held"
+        );
     }
 }

@@ -80,6 +80,10 @@ pub enum RoomEvent {
         user_id: UserId,
         by_user_id: UserId,
     },
+    /// The room is gone: every node ends its call and closes its sockets.
+    RoomDeleted {
+        by_user_id: UserId,
+    },
     Transcription {
         active: bool,
         by_user_id: UserId,

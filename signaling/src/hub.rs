@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
-use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use crate::bus::{Bus, BusError, BusEvent, Envelope, RoomEvent};
+use crate::limits::{MessageLimits, SocketCounts, SocketKind, SocketPermit, TooManySockets};
 use crate::media::{Media, MediaControl};
 use crate::protocol::{
     LeaveReason, ParticipantId, ParticipantInfo, Role, RoomId, ServerMessage, UserId,
@@ -27,6 +28,11 @@ pub struct HubConfig {
     pub max_frame_bytes: usize,
     /// Events a slow socket may fall behind before it is told it lagged.
     pub socket_buffer: usize,
+    /// A socket whose client stops reading for this long is closed (1013): it can't stall its
+    /// own loop (pings, timers) or make the server hold its messages.
+    pub send_timeout: Duration,
+    /// Room sockets per user on this node, and user sockets likewise.
+    pub max_sockets_per_user: usize,
 }
 
 impl Default for HubConfig {
@@ -43,6 +49,8 @@ impl HubConfig {
             // SDP answers grow ~0.5 KiB per participant in the call.
             max_frame_bytes: 64 * 1024,
             socket_buffer: 1024,
+            send_timeout: idle_timeout.min(Duration::from_secs(10)),
+            max_sockets_per_user: 16,
         }
     }
 }
@@ -71,6 +79,12 @@ pub struct Hub {
     /// Users a moderator muted in a room, until a moderator asks them to unmute. It belongs
     /// to the user in the room, not to a socket: leaving and joining again keeps it.
     mute_locks: Mutex<HashSet<(RoomId, UserId)>>,
+    /// Open sockets per user, against [`HubConfig::max_sockets_per_user`].
+    sockets: Arc<SocketCounts>,
+    /// Per user and message type: how often a client may send each kind of message.
+    limits: MessageLimits,
+    /// Every task the hub and its sockets start; the server waits for them at shutdown.
+    tasks: TaskTracker,
     shutdown: watch::Sender<bool>,
 }
 
@@ -102,6 +116,9 @@ impl Hub {
             users: Mutex::new(HashMap::new()),
             transcribing: Mutex::new(HashMap::new()),
             mute_locks: Mutex::new(HashSet::new()),
+            sockets: Arc::new(SocketCounts::default()),
+            limits: MessageLimits::new(),
+            tasks: TaskTracker::new(),
             shutdown: watch::channel(false).0,
         })
     }
@@ -125,12 +142,15 @@ impl Hub {
         self.plane.as_ref()
     }
 
-    /// Starts applying bus events. The task ends at [`Hub::shutdown`].
-    pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+    /// Starts applying bus events, and forgetting idle rate-limit state once a minute. Both
+    /// end at [`Hub::shutdown`]; [`Hub::tasks`] owns them.
+    pub fn start(self: &Arc<Self>) {
         let hub = Arc::clone(self);
         let mut rx = hub.bus.subscribe();
         let mut stop = hub.shutdown.subscribe();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
+            let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
+            housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     got = rx.recv() => match got {
@@ -140,10 +160,44 @@ impl Hub {
                         }
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
+                    _ = housekeeping.tick() => hub.limits.forget_idle(),
                     _ = stop.changed() => break,
                 }
             }
-        })
+        });
+    }
+
+    /// The owner of every task the hub and its sockets spawn (the dispatcher, a summary
+    /// being written for a socket, a socket's errands). At shutdown the server closes it and
+    /// waits, with a deadline.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// Takes a place for one more socket of `user_id`, held until the permit drops.
+    ///
+    /// # Errors
+    /// [`TooManySockets`] when the user already has [`HubConfig::max_sockets_per_user`] of
+    /// this kind on this node.
+    pub fn open_socket(
+        &self,
+        user_id: UserId,
+        kind: SocketKind,
+    ) -> Result<SocketPermit, TooManySockets> {
+        SocketCounts::acquire(
+            &self.sockets,
+            user_id,
+            kind,
+            self.config.max_sockets_per_user,
+        )
+    }
+
+    /// Takes one message of `kind` from `user_id`'s budget on this node.
+    ///
+    /// # Errors
+    /// How long to wait, when the budget is spent (counted in `ws_messages_refused_total`).
+    pub fn admit(&self, user_id: UserId, kind: &'static str) -> Result<(), Duration> {
+        self.limits.check(user_id, kind)
     }
 
     pub fn config(&self) -> HubConfig {
@@ -497,6 +551,22 @@ impl Hub {
                         summary,
                     },
                 );
+            }
+            RoomEvent::RoomDeleted { by_user_id } => {
+                if let Ok(mut locks) = self.mute_locks.lock() {
+                    locks.retain(|(room, _)| *room != room_id);
+                }
+                if let Ok(mut t) = self.transcribing.lock() {
+                    t.remove(&room_id);
+                }
+                // Every socket of the room sees this and closes itself; the media of this
+                // node's participants ends now, not when each socket gets round to it.
+                rooms.fan_out(room_id, ServerMessage::RoomDeleted { by_user_id });
+                for (info, local) in rooms.remove_all(room_id) {
+                    if local {
+                        self.media.remove_participant(room_id, info.participant_id);
+                    }
+                }
             }
             RoomEvent::MemberRemoved {
                 user_id,

@@ -6,6 +6,7 @@
 //! - [`room`]: who is in each room's call, and the fan-out channel per room.
 //! - [`hub`]: one node's rooms and user sockets, and the dispatcher of bus events.
 //! - [`connection`]: the room-socket and user-socket loops over `Sink + Stream`.
+//! - [`limits`]: sockets per user and message rates per type.
 //! - [`service`]: what the loops need from the application (storage, permissions).
 //! - [`bus`]: cross-node publish/subscribe, with the in-process [`bus::LocalBus`].
 //! - [`media`]: the hook through which mutes and removals reach the media plane.
@@ -13,6 +14,7 @@
 pub mod bus;
 pub mod connection;
 pub mod hub;
+pub mod limits;
 pub mod media;
 pub mod protocol;
 pub mod room;

@@ -342,6 +342,27 @@ pub enum ClientMessage {
 }
 
 impl ClientMessage {
+    /// The message's `type`, as the client wrote it: the key of its rate limit and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMessage::Join { .. } => "join",
+            ClientMessage::Leave { .. } => "leave",
+            ClientMessage::Chat { .. } => "chat",
+            ClientMessage::Sync { .. } => "sync",
+            ClientMessage::Mute { .. } => "mute",
+            ClientMessage::Unmute { .. } => "unmute",
+            ClientMessage::RequestUnmute { .. } => "request_unmute",
+            ClientMessage::Remove { .. } => "remove",
+            ClientMessage::Offer { .. } => "offer",
+            ClientMessage::Answer { .. } => "answer",
+            ClientMessage::IceCandidate { .. } => "ice_candidate",
+            ClientMessage::TranscriptionStart { .. } => "transcription_start",
+            ClientMessage::TranscriptionStop { .. } => "transcription_stop",
+            ClientMessage::AgentSummary { .. } => "agent_summary",
+            ClientMessage::Ping { .. } => "ping",
+        }
+    }
+
     pub fn request_id(&self) -> Option<&str> {
         match self {
             ClientMessage::Join { request_id }
@@ -470,6 +491,11 @@ pub enum ServerMessage {
         user_id: UserId,
         by_user_id: UserId,
     },
+    /// The owner deleted the room: the call is over and every socket of the room is closed
+    /// after this (close code 4004).
+    RoomDeleted {
+        by_user_id: UserId,
+    },
     /// Whether the room is being transcribed, and who turned it on (or off). Sent to
     /// everyone in the call when it changes, and to a joiner right after `joined` while on.
     TranscriptionState {
@@ -588,6 +614,10 @@ pub mod codes {
     pub const TRANSCRIPTION_UNAVAILABLE: &str = "transcription_unavailable";
     /// This socket already waits for a summary.
     pub const SUMMARY_IN_PROGRESS: &str = "summary_in_progress";
+    /// Too many messages of this type from this user; the message says when to try again.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// This socket has too many commands waiting for the server; wait for their answers.
+    pub const BUSY: &str = "busy";
 }
 
 /// Parses one text frame, telling malformed JSON, unknown types and bad fields apart.

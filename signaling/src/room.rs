@@ -141,6 +141,21 @@ impl RoomRegistry {
         removed
     }
 
+    /// Removes everyone from the room's call (the room was deleted); with whether each was
+    /// local.
+    pub fn remove_all(&self, room_id: RoomId) -> Vec<(ParticipantInfo, bool)> {
+        let mut rooms = self.lock();
+        let Some(room) = rooms.get_mut(&room_id) else {
+            return Vec::new();
+        };
+        let removed = std::mem::take(&mut room.participants)
+            .into_values()
+            .map(|p| (p.info, p.local))
+            .collect();
+        Self::drop_if_idle(&mut rooms, room_id);
+        removed
+    }
+
     fn drop_if_idle(rooms: &mut HashMap<RoomId, Room>, room_id: RoomId) {
         if rooms
             .get(&room_id)

@@ -9,8 +9,8 @@
 // - No recovery 10 s after the first restart, `media_closed`, or the socket dropping (or
 //   missing two heartbeats): reconnect with backoff and jitter, join again (the server
 //   replaces our old participant) and start new media. The microphone stream is kept.
-// - Closed for good only by `leave()`, removal from the room (4003) or a newer connection of
-//   the same user (4001).
+// - Closed for good only by `leave()`, removal from the room (4003), the room's deletion
+//   (4004) or a newer connection of the same user (4001).
 
 import { FINAL_CLOSE_CODES, RoomSocket } from './signaling.js';
 
@@ -152,6 +152,7 @@ export class Call {
     const code = ev?.code ?? 0;
     if (code === FINAL_CLOSE_CODES.REMOVED) return this.close('removed from the room');
     if (code === FINAL_CLOSE_CODES.REPLACED) return this.close('joined from another tab');
+    if (code === FINAL_CLOSE_CODES.ROOM_DELETED) return this.close('the room was deleted');
     this.scheduleReconnect(ev ? `connection lost (${code})` : 'connection lost');
   }
 

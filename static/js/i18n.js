@@ -48,6 +48,7 @@ const en = {
   confirm_delete_room: 'Delete the room “{name}” with its chat, for everyone?',
   room_deleted: 'Room “{name}” deleted.',
   you_were_removed: 'You were removed from this room.',
+  room_was_deleted: 'This room was deleted by its owner.',
   room_panels: 'Room panels',
 
   call: 'Call',
@@ -56,6 +57,7 @@ const en = {
   call_connected: 'Connected',
   call_reconnecting: 'Reconnecting…',
   call_removed: 'Removed from the room',
+  call_room_deleted: 'The room was deleted',
   call_failed: 'The call could not connect.',
   call_replaced: 'You joined this call from another tab or device.',
   call_no_microphone: 'No microphone can be used: allow this site to use the microphone, or connect one, then join again.',
@@ -298,6 +300,7 @@ const ru = {
   confirm_delete_room: 'Удалить комнату «{name}» вместе с чатом для всех?',
   room_deleted: 'Комната «{name}» удалена.',
   you_were_removed: 'Вас удалили из этой комнаты.',
+  room_was_deleted: 'Владелец удалил эту комнату.',
   room_panels: 'Панели комнаты',
 
   call: 'Звонок',
@@ -306,6 +309,7 @@ const ru = {
   call_connected: 'Подключено',
   call_reconnecting: 'Переподключение…',
   call_removed: 'Удалены из комнаты',
+  call_room_deleted: 'Комната удалена',
   call_failed: 'Не удалось подключиться к звонку.',
   call_replaced: 'Вы вошли в этот звонок из другой вкладки или с другого устройства.',
   call_no_microphone: 'Микрофон недоступен: разрешите сайту доступ к микрофону или подключите его и войдите снова.',

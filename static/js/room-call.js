@@ -10,7 +10,7 @@ import { Call } from './call.js';
  * @typedef {import('./signaling.js').ServerMessage} ServerMessage
  * @typedef {{participant_id: number, user_id: number, username: string, role: string, muted: boolean,
  *   mute_locked: boolean, speaking: boolean}} Participant
- * @typedef {'idle' | 'connecting' | 'connected' | 'reconnecting' | 'removed' | 'replaced' | 'closed' | 'failed'} CallState
+ * @typedef {'idle' | 'connecting' | 'connected' | 'reconnecting' | 'removed' | 'deleted' | 'replaced' | 'closed' | 'failed'} CallState
  * @typedef {{
  *   onParticipants: () => void,
  *   onSpeaking: (changed: number[]) => void,
@@ -130,6 +130,7 @@ export class RoomCall {
     else if (state === 'reconnecting') this.setState('reconnecting', detail);
     else if (state === 'closed') {
       if (/removed/.test(detail)) this.setState('removed');
+      else if (/deleted/.test(detail)) this.setState('deleted');
       else if (/another tab/.test(detail)) this.setState('replaced');
       else if (detail !== 'left') this.setState('failed', detail);
     }
@@ -145,6 +146,10 @@ export class RoomCall {
     if (this.call !== call || this.leaving) return;
     if (ev.code === 4003) {
       this.setState('removed');
+      return;
+    }
+    if (ev.code === 4004) {
+      this.setState('deleted');
       return;
     }
     if (ev.code === 4001) {
@@ -223,6 +228,11 @@ export class RoomCall {
       case 'role_changed':
         for (const p of this.participants.values()) if (p.user_id === msg.user_id) p.role = msg.role;
         this.hooks.onParticipants();
+        break;
+      case 'room_deleted':
+        this.leaving = true;
+        this.stopMedia();
+        this.setState('deleted');
         break;
       case 'member_removed':
         if (msg.user_id === this.myUserId) {

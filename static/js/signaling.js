@@ -13,6 +13,8 @@ export const FINAL_CLOSE_CODES = Object.freeze({
   REPLACED: 4001,
   /** Removed from the room. */
   REMOVED: 4003,
+  /** The room was deleted. */
+  ROOM_DELETED: 4004,
 });
 
 /** One WebSocket to a room. A dropped socket is not reopened here: `Call` does that. */

@@ -304,28 +304,11 @@ impl Queue {
     }
 }
 
-/// Per-worker counters, for the real-time factor.
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    pub jobs: AtomicU64,
-    pub audio_us: AtomicU64,
-    pub busy_us: AtomicU64,
-}
-
-impl WorkerStats {
-    /// Busy time over audio time: under 1.0 the worker keeps up with one speaker.
-    pub fn real_time_factor(&self) -> Option<f64> {
-        let audio = self.audio_us.load(Ordering::Relaxed);
-        (audio > 0).then(|| self.busy_us.load(Ordering::Relaxed) as f64 / audio as f64)
-    }
-}
-
 /// One whisper state and the queue it serves.
 pub struct Worker {
     whisper: Arc<Whisper>,
     state: whisper_rs::WhisperState,
     queue: Arc<Queue>,
-    stats: Arc<WorkerStats>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -342,12 +325,7 @@ impl Worker {
             state: whisper.state()?,
             whisper,
             queue,
-            stats: Arc::new(WorkerStats::default()),
         })
-    }
-
-    pub fn stats(&self) -> Arc<WorkerStats> {
-        self.stats.clone()
     }
 
     /// See [`Whisper::warm_up`].
@@ -402,13 +380,6 @@ impl Worker {
         let label = kind.as_str();
         match (kind, outcome) {
             (JobKind::Final, _) => {
-                self.stats.jobs.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .audio_us
-                    .fetch_add(audio.as_micros() as u64, Ordering::Relaxed);
-                self.stats
-                    .busy_us
-                    .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
                 metrics::counter!("transcriber_utterances_total").increment(1);
                 if audio > Duration::ZERO {
                     metrics::histogram!("transcriber_real_time_factor")
@@ -457,9 +428,7 @@ impl Worker {
 /// after they finish what is queued.
 pub struct Pool {
     queue: Arc<Queue>,
-    whisper: Arc<Whisper>,
     threads: Vec<JoinHandle<()>>,
-    stats: Vec<Arc<WorkerStats>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -471,8 +440,8 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// Starts `workers` threads (0 is allowed: drive it with [`Pool::worker`] and
-    /// [`Worker::try_execute_task`]) over a queue of `capacity` utterances.
+    /// Starts `workers` threads over a queue of `capacity` utterances. (Tests drive a
+    /// [`Worker`] of their own with [`Worker::try_execute_task`].)
     ///
     /// # Errors
     /// [`Error::Whisper`] if a worker's state can't be allocated, [`Error::Io`] if a thread
@@ -480,10 +449,8 @@ impl Pool {
     pub fn start(whisper: Arc<Whisper>, workers: usize, capacity: usize) -> Result<Self, Error> {
         let queue = Queue::new(capacity);
         let mut threads = Vec::with_capacity(workers);
-        let mut stats = Vec::with_capacity(workers);
         for n in 0..workers {
             let mut worker = Worker::new(whisper.clone(), queue.clone())?;
-            stats.push(worker.stats());
             let queue = queue.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("whisper-{n}"))
@@ -497,33 +464,11 @@ impl Pool {
                 })?;
             threads.push(handle);
         }
-        Ok(Self {
-            queue,
-            whisper,
-            threads,
-            stats,
-        })
+        Ok(Self { queue, threads })
     }
 
     pub fn queue(&self) -> &Arc<Queue> {
         &self.queue
-    }
-
-    pub fn whisper(&self) -> &Arc<Whisper> {
-        &self.whisper
-    }
-
-    /// A worker over this pool's queue that runs only when the caller asks.
-    ///
-    /// # Errors
-    /// As [`Worker::new`].
-    pub fn worker(&self) -> Result<Worker, Error> {
-        Worker::new(self.whisper.clone(), self.queue.clone())
-    }
-
-    /// Each thread's counters.
-    pub fn stats(&self) -> &[Arc<WorkerStats>] {
-        &self.stats
     }
 }
 

@@ -28,6 +28,8 @@ pub enum HeuristicReason {
     NoProvider,
     /// A provider is configured but the call failed.
     ProviderFailed,
+    /// The user's hourly budget of model calls (`AI_SUMMARIES_PER_USER_PER_HOUR`) is spent.
+    Limited,
 }
 
 impl HeuristicReason {
@@ -37,6 +39,7 @@ impl HeuristicReason {
             HeuristicReason::Short => "short",
             HeuristicReason::NoProvider => "no_provider",
             HeuristicReason::ProviderFailed => "provider_failed",
+            HeuristicReason::Limited => "limited",
         }
     }
 }
@@ -154,6 +157,12 @@ impl Lang {
             }
             (Lang::Ru, HeuristicReason::ProviderFailed) => {
                 "Автоматическая сводка (модель ИИ недоступна)"
+            }
+            (Lang::En, HeuristicReason::Limited) => {
+                "Automatic summary (your hourly allowance of AI summaries is used up)"
+            }
+            (Lang::Ru, HeuristicReason::Limited) => {
+                "Автоматическая сводка (лимит сводок ИИ на этот час исчерпан)"
             }
         }
     }
@@ -597,6 +606,11 @@ Open questions:
                 HeuristicReason::ProviderFailed,
                 "provider_failed",
                 "the AI model could not be reached",
+            ),
+            (
+                HeuristicReason::Limited,
+                "limited",
+                "hourly allowance of AI summaries",
             ),
         ];
         for (reason, code, wording) in reasons {

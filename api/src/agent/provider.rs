@@ -5,10 +5,15 @@
 //! failures that may pass (timeouts, refused connections, 429, 5xx), then the fallback model
 //! the same way. The caller turns a final failure into the heuristic summary.
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
+use governor::{DefaultKeyedRateLimiter, Quota};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+
+use tokio::sync::Semaphore;
 
 use crate::config::ModelSettings;
 
@@ -36,6 +41,10 @@ impl ProviderError {
     }
 }
 
+/// The user's hourly budget of model-written summaries is spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBudget;
+
 /// What a model wrote, and which model it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
@@ -47,6 +56,8 @@ pub struct Completion {
 struct Request<'a> {
     model: &'a str,
     messages: [Message<'a>; 2],
+    /// The operator pays per token: a summary's answer is bounded.
+    max_tokens: u32,
 }
 
 #[derive(Serialize)]
@@ -72,13 +83,17 @@ struct AnswerMessage {
     content: Option<String>,
 }
 
-/// The configured endpoint with its main and fallback model.
+/// The configured endpoint with its main and fallback model, and what one node may spend on
+/// it: requests in flight at once, and model-written summaries per user per hour.
 #[derive(Debug, Clone)]
 pub struct ModelChain {
     http: reqwest::Client,
     url: String,
     api_key: Option<SecretString>,
     models: Vec<String>,
+    max_tokens: u32,
+    in_flight: Arc<Semaphore>,
+    per_user: Arc<DefaultKeyedRateLimiter<i64>>,
 }
 
 impl ModelChain {
@@ -97,11 +112,32 @@ impl ModelChain {
                 .filter(|f| **f != settings.model)
                 .cloned(),
         );
+        let per_hour = NonZeroU32::new(settings.per_user_per_hour).unwrap_or(NonZeroU32::MIN);
+        let per_user = Quota::with_period(Duration::from_secs(3600) / per_hour.get())
+            .map(|q| q.allow_burst(per_hour))
+            .unwrap_or_else(|| Quota::per_hour(per_hour));
         Ok(Self {
             http,
             url: format!("{}/chat/completions", settings.base_url),
             api_key: settings.api_key.clone(),
             models,
+            max_tokens: settings.max_tokens,
+            in_flight: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+            per_user: Arc::new(DefaultKeyedRateLimiter::keyed(per_user)),
+        })
+    }
+
+    /// Takes one model-written summary from `user_id`'s hourly budget.
+    ///
+    /// # Errors
+    /// [`OverBudget`] when it is spent (counted in `ai_requests_refused_total`).
+    pub fn take_budget(&self, user_id: i64) -> Result<(), OverBudget> {
+        if self.per_user.len() > 10_000 {
+            self.per_user.retain_recent();
+        }
+        self.per_user.check_key(&user_id).map_err(|_| {
+            metrics::counter!("ai_requests_refused_total", "reason" => "user_budget").increment(1);
+            OverBudget
         })
     }
 
@@ -110,6 +146,12 @@ impl ModelChain {
     /// # Errors
     /// The last model's last error when none of them answered.
     pub async fn complete(&self, system: &str, user: &str) -> Result<Completion, ProviderError> {
+        // Waits its turn behind `AI_MAX_CONCURRENT` others; the semaphore is never closed.
+        let _turn = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| ProviderError::Unreachable("shutting down".to_owned()))?;
         let mut last = ProviderError::Unreachable("no model configured".to_owned());
         for model in &self.models {
             for attempt in 0..2 {
@@ -140,6 +182,7 @@ impl ModelChain {
     async fn once(&self, model: &str, system: &str, user: &str) -> Result<String, ProviderError> {
         let body = Request {
             model,
+            max_tokens: self.max_tokens,
             messages: [
                 Message {
                     role: "system",

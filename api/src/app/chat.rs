@@ -9,8 +9,8 @@ use super::permissions::{authorize, Action};
 use crate::db::{now_millis, ChatRow, Store};
 use crate::domain::ChatText;
 use crate::error::{Error, Result};
-use crate::http::timestamp;
 use crate::push::{PushService, RoomMessage};
+use crate::timestamps::timestamp;
 
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;

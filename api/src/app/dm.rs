@@ -8,8 +8,8 @@ use super::keys::find_user;
 use crate::db::{now_millis, DmBody, DmRow, Store, UserRow};
 use crate::domain::{ChatText, KeyId, Opaque, ValidationError};
 use crate::error::{Error, Result};
-use crate::http::timestamp;
 use crate::push::{Notice, PushService};
+use crate::timestamps::timestamp;
 
 /// Ciphertext of a 4000-character message in base64, with the GCM tag, fits in this.
 pub const MAX_CIPHERTEXT: usize = 24 * 1024;

@@ -56,12 +56,23 @@ pub async fn get(store: &Store, user_id: i64, room_id: i64) -> Result<RoomView> 
     authorized(store, user_id, room_id, Action::ViewRoom).await
 }
 
+/// Deletes the room and ends its call on every node: sockets close (4004), media stops,
+/// a running transcription stops.
+///
 /// # Errors
 /// 404 for an unknown room or a non-member, 403 for anyone but the owner.
-pub async fn delete(store: &Store, user_id: i64, room_id: i64) -> Result<()> {
+pub async fn delete(store: &Store, hub: &Hub, user_id: i64, room_id: i64) -> Result<()> {
     authorized(store, user_id, room_id, Action::DeleteRoom).await?;
     store.delete_room(room_id).await?;
     tracing::info!(room_id, user_id, "room deleted");
+    let event = RoomEvent::RoomDeleted {
+        by_user_id: user_id,
+    };
+    if let Err(err) = hub.publish_room(room_id, event).await {
+        // The room is gone from the database: every command and every new offer on its
+        // sockets is refused, so the call ends as soon as anyone acts.
+        tracing::error!(room_id, error = %err, "room deletion not broadcast");
+    }
     Ok(())
 }
 

@@ -28,7 +28,7 @@ use crate::config::SummarySettings;
 use crate::db::{now_millis, AgentSessionRow, NewSummary, RoomRow, Store, SummaryRow};
 use crate::domain::Role;
 use crate::error::{Error, Result};
-use crate::http::timestamp;
+use crate::timestamps::timestamp;
 
 /// At most this many summaries in a list answer.
 pub const LIST_LIMIT: i64 = 100;
@@ -367,6 +367,13 @@ impl Summaries {
         let Some(model) = &self.model else {
             return heuristic(HeuristicReason::NoProvider);
         };
+        if model.take_budget(user_id).is_err() {
+            tracing::info!(
+                user_id,
+                "AI summary budget spent this hour; writing the heuristic summary"
+            );
+            return heuristic(HeuristicReason::Limited);
+        }
         let system = match prompts::system_prompt_for(store, user_id).await {
             Ok(prompt) => prompt,
             Err(err) => {

@@ -300,7 +300,7 @@ impl Transcription {
             options,
             in_flight: 0,
         };
-        tokio::spawn(run.run(tap, stopped));
+        hub.tasks().spawn(run.run(tap, stopped));
         sessions.insert(
             room_id,
             Session {
@@ -327,7 +327,8 @@ impl Transcription {
         let this = self.clone();
         let mut events = hub.subscribe_bus();
         let mut shutdown = hub.shutdown_signal();
-        tokio::spawn(async move {
+        let tasks = hub.tasks().clone();
+        tasks.spawn(async move {
             loop {
                 let envelope = tokio::select! {
                     got = events.recv() => match got {
@@ -362,6 +363,14 @@ impl Transcription {
                                 room_id,
                                 "transcription stopped here, following another node"
                             );
+                        }
+                    }
+                    RoomEvent::RoomDeleted { .. } => {
+                        let session = this.sessions().remove(&room_id);
+                        if let Some(session) = session {
+                            // Nothing to keep: the transcript went with the room.
+                            session.stop(Duration::ZERO, None);
+                            tracing::info!(room_id, "transcription stopped: the room was deleted");
                         }
                     }
                     RoomEvent::Joined { .. } if local => {
@@ -458,11 +467,24 @@ impl Transcription {
         Ok(unfinished)
     }
 
-    /// Stops every session (server shutdown) without waiting for whisper.
-    pub fn stop_all(&self) {
-        for (_, session) in self.sessions().drain() {
-            session.stop(Duration::ZERO, None);
+    /// Stops every session (server shutdown), giving speech already heard up to `within` to
+    /// be transcribed and stored. Returns the utterances still unfinished at the deadline
+    /// (logged by the caller: that is speech lost).
+    pub async fn finish_all(&self, within: Duration) -> usize {
+        let sessions: Vec<Session> = self.sessions().drain().map(|(_, s)| s).collect();
+        let mut waits = Vec::with_capacity(sessions.len());
+        for session in sessions {
+            let (tx, rx) = oneshot::channel();
+            session.stop(within, Some(tx));
+            waits.push(rx);
         }
+        let mut unfinished = 0;
+        for wait in waits {
+            // As in `finish`: the extra second covers a task mid-write to the database.
+            let left = tokio::time::timeout(within + Duration::from_secs(1), wait).await;
+            unfinished += left.ok().and_then(Result::ok).unwrap_or(0);
+        }
+        unfinished
     }
 
     /// Rooms transcribed here whose call has had nobody in it (on any node) for

@@ -27,6 +27,14 @@ pub struct ModelSettings {
     pub fallback: Option<String>,
     /// `AI_TIMEOUT_SECS`: one request's limit.
     pub timeout: Duration,
+    /// `AI_MAX_TOKENS`: the longest answer a summary may cost (default 1024).
+    pub max_tokens: u32,
+    /// `AI_MAX_CONCURRENT`: model requests in flight at once on this node (default 2); more
+    /// wait their turn.
+    pub max_concurrent: usize,
+    /// `AI_SUMMARIES_PER_USER_PER_HOUR`: model-written summaries one user may trigger per
+    /// hour (default 30); past it, summaries are the heuristic's.
+    pub per_user_per_hour: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +111,36 @@ impl SummarySettings {
             if !(1..=600).contains(&timeout_secs) {
                 return Err(invalid("AI_TIMEOUT_SECS", "must be between 1 and 600"));
             }
+            let max_tokens = parse_or(
+                "AI_MAX_TOKENS",
+                get("AI_MAX_TOKENS"),
+                1024u32,
+                "a number of tokens",
+            )?;
+            if !(16..=65_536).contains(&max_tokens) {
+                return Err(invalid("AI_MAX_TOKENS", "must be between 16 and 65536"));
+            }
+            let max_concurrent = parse_or(
+                "AI_MAX_CONCURRENT",
+                get("AI_MAX_CONCURRENT"),
+                2usize,
+                "a number of requests",
+            )?;
+            if !(1..=256).contains(&max_concurrent) {
+                return Err(invalid("AI_MAX_CONCURRENT", "must be between 1 and 256"));
+            }
+            let per_user_per_hour = parse_or(
+                "AI_SUMMARIES_PER_USER_PER_HOUR",
+                get("AI_SUMMARIES_PER_USER_PER_HOUR"),
+                30u32,
+                "a number of summaries",
+            )?;
+            if !(1..=10_000).contains(&per_user_per_hour) {
+                return Err(invalid(
+                    "AI_SUMMARIES_PER_USER_PER_HOUR",
+                    "must be between 1 and 10000",
+                ));
+            }
             Some(ModelSettings {
                 base_url: http_url("AI_BASE_URL", get("AI_BASE_URL"), DEFAULT_AI_BASE_URL)?,
                 api_key: get("OPENAI_API_KEY").map(SecretString::from),
@@ -111,6 +149,9 @@ impl SummarySettings {
                     .map(|f| model_name(&f).to_owned())
                     .filter(|f| !f.is_empty()),
                 timeout: Duration::from_secs(timeout_secs),
+                max_tokens,
+                max_concurrent,
+                per_user_per_hour,
             })
         } else {
             None

@@ -11,8 +11,10 @@ use axum::http::HeaderValue;
 use secrecy::SecretString;
 
 pub mod agent;
+pub mod limits;
 
 pub use agent::{ModelSettings, SummarySettings, TelegramSettings};
+pub use limits::ServerLimits;
 
 /// Where the server runs. `prod` refuses generated secrets and turns on HSTS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +109,8 @@ pub struct Settings {
     /// `INVITE_TIMEOUT_SECS`: how long an invite rings before it times out (default 45 s).
     pub invite_timeout: Duration,
     pub push: PushSettings,
+    /// Connections, sockets per user, stall and shutdown timers.
+    pub limits: ServerLimits,
 }
 
 /// WebPush (VAPID keys and sending).
@@ -475,6 +479,7 @@ impl Settings {
             telegram: TelegramSettings::from_lookup(&get)?,
             invite_timeout: Duration::from_secs(invite_secs),
             push,
+            limits: ServerLimits::from_lookup(&get)?,
         })
     }
 }

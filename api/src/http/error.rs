@@ -80,6 +80,7 @@ impl Error {
                 None,
             ),
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
+            Error::TooManySockets(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_sockets", None),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             Error::TranscriptionUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -51,6 +51,8 @@ use crate::error::Error;
 use crate::ratelimit::{Bucket, RateLimiter};
 use middleware::X_REQUEST_ID;
 
+pub use crate::timestamps::timestamp;
+
 /// Everything a handler may need, cheap to clone.
 #[derive(Clone)]
 pub struct ApiContext {
@@ -127,18 +129,6 @@ impl std::fmt::Debug for ApiContext {
             .field("redis", &self.redis.is_some())
             .finish_non_exhaustive()
     }
-}
-
-/// RFC 3339 text of a Unix-millisecond timestamp.
-pub fn timestamp(millis: i64) -> String {
-    let nanos = i128::from(millis) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// A request that takes longer is answered 408.

@@ -243,7 +243,7 @@ async fn delete_room(
     user: AuthUser,
     RoomId(id): RoomId,
 ) -> Result<StatusCode> {
-    rooms::delete(&ctx.store, user.id, id).await?;
+    rooms::delete(&ctx.store, &ctx.hub, user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -47,8 +47,10 @@ async fn post_summary(
     RoomId(id): RoomId,
 ) -> Result<(StatusCode, axum::Json<SummaryOutcomeDto>)> {
     // In a task of its own: a client that gives up (or a timeout) must not cancel a summary
-    // halfway, after the agent was stopped but before the summary was stored.
-    let task = tokio::spawn(async move { ctx.summaries.summarise(ctx.deps(), id, user.id).await });
+    // halfway, after the agent was stopped but before the summary was stored. The hub's
+    // tracker owns it, so shutdown waits for it too.
+    let tasks = ctx.hub.tasks().clone();
+    let task = tasks.spawn(async move { ctx.summaries.summarise(ctx.deps(), id, user.id).await });
     let outcome = task.await??;
     let status = if outcome.created {
         StatusCode::CREATED

@@ -7,6 +7,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::response::Response;
 use signaling::connection::{run_room, run_user, RoomSession};
+use signaling::limits::SocketKind;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -14,7 +15,7 @@ use super::error::ErrorBody;
 use super::extract::{RoomId, WsUser};
 use super::ApiContext;
 use crate::app::rooms;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::realtime::{adapt, ApiRoomService};
 
 pub fn router() -> OpenApiRouter<ApiContext> {
@@ -37,6 +38,7 @@ const TRANSPORT_SLACK: usize = 4;
         (status = 101, description = "Switching to the WebSocket protocol (see docs/protocol.md)"),
         (status = 401, description = "Missing or bad token", body = ErrorBody),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
+        (status = 429, description = "The user already has `WS_MAX_SOCKETS_PER_USER` room sockets open (`too_many_sockets`)", body = ErrorBody),
     ))]
 async fn room_socket(
     State(ctx): State<ApiContext>,
@@ -46,6 +48,12 @@ async fn room_socket(
 ) -> Result<Response> {
     // Refused before the upgrade, with the usual JSON error.
     rooms::get(&ctx.store, user.id, room_id).await?;
+    let permit = ctx
+        .hub
+        .open_socket(user.id, SocketKind::Room)
+        .map_err(|e| Error::TooManySockets(e.to_string()))?;
+    // The socket's task belongs to the hub's tracker: shutdown waits for it to leave.
+    let owner = ctx.hub.tasks().token();
     let hub = ctx.hub.clone();
     let limit = hub.config().max_frame_bytes * TRANSPORT_SLACK;
     let service = Arc::new(ApiRoomService { ctx: ctx.clone() });
@@ -60,6 +68,7 @@ async fn room_socket(
         .on_upgrade(move |socket| async move {
             let (sink, stream) = adapt(socket);
             run_room(hub, service, session, sink, stream).await;
+            drop((permit, owner));
         }))
 }
 
@@ -70,20 +79,28 @@ async fn room_socket(
     responses(
         (status = 101, description = "Switching to the WebSocket protocol (see docs/protocol.md)"),
         (status = 401, description = "Missing or bad token", body = ErrorBody),
+        (status = 429, description = "The user already has `WS_MAX_SOCKETS_PER_USER` user sockets open (`too_many_sockets`)", body = ErrorBody),
     ))]
 async fn user_socket(
     State(ctx): State<ApiContext>,
     WsUser(user): WsUser,
     ws: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response> {
+    let permit = ctx
+        .hub
+        .open_socket(user.id, SocketKind::User)
+        .map_err(|e| Error::TooManySockets(e.to_string()))?;
+    let owner = ctx.hub.tasks().token();
     // A tab is open: from here on the user sees messages as they come.
     ctx.push.seen(user.id).await;
     let hub = ctx.hub.clone();
     let limit = hub.config().max_frame_bytes * TRANSPORT_SLACK;
-    ws.max_message_size(limit)
+    Ok(ws
+        .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
             let (sink, stream) = adapt(socket);
             run_user(hub, user.id, sink, stream).await;
-        })
+            drop((permit, owner));
+        }))
 }

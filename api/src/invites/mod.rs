@@ -23,8 +23,8 @@ use crate::app::permissions::{authorize, Action};
 use crate::db::{now_millis, Store, StoreError, UserRow};
 use crate::domain::{Role, Username, ValidationError};
 use crate::error::{Error, Result};
-use crate::http::timestamp;
 use crate::push::{Notice, PushService};
+use crate::timestamps::timestamp;
 
 /// How often each node looks for invites whose time is up.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);

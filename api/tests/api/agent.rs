@@ -147,6 +147,8 @@ async fn the_model_gets_the_key_the_model_name_the_custom_prompt_and_the_attribu
     );
     assert_eq!(req.header("authorization"), Some("Bearer sk-test-key"));
     assert_eq!(req.body["model"], "main-model");
+    // The operator pays per token: the answer is bounded (AI_MAX_TOKENS, default 1024).
+    assert_eq!(req.body["max_tokens"], 1024);
     assert_eq!(req.body["messages"][0]["role"], "system");
     assert_eq!(req.body["messages"][0]["content"], CUSTOM_PROMPT);
     let user = req.body["messages"][1]["content"]
@@ -450,4 +452,42 @@ async fn agent_summary_on_the_room_socket_reaches_everyone_and_a_repeat_only_the
         .await;
     let err = carol.recv_type("error").await;
     assert_eq!(err["code"], "not_joined");
+}
+
+#[tokio::test]
+async fn past_a_users_hourly_budget_summaries_are_heuristic_and_the_model_is_not_asked() {
+    let llm = StandIn::llm(|_, _| Ok("- Release ships on Friday.".into())).await;
+    let app = spawn_ai(
+        &llm.base,
+        &[
+            ("AI_SUMMARIES_PER_USER_PER_HOUR", "1"),
+            ("AI_MAX_TOKENS", "200"),
+        ],
+    )
+    .await;
+    let (room, tokens, ids) = meeting(&app).await;
+    let (status, body) = summarise(&app, &tokens[0], room).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["summary"]["source"], "ai");
+    // A second session, summarised by the same user within the hour.
+    seed_session(
+        &app,
+        room,
+        ids[0],
+        &[(
+            ids[0],
+            "We decided to move the launch to Monday after all.",
+            3,
+        )],
+    )
+    .await;
+    app.post_chat(&tokens[1], room, "One more note for the second meeting")
+        .await;
+    let (status, body) = summarise(&app, &tokens[0], room).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["summary"]["source"], "heuristic");
+    assert_eq!(body["summary"]["reason"], "limited");
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 1, "the model was asked once");
+    assert_eq!(requests[0].body["max_tokens"], 200);
 }

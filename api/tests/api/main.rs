@@ -17,6 +17,7 @@ mod observability;
 mod push;
 mod ratelimit;
 mod realtime;
+mod reliability;
 mod rooms;
 mod standin;
 mod static_files;

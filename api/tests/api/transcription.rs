@@ -715,3 +715,52 @@ async fn a_speaker_who_rejoins_stays_one_speaker_and_nothing_is_lost_or_doubled(
     eprintln!("across a rejoin: {said:?} WER {wer:.2}");
     assert!(wer <= MAX_WER, "{said:?} WER {wer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_still_in_the_transcriber_at_shutdown_is_stored_before_the_server_stops() {
+    let Some(model) = test_model() else { return };
+    let (mut env, data) = test_env().await;
+    for (k, v) in whisper(&model, "2") {
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    env.insert("WHISPER_PARTIALS".into(), "off".into());
+    // A slow CI machine gets time; the point is that the deadline isn't zero.
+    env.insert("TRANSCRIPTION_FLUSH_SECS".into(), "60".into());
+    let store_url = env
+        .get("DATABASE_URL")
+        .cloned()
+        .unwrap_or_else(|| api::db::Store::sqlite_url_in(data.path()));
+    let app = spawn_from(env).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (room, tokens) = app.room_with(&["alice"]).await;
+    let alice_id = app.user_id(&tokens[0]).await;
+    let (alice, voice) = speaker(&app, room, &tokens[0], speech(ALICE_SAYS, dir.path(), "a")).await;
+    alice
+        .send(json!({"type": "transcription_start", "request_id": "on"}))
+        .expect("send");
+    wait_until("the transcription runs", 10, || {
+        alice.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+    voice.play();
+    wait_until("the speech is sent", 20, || voice.finished().is_some()).await;
+    let captioned_before_stop = !captions_of(&alice, alice_id).is_empty();
+    // SIGTERM while whisper may still hold the utterance.
+    app.stop().await;
+    eprintln!("captioned before the stop: {captioned_before_stop}");
+
+    let store = api::db::Store::connect(&store_url).await.expect("store");
+    let segments = store.transcript(room, 100).await.expect("transcript");
+    let text: String = segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        !segments.is_empty(),
+        "the utterance heard before the shutdown is in the transcript"
+    );
+    assert!(text.to_lowercase().contains("meeting"), "{text}");
+    store.close().await;
+    drop(data);
+}

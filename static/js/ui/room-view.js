@@ -88,7 +88,7 @@ export function renderRoom(ctx, roomId, opts = {}) {
     onState: (state, detail) => {
       const key = /** @type {const} */ ({
         idle: 'call_idle', connecting: 'call_connecting', connected: 'call_connected',
-        reconnecting: 'call_reconnecting', removed: 'call_removed', replaced: 'call_replaced', closed: 'call_idle', failed: 'call_failed',
+        reconnecting: 'call_reconnecting', removed: 'call_removed', deleted: 'call_room_deleted', replaced: 'call_replaced', closed: 'call_idle', failed: 'call_failed',
       })[state];
       callState.textContent = state === 'failed' && detail === 'microphone' ? t('call_no_microphone') : t(key);
       callState.dataset.state = state;
@@ -105,7 +105,8 @@ export function renderRoom(ctx, roomId, opts = {}) {
         agent.reset();
       }
       micRow.hidden = !inCall;
-      if (state === 'removed') onRemoved();
+      if (state === 'removed') onRemoved(t('you_were_removed'));
+      if (state === 'deleted') onRemoved(t('room_was_deleted'));
       if (state === 'connected') void fillMics();
       renderMute();
       agentPanel.render();
@@ -338,10 +339,14 @@ export function renderRoom(ctx, roomId, opts = {}) {
     return membersPanel.members().find((m) => m.user_id === userId)?.username ?? `#${userId}`;
   }
 
-  function onRemoved() {
+  /**
+   * Removed from the room, or the room deleted: only what was already read stays.
+   * @param {string} why
+   */
+  function onRemoved(why) {
     if (removed) return;
     removed = true;
-    showBanner(t('you_were_removed'));
+    showBanner(why);
     chat.close();
     joinButton.disabled = true;
     // Only the chat history stays (read-only).
@@ -374,8 +379,7 @@ export function renderRoom(ctx, roomId, opts = {}) {
 
   function onGone() {
     if (removed) return;
-    onRemoved();
-    showBanner(t('room_gone'));
+    onRemoved(t('room_gone'));
     roomCall.leave();
   }
 
