@@ -102,7 +102,6 @@ pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, Error> {
     RTCIceCandidate::from(&candidate).to_json()
 }
 
-/// The `a=extmap` id an SDP gives the header extension `uri`, if any.
 /// The payload type the client's SDP gives Opus (`a=rtpmap:<pt> opus/48000/2`): Chromium
 /// uses 111, Firefox 109. Packets we send must carry the receiver's number.
 pub fn opus_payload_type(sdp: &str) -> Option<u8> {
@@ -115,12 +114,22 @@ pub fn opus_payload_type(sdp: &str) -> Option<u8> {
     })
 }
 
+/// The `a=extmap` id an SDP gives the header extension `uri`, if any.
 pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
     sdp.lines().find_map(|line| {
         let (id, rest) = line.strip_prefix("a=extmap:")?.split_once(' ')?;
         (rest.split_whitespace().next()? == uri).then_some(())?;
         id.split('/').next()?.parse().ok()
     })
+}
+
+/// A received packet's RFC 6464 level (-dBov, 0 loudest, 127 silence) from the header
+/// extension the client's SDP numbered `id`; the voice-activity bit is dropped. `None`
+/// without the extension or with an empty one.
+pub fn audio_level(header: &rtc::rtp::Header, id: Option<u8>) -> Option<u8> {
+    id.and_then(|id| header.get_extension(id))
+        .and_then(|ext| ext.first().copied())
+        .map(|b| b & 0x7f)
 }
 
 #[cfg(test)]
@@ -134,6 +143,20 @@ mod tests {
         let sdp = "a=extmap:5/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level vad=on\r\n";
         assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(5));
         assert_eq!(extmap_id("a=extmap:2 http://x\r\n", AUDIO_LEVEL_URI), None);
+    }
+
+    #[test]
+    fn the_audio_level_is_read_from_its_extension_without_the_voice_bit() {
+        use rtc::shared::marshal::Unmarshal;
+        // V=2, X=1, PT 111, seq 1, ts 960, SSRC 7.
+        let mut raw = vec![0x90, 111, 0, 1, 0, 0, 0x03, 0xc0, 0, 0, 0, 7];
+        // One-byte extensions (0xBEDE), one word: id 1 with one byte (V=1, level 30), padding.
+        raw.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0x80 | 30, 0, 0]);
+        raw.extend_from_slice(&[0xfc, 0xff, 0xfe]);
+        let packet = rtc::rtp::Packet::unmarshal(&mut &raw[..]).expect("an RTP packet");
+        assert_eq!(audio_level(&packet.header, Some(1)), Some(30));
+        assert_eq!(audio_level(&packet.header, Some(2)), None, "another id");
+        assert_eq!(audio_level(&packet.header, None), None, "not negotiated");
     }
 
     #[test]

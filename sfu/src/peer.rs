@@ -21,8 +21,8 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::audio::{
-    audio_engine, audio_track, extmap_id, host_candidate, opus_payload_type, AUDIO_LEVEL_URI,
-    OPUS_PAYLOAD_TYPE,
+    audio_engine, audio_level, audio_track, extmap_id, host_candidate, opus_payload_type,
+    AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE,
 };
 use crate::ice_lite::{Credentials, IceLite};
 use crate::rewrite::SequenceRewriter;
@@ -532,11 +532,7 @@ impl Peer {
         }
         while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
             if let RTCMessage::RtpPacket(_track, packet) = message {
-                let audio_level = self
-                    .audio_level_id
-                    .and_then(|id| packet.header.get_extension(id))
-                    .and_then(|ext| ext.first().copied())
-                    .map(|b| b & 0x7f);
+                let audio_level = audio_level(&packet.header, self.audio_level_id);
                 self.publishing = true;
                 inbound.push(InboundRtp {
                     packet,

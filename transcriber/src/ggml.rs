@@ -25,6 +25,8 @@ const CT2_FLOAT16: u8 = 4;
 const ORDINARY_TOKENS: usize = 50_257;
 const N_FFT: usize = 400;
 const SAMPLE_RATE: f64 = 16_000.0;
+/// Whisper models have 80 mel bins (128 for large-v3); far more is a broken file.
+const MAX_MELS: usize = 1024;
 
 #[derive(Debug)]
 struct Var<'a> {
@@ -276,16 +278,22 @@ impl<W: Write> Writer<W> {
                 )))
             }
         };
-        let total: usize = var.dims.iter().product::<usize>().max(1);
-        if var.data.len() != total * width {
-            return Err(Error::Format(format!(
-                "{name}: size does not match its shape"
-            )));
-        }
+        let elements = |dims: &[usize]| dims.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
+        let total = elements(&var.dims)
+            .map(|n| n.max(1))
+            .filter(|n| n.checked_mul(width) == Some(var.data.len()))
+            .ok_or_else(|| Error::Format(format!("{name}: size does not match its shape")))?;
         let row_len = total / var.dims.first().copied().unwrap_or(1).max(1);
         let (from, to) = rows.unwrap_or((0, var.dims.first().copied().unwrap_or(1)));
-        let slice = &var.data[from * row_len * width..to * row_len * width];
-        if dims.iter().product::<usize>() * width != slice.len() {
+        // No overflow: a row is at most the whole variable. A split (fused Q/K/V, K/V) past
+        // the variable's rows is a broken file.
+        let row_bytes = row_len * width;
+        let slice = from
+            .checked_mul(row_bytes)
+            .zip(to.checked_mul(row_bytes))
+            .and_then(|(a, b)| var.data.get(a..b))
+            .ok_or_else(|| Error::Format(format!("{name}: rows {from}..{to} out of range")))?;
+        if elements(dims).and_then(|n| n.checked_mul(width)) != Some(slice.len()) {
             return Err(Error::Format(format!("{name}: bad split")));
         }
         self.i32(dims.len() as i32)?;
@@ -345,7 +353,21 @@ fn scalar_u16(vars: &HashMap<String, Var<'_>>, name: &str) -> Result<usize, Erro
 pub fn convert(from: &Path, out: &Path) -> Result<Converted, Error> {
     let bin = std::fs::read(from.join("model.bin"))?;
     let vocab = std::fs::read_to_string(from.join("vocabulary.txt"))?;
-    let vars = parse_ct2(&bin)?;
+    convert_bytes(&bin, &vocab, || Ok(std::fs::File::create(out)?))
+}
+
+/// [`convert`] on the contents of `model.bin` and `vocabulary.txt`. `open` is called for the
+/// output once the model's shape has been read, so a model refused that early leaves no file.
+///
+/// # Errors
+/// [`Error::Format`] for a model this converter does not understand, whatever `open` or
+/// writing to its output returns.
+pub fn convert_bytes<W: Write>(
+    bin: &[u8],
+    vocab: &str,
+    open: impl FnOnce() -> Result<W, Error>,
+) -> Result<Converted, Error> {
+    let vars = parse_ct2(bin)?;
     let get = |name: &str| {
         vars.get(name)
             .ok_or_else(|| Error::Format(format!("missing {name}")))
@@ -380,10 +402,16 @@ pub fn convert(from: &Path, out: &Path) -> Result<Converted, Error> {
     if n_audio_layer == 0 || n_text_layer == 0 || n_state == 0 || n_mels == 0 {
         return Err(Error::Format("no encoder or decoder layers".to_owned()));
     }
+    // The filterbank is computed (n_mels x 201 floats) before any tensor is checked against
+    // its data, so a forged shape would otherwise size it.
+    if n_mels > MAX_MELS {
+        return Err(Error::Format(format!(
+            "{n_mels} mel bins (at most {MAX_MELS})"
+        )));
+    }
 
-    let file = std::fs::File::create(out)?;
     let mut w = Writer {
-        w: BufWriter::new(file),
+        w: BufWriter::new(open()?),
         tensors: 0,
     };
     w.i32(GGML_MAGIC as i32)?;
@@ -565,6 +593,148 @@ pub fn convert(from: &Path, out: &Path) -> Result<Converted, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One CTranslate2 variable: name, dims, dtype, data.
+    type Ct2Var = (String, Vec<u32>, u8, Vec<u8>);
+
+    /// The smallest WhisperSpec the importer converts: one encoder and one decoder layer of
+    /// width 2, 2 mel bins, 3 vocabulary rows (`fuzz/seeds/ct2_import/tiny_whisper.bin`).
+    fn tiny_whisper() -> Vec<Ct2Var> {
+        let (s, mels) = (2u32, 2u32);
+        let mut vars: Vec<Ct2Var> = Vec::new();
+        let mut t = |name: &str, dims: &[u32], dtype: u8| {
+            let width = if dtype == CT2_FLOAT16 { 2 } else { 4 };
+            let n = dims.iter().product::<u32>() as usize * width;
+            let data = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            vars.push((name.to_owned(), dims.to_vec(), dtype, data));
+        };
+        let (f16, f32) = (CT2_FLOAT16, CT2_FLOAT32);
+        t("encoder/conv1/weight", &[s, mels, 3], f16);
+        t("encoder/conv1/bias", &[s], f32);
+        t("encoder/conv2/weight", &[s, s, 3], f16);
+        t("encoder/conv2/bias", &[s], f32);
+        t("encoder/position_encodings/encodings", &[2, s], f32);
+        t("decoder/embeddings/weight", &[3, s], f16);
+        t("decoder/position_encodings/encodings", &[2, s], f32);
+        let norms = [
+            "encoder/layer_norm",
+            "decoder/layer_norm",
+            "encoder/layer_0/self_attention/layer_norm",
+            "encoder/layer_0/ffn/layer_norm",
+            "decoder/layer_0/self_attention/layer_norm",
+            "decoder/layer_0/attention/layer_norm",
+            "decoder/layer_0/ffn/layer_norm",
+        ];
+        for norm in norms {
+            t(&format!("{norm}/gamma"), &[s], f32);
+            t(&format!("{norm}/beta"), &[s], f32);
+        }
+        let linears = [
+            ("encoder/layer_0/self_attention/linear_0", 3 * s, s),
+            ("encoder/layer_0/self_attention/linear_1", s, s),
+            ("encoder/layer_0/ffn/linear_0", 4 * s, s),
+            ("encoder/layer_0/ffn/linear_1", s, 4 * s),
+            ("decoder/layer_0/self_attention/linear_0", 3 * s, s),
+            ("decoder/layer_0/self_attention/linear_1", s, s),
+            ("decoder/layer_0/attention/linear_0", s, s),
+            ("decoder/layer_0/attention/linear_1", 2 * s, s),
+            ("decoder/layer_0/attention/linear_2", s, s),
+            ("decoder/layer_0/ffn/linear_0", 4 * s, s),
+            ("decoder/layer_0/ffn/linear_1", s, 4 * s),
+        ];
+        for (linear, rows, cols) in linears {
+            t(&format!("{linear}/weight"), &[rows, cols], f16);
+            t(&format!("{linear}/bias"), &[rows], f32);
+        }
+        for heads in ["encoder/num_heads", "decoder/num_heads"] {
+            vars.push((heads.to_owned(), vec![], 2, 1u16.to_le_bytes().to_vec()));
+        }
+        vars
+    }
+
+    /// `vars` as a version 6 `model.bin`.
+    fn model_bin(vars: &[Ct2Var]) -> Vec<u8> {
+        let name = |out: &mut Vec<u8>, s: &str| {
+            out.extend_from_slice(&(s.len() as u16 + 1).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+            out.push(0);
+        };
+        let mut out = 6u32.to_le_bytes().to_vec();
+        name(&mut out, "WhisperSpec");
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&(vars.len() as u32).to_le_bytes());
+        for (var, dims, dtype, data) in vars {
+            name(&mut out, var);
+            out.push(dims.len() as u8);
+            for d in dims {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            out.push(*dtype);
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    /// Converts `vars` with a well-formed vocabulary into memory.
+    fn import(vars: &[Ct2Var]) -> Result<(Converted, Vec<u8>), Error> {
+        let vocab = "!\n".repeat(ORDINARY_TOKENS);
+        let mut out = Vec::new();
+        let converted = convert_bytes(&model_bin(vars), &vocab, || Ok(&mut out))?;
+        Ok((converted, out))
+    }
+
+    fn with_dims(name: &str, dims: &[u32]) -> Vec<Ct2Var> {
+        let mut vars = tiny_whisper();
+        let var = vars.iter_mut().find(|v| v.0 == name).expect("variable");
+        var.1 = dims.to_vec();
+        vars
+    }
+
+    #[test]
+    fn the_smallest_whisper_spec_converts_to_a_ggml_file() {
+        let (converted, out) = import(&tiny_whisper()).expect("converts");
+        assert_eq!(
+            converted,
+            Converted {
+                tensors: 5 + 15 + 2 + 2 + 24 + 2,
+                audio_layers: 1,
+                text_layers: 1,
+                multilingual: false,
+            }
+        );
+        assert_eq!(out[..4], GGML_MAGIC.to_le_bytes());
+    }
+
+    #[test]
+    fn a_forged_mel_bin_count_is_an_error_not_an_out_of_memory_abort() {
+        // Found by `cargo fuzz run ct2_import`: the filterbank was sized from conv1's second
+        // dimension (here 4e9 x 201 floats) before conv1 was checked against its data.
+        let vars = with_dims("encoder/conv1/weight", &[2, 4_000_000_000, 3]);
+        let err = import(&vars).expect_err("refused");
+        assert!(err.to_string().contains("mel bins"), "{err}");
+    }
+
+    #[test]
+    fn a_fused_attention_split_past_its_rows_is_an_error_not_a_panic() {
+        // Found by `cargo fuzz run ct2_import`: Q/K/V are split from a variable that has
+        // fewer rows than three times the width, and the split indexed past its data.
+        let name = "encoder/layer_0/self_attention/linear_0/weight";
+        let mut vars = with_dims(name, &[2, 2]);
+        vars.iter_mut().find(|v| v.0 == name).expect("variable").3 = vec![0; 2 * 2 * 2];
+        let err = import(&vars).expect_err("refused");
+        assert!(err.to_string().contains("out of range"), "{err}");
+    }
+
+    #[test]
+    fn a_shape_whose_element_count_overflows_is_an_error_not_a_panic() {
+        let vars = with_dims("encoder/conv1/bias", &[u32::MAX; 3]);
+        let err = import(&vars).expect_err("refused");
+        assert!(
+            err.to_string().contains("does not match its shape"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn gpt2_byte_alphabet_round_trips_spaces_and_utf8() {

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target in fuzz/ (docs/fuzzing.md) for a bounded time and fails if any
+# of them crashes (panic, sanitizer error, timeout or out-of-memory). CI runs it short
+# (`scripts/fuzz.sh 20`); run it longer by hand.
+#
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     default: 30 s, every target
+#
+# Each target starts from fuzz/corpus/<target> (kept between runs, ignored by git) and the
+# committed seeds in fuzz/seeds/<target>; new interesting inputs go to the corpus. A crashing
+# input is written to fuzz/artifacts/<target>/, and libFuzzer's output to
+# fuzz/artifacts/logs/<target>.log. Prints the executions per target.
+#
+# Needs a nightly toolchain (installed with rustup if missing) and installs cargo-fuzz with
+# `cargo install --locked` if it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds="${1:-30}"
+shift || true
+case "$seconds" in
+  '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2; exit 2 ;;
+esac
+
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=never
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --version '^0.13'
+fi
+
+cd fuzz
+if [ $# -gt 0 ]; then
+  targets=("$@")
+else
+  mapfile -t targets < <(cargo +nightly fuzz list)
+fi
+
+# One build for all targets, so the time each target gets is all fuzzing.
+build_start=$SECONDS
+if [ ${#targets[@]} -eq 1 ]; then
+  cargo +nightly fuzz build "${targets[0]}"
+else
+  cargo +nightly fuzz build
+fi
+echo "built the fuzz targets in $(( SECONDS - build_start )) s"
+
+mkdir -p artifacts/logs
+failed=()
+summary=()
+for target in "${targets[@]}"; do
+  mkdir -p "corpus/$target"
+  seeds=()
+  [ -d "seeds/$target" ] && seeds=("seeds/$target")
+  log="artifacts/logs/$target.log"
+  echo "==> $target: ${seconds} s"
+  status=0
+  cargo +nightly fuzz run "$target" "corpus/$target" "${seeds[@]}" -- \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    >"$log" 2>&1 || status=$?
+  runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
+  summary+=("$(printf '%-18s %12s executions in %s s' "$target" "${runs:-?}" "$seconds")")
+  if [ "$status" -ne 0 ]; then
+    failed+=("$target")
+    echo "--- $target failed (exit $status); the end of $log:" >&2
+    tail -n 40 "$log" >&2
+  fi
+done
+
+echo
+printf '%s\n' "${summary[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "crashed: ${failed[*]} (inputs in fuzz/artifacts/<target>/; docs/fuzzing.md)" >&2
+  exit 1
+fi
