@@ -18,6 +18,7 @@ mod push;
 mod ratelimit;
 mod realtime;
 mod rooms;
+mod sessions;
 mod standin;
 mod static_files;
 mod telegram;
