@@ -18,6 +18,9 @@ pub enum Error {
     InvalidBody(String),
     #[error("authentication required")]
     Unauthorized,
+    /// A WebSocket opened with `?token=`: the JWT would end up in proxy access logs.
+    #[error("?token= is not accepted on WebSockets: get a single-use ticket from POST /api/v1/ws-ticket and connect with ?ticket=, or send Authorization: Bearer")]
+    TicketRequired,
     #[error("wrong username or password")]
     InvalidCredentials,
     #[error("{0}")]
@@ -35,6 +38,9 @@ pub enum Error {
     /// The user holds as many WebSockets of this kind as allowed.
     #[error("{0}")]
     TooManySockets(String),
+    /// The shared rate limiter (Redis) can't be asked, and this endpoint fails closed.
+    #[error("rate limiter unavailable; try again shortly")]
+    RateLimiterUnavailable { retry_after: Duration },
     /// No speech model is configured (`WHISPER_MODEL`).
     #[error("transcription is unavailable: this server has no speech model configured")]
     TranscriptionUnavailable,

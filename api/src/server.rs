@@ -19,7 +19,7 @@ use crate::app::chat::RoomLocks;
 use crate::app::summaries::Summaries;
 use crate::app::telegram::Telegram;
 use crate::app::transcription::Transcription;
-use crate::auth::{PasswordHasher, TokenService};
+use crate::auth::{PasswordHasher, TokenService, WsTickets};
 use crate::config::Settings;
 use crate::db::{Store, StoreError};
 use crate::http::{self, ApiContext};
@@ -337,6 +337,12 @@ impl Server {
         });
         let (invites, push, push_worker) =
             start_invites_and_push(&settings, redis.as_ref(), push_stream)?;
+        let tickets = match &redis {
+            Some(conn) => {
+                WsTickets::redis(conn.clone(), &settings.redis_prefix, settings.ws_ticket_ttl)
+            }
+            None => WsTickets::memory(settings.ws_ticket_ttl),
+        };
 
         Ok(Self {
             ctx: ApiContext {
@@ -355,6 +361,7 @@ impl Server {
                 telegram,
                 invites,
                 push,
+                tickets,
             },
             push_worker,
         })

@@ -46,10 +46,10 @@ impl CallClient {
     ) -> Result<Self> {
         let started = Instant::now();
         let ws_url = format!(
-            "{}/api/v1/rooms/{room_id}/ws?token={token}",
+            "{}/api/v1/rooms/{room_id}/ws",
             base_url.replacen("http", "ws", 1)
         );
-        let (socket, _) = tokio_tungstenite::connect_async(ws_url)
+        let (socket, _) = tokio_tungstenite::connect_async(crate::ws_request(&ws_url, token)?)
             .await
             .context("room socket")?;
         let (mut sink, mut stream) = socket.split();

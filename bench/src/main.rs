@@ -168,8 +168,8 @@ async fn chat_fanout(args: FanoutArgs) -> Result<()> {
     // One room WebSocket per user, joined.
     let mut sockets = Vec::with_capacity(args.clients);
     for token in &tokens {
-        let url = format!("{ws_base}/api/v1/rooms/{room_id}/ws?token={token}");
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        let url = format!("{ws_base}/api/v1/rooms/{room_id}/ws");
+        let (mut ws, _) = tokio_tungstenite::connect_async(bench::ws_request(&url, token)?)
             .await
             .context("websocket")?;
         let join = serde_json::to_string(&ClientMessage::Join { request_id: None })?;

@@ -35,9 +35,14 @@ impl PasswordHasher {
 
     /// Checks `password` against `hash`, or against a dummy hash when there is no user.
     ///
+    /// A password over [`Password::MAX_BYTES`] never matches: bcrypt would read only its
+    /// first 72 bytes and accept any suffix. It is still checked against the dummy hash so
+    /// the answer takes as long as a wrong password's.
+    ///
     /// # Errors
     /// [`Error::Internal`] when the stored hash is malformed.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool> {
+        let hash = hash.filter(|_| password.len() <= Password::MAX_BYTES);
         let exists = hash.is_some();
         let hash = hash.unwrap_or(&self.dummy_hash).to_owned();
         let password = password.to_owned();

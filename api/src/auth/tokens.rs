@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::db::now_millis;
 use crate::error::{Error, Result};
 
-/// What a WebCall token says: who the user is and until when.
+/// What a WebCall token says: who the user is, until when, which token it is and which of
+/// the user's token generations it belongs to. Every field is required: a token from before
+/// `jti` and `ver` existed is refused (its user signs in again), so every accepted token
+/// can be revoked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id, as a string per RFC 7519.
@@ -15,6 +18,11 @@ pub struct Claims {
     pub name: String,
     pub iat: i64,
     pub exp: i64,
+    /// This token's id: `POST /auth/logout` puts it on the deny list until `exp`.
+    pub jti: String,
+    /// The user's `token_version` when the token was issued; a password change bumps it,
+    /// which ends every older token.
+    pub ver: i64,
 }
 
 impl Claims {
@@ -46,9 +54,11 @@ impl TokenService {
         }
     }
 
+    /// A token for `user_id` of token generation `version`.
+    ///
     /// # Errors
     /// [`Error::Internal`] when signing fails.
-    pub fn issue(&self, user_id: i64, username: &str) -> Result<String> {
+    pub fn issue(&self, user_id: i64, username: &str, version: i64) -> Result<String> {
         let iat = now_millis() / 1000;
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims {
@@ -56,6 +66,8 @@ impl TokenService {
             name: username.to_owned(),
             iat,
             exp: iat.saturating_add(ttl),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            ver: version,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(Error::internal)
@@ -92,11 +104,31 @@ mod tests {
     #[test]
     fn a_token_verifies_with_its_own_secret_only() {
         let a = service(&"a".repeat(32), 60);
-        let token = a.issue(7, "alice").expect("issue");
+        let token = a.issue(7, "alice", 3).expect("issue");
         let claims = a.verify(&token).expect("valid");
         assert_eq!((claims.user_id(), claims.name.as_str()), (Some(7), "alice"));
+        assert_eq!(claims.ver, 3);
+        let other = a
+            .verify(&a.issue(7, "alice", 3).expect("issue"))
+            .expect("valid");
+        assert_ne!(claims.jti, other.jti, "every token has its own id");
         assert!(matches!(
             service(&"b".repeat(32), 60).verify(&token),
+            Err(Error::Unauthorized)
+        ));
+    }
+
+    #[test]
+    fn a_token_from_before_jti_and_ver_is_refused() {
+        let secret = "a".repeat(32);
+        let old = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "7", "name": "alice", "iat": 0, "exp": 4_000_000_000i64}),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("encode");
+        assert!(matches!(
+            service(&secret, 60).verify(&old),
             Err(Error::Unauthorized)
         ));
     }

@@ -43,6 +43,9 @@ fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
 pub struct RateLimits {
     pub register_per_min: u32,
     pub login_per_min: u32,
+    /// Login attempts per minute per account (whatever the address), so guesses spread over
+    /// many addresses still meet a limit.
+    pub login_account_per_min: u32,
     pub room_create_per_min: u32,
     /// Chat messages and DMs per minute per user.
     pub chat_per_min: u32,
@@ -111,6 +114,11 @@ pub struct Settings {
     pub push: PushSettings,
     /// Connections, sockets per user, stall and shutdown timers.
     pub limits: ServerLimits,
+    /// `WS_TICKET_TTL_SECS`: how long a WebSocket ticket stays usable (default 30 s).
+    pub ws_ticket_ttl: Duration,
+    /// `METRICS_TOKEN`: when set, `/metrics` wants `Authorization: Bearer <it>`; when not,
+    /// `/metrics` is open (keep it on a private network).
+    pub metrics_token: Option<SecretString>,
 }
 
 /// WebPush (VAPID keys and sending).
@@ -414,6 +422,11 @@ impl Settings {
         let rate_limits = RateLimits {
             register_per_min: per_minute("RATE_LIMIT_REGISTER", get("RATE_LIMIT_REGISTER"), 10)?,
             login_per_min: per_minute("RATE_LIMIT_LOGIN", get("RATE_LIMIT_LOGIN"), 20)?,
+            login_account_per_min: per_minute(
+                "RATE_LIMIT_LOGIN_ACCOUNT",
+                get("RATE_LIMIT_LOGIN_ACCOUNT"),
+                10,
+            )?,
             room_create_per_min: per_minute(
                 "RATE_LIMIT_ROOM_CREATE",
                 get("RATE_LIMIT_ROOM_CREATE"),
@@ -453,6 +466,22 @@ impl Settings {
             return Err(invalid("INVITE_TIMEOUT_SECS", "must be between 5 and 600"));
         }
         let push = push_settings(&get)?;
+        let ws_ticket_secs = parse_or(
+            "WS_TICKET_TTL_SECS",
+            get("WS_TICKET_TTL_SECS"),
+            30u64,
+            "a number of seconds",
+        )?;
+        if !(1..=300).contains(&ws_ticket_secs) {
+            return Err(invalid("WS_TICKET_TTL_SECS", "must be between 1 and 300"));
+        }
+        let metrics_token = get("METRICS_TOKEN");
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid(
+                "METRICS_TOKEN",
+                "must be at least 16 characters long",
+            ));
+        }
 
         Ok(Self {
             app_env,
@@ -480,6 +509,8 @@ impl Settings {
             invite_timeout: Duration::from_secs(invite_secs),
             push,
             limits: ServerLimits::from_lookup(&get)?,
+            ws_ticket_ttl: Duration::from_secs(ws_ticket_secs),
+            metrics_token: metrics_token.map(SecretString::from),
         })
     }
 }

@@ -31,7 +31,7 @@ pub use push::{PushSubscriptionRow, MAX_SUBSCRIPTIONS_PER_USER};
 pub use rooms::{MemberRow, RoomRow};
 pub use telegram::TelegramLinkRow;
 pub use transcripts::{NewSegment, SegmentRow};
-pub use users::{UserRow, UserWithHash};
+pub use users::{DeletedUser, TokenUser, UserRow, UserWithHash};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");

@@ -1,4 +1,4 @@
-//! `/api/v1/auth/*`: register, login, me.
+//! `/api/v1/auth/*`: register, login, me, logout, password change, account deletion.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,7 +19,9 @@ pub fn router() -> OpenApiRouter<ApiContext> {
     OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
-        .routes(routes!(me))
+        .routes(routes!(me, delete_me))
+        .routes(routes!(logout))
+        .routes(routes!(change_password))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -35,6 +37,19 @@ pub struct RegisterRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
     pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// The same rules as at registration.
+    pub new_password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DeleteAccountRequest {
+    /// The account's password, once more.
     pub password: String,
 }
 
@@ -83,6 +98,7 @@ fn session_dto(ctx: &ApiContext, session: Session) -> SessionDto {
         (status = 409, description = "Username taken", body = ErrorBody),
         (status = 422, description = "Invalid username or weak password; `field` names which", body = ErrorBody),
         (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The shared rate limiter (Redis) is down; see Retry-After", body = ErrorBody),
     ))]
 async fn register(
     State(ctx): State<ApiContext>,
@@ -107,8 +123,9 @@ async fn register(
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = SessionDto),
-        (status = 401, description = "Wrong username or password (same answer for both)", body = ErrorBody),
-        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
+        (status = 401, description = "Wrong username or password (same answer for both; a password over 72 bytes is always wrong)", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address or on this account; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The shared rate limiter (Redis) is down; see Retry-After", body = ErrorBody),
     ))]
 async fn login(
     State(ctx): State<ApiContext>,
@@ -116,6 +133,8 @@ async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Result<axum::Json<SessionDto>> {
     ctx.rate_limit(Bucket::Login, ip).await?;
+    // Per account too, so guesses spread over many addresses still meet a limit.
+    ctx.rate_limit_account(&req.username).await?;
     let session = accounts::login(
         &ctx.store,
         &ctx.passwords,
@@ -139,4 +158,71 @@ async fn me(user: AuthUser) -> axum::Json<UserDto> {
         username: user.username,
         created_at: timestamp(user.created_at),
     })
+}
+
+/// Delete the signed-in account (the password once more). Rooms it owned with other members
+/// pass to the longest-standing moderator, else member; rooms it owned alone are deleted.
+/// Every token of the user stops working at once.
+#[utoipa::path(delete, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or bad token, or wrong password", body = ErrorBody),
+        (status = 422, description = "Malformed body", body = ErrorBody),
+        (status = 429, description = "Too many password attempts on this account; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The shared rate limiter (Redis) is down; see Retry-After", body = ErrorBody),
+    ))]
+async fn delete_me(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    Json(req): Json<DeleteAccountRequest>,
+) -> Result<StatusCode> {
+    ctx.rate_limit_account(&user.username).await?;
+    accounts::delete_account(&ctx.store, &ctx.passwords, &ctx.hub, user.id, &req.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sign out: the presented token stops working (other sessions go on).
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "Missing, expired, forged or already signed-out token", body = ErrorBody),
+    ))]
+async fn logout(State(ctx): State<ApiContext>, user: AuthUser) -> Result<StatusCode> {
+    accounts::logout(&ctx.store, user.id, &user.token_id, user.token_expires).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change the password. Every other session of the user ends; the answer is a new session.
+#[utoipa::path(post, path = "/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 200, description = "Changed; use the new token from now on", body = SessionDto),
+        (status = 401, description = "Missing or bad token, or wrong current password", body = ErrorBody),
+        (status = 422, description = "Weak new password (`field`: `new_password`) or malformed body", body = ErrorBody),
+        (status = 429, description = "Too many password attempts on this account; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The shared rate limiter (Redis) is down; see Retry-After", body = ErrorBody),
+    ))]
+async fn change_password(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+    Json(req): Json<ChangePasswordRequest>,
+) -> Result<axum::Json<SessionDto>> {
+    // The current password is a guess like a login's: it draws from the account's budget.
+    ctx.rate_limit_account(&user.username).await?;
+    let row = UserRow {
+        id: user.id,
+        username: user.username,
+        created_at: user.created_at,
+    };
+    let session = accounts::change_password(
+        &ctx.store,
+        &ctx.passwords,
+        &ctx.tokens,
+        row,
+        &req.current_password,
+        &req.new_password,
+    )
+    .await?;
+    Ok(axum::Json(session_dto(&ctx, session)))
 }

@@ -69,6 +69,7 @@ impl Error {
             Error::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, *code, None),
             Error::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", None),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            Error::TicketRequired => (StatusCode::UNAUTHORIZED, "ws_ticket_required", None),
             Error::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", None),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
@@ -81,6 +82,11 @@ impl Error {
             ),
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
             Error::TooManySockets(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_sockets", None),
+            Error::RateLimiterUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rate_limiter_unavailable",
+                None,
+            ),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             Error::TranscriptionUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -107,7 +113,9 @@ impl IntoResponse for Error {
         let mut body = ErrorBody::new(code, message);
         body.error.field = field.map(str::to_owned);
         let mut response = (status, Json(body)).into_response();
-        if let Error::RateLimited { retry_after } = self {
+        if let Error::RateLimited { retry_after } | Error::RateLimiterUnavailable { retry_after } =
+            self
+        {
             // Whole seconds, rounded up: a client that waits this long is let through.
             let secs = retry_after.as_millis().div_ceil(1000).max(1);
             if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {

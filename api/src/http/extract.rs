@@ -77,13 +77,20 @@ impl FromRequestParts<ApiContext> for ClientIp {
     }
 }
 
-/// The signed-in user, from `Authorization: Bearer <jwt>`. The user must still exist: a
-/// token outliving its account is refused.
+/// The signed-in user, from `Authorization: Bearer <jwt>`. The token must still count: its
+/// user exists, it is of the user's current token generation (no password change since),
+/// and it wasn't logged out. All three come from one query per request.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub id: i64,
     pub username: String,
     pub created_at: i64,
+    /// The token's id (`jti`), to log this session out.
+    pub token_id: String,
+    /// The token's expiry (`exp`, Unix seconds): how long a logout must remember it.
+    pub token_expires: i64,
+    /// The token's generation (`ver`), for tickets issued against it.
+    pub token_version: i64,
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -109,22 +116,41 @@ impl AuthUser {
     async fn from_token(ctx: &ApiContext, token: &str) -> Result<Self, Error> {
         let claims = ctx.tokens.verify(token.trim())?;
         let user_id = claims.user_id().ok_or(Error::Unauthorized)?;
-        let user = ctx
+        Self::checked(ctx, user_id, claims.ver, claims.jti, claims.exp).await
+    }
+
+    /// The user of a token that verified (or of a ticket issued against one), if the token
+    /// still counts.
+    async fn checked(
+        ctx: &ApiContext,
+        user_id: i64,
+        version: i64,
+        jti: String,
+        exp: i64,
+    ) -> Result<Self, Error> {
+        let found = ctx
             .store
-            .user_by_id(user_id)
+            .user_for_token(user_id, &jti)
             .await?
             .ok_or(Error::Unauthorized)?;
+        if found.revoked || found.token_version != version {
+            return Err(Error::Unauthorized);
+        }
         Ok(AuthUser {
-            id: user.id,
-            username: user.username,
-            created_at: user.created_at,
+            id: found.user.id,
+            username: found.user.username,
+            created_at: found.user.created_at,
+            token_id: jti,
+            token_expires: exp,
+            token_version: version,
         })
     }
 }
 
-/// The signed-in user of a WebSocket request: `Authorization: Bearer`, or `?token=` because
-/// browsers can't set headers on a WebSocket. (Request logs carry the path only, never the
-/// query, so the token doesn't end up in them.)
+/// The signed-in user of a WebSocket request: `Authorization: Bearer <jwt>` (clients that
+/// can set headers), or `?ticket=` from `POST /api/v1/ws-ticket` (browsers, which can't).
+/// `?token=<jwt>` is refused with a 401 that says to use a ticket: a JWT in a URL ends up
+/// in proxy access logs and stays valid for days.
 #[derive(Debug, Clone)]
 pub struct WsUser(pub AuthUser);
 
@@ -135,18 +161,31 @@ impl FromRequestParts<ApiContext> for WsUser {
         parts: &mut Parts,
         ctx: &ApiContext,
     ) -> Result<Self, Self::Rejection> {
-        let token = match bearer(parts) {
-            Some(token) => token.to_owned(),
-            None => parts
-                .uri
-                .query()
-                .unwrap_or("")
+        if let Some(token) = bearer(parts) {
+            return Ok(WsUser(AuthUser::from_token(ctx, token).await?));
+        }
+        let query = parts.uri.query().unwrap_or("");
+        let param = |name: &str| {
+            query
                 .split('&')
-                .find_map(|pair| pair.strip_prefix("token="))
-                .map(str::to_owned)
-                .ok_or(Error::Unauthorized)?,
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
         };
-        Ok(WsUser(AuthUser::from_token(ctx, &token).await?))
+        let Some(ticket) = param("ticket") else {
+            return Err(if param("token").is_some() {
+                Error::TicketRequired
+            } else {
+                Error::Unauthorized
+            });
+        };
+        let grant = ctx
+            .tickets
+            .redeem(ticket)
+            .await?
+            .ok_or(Error::Unauthorized)?;
+        // Checked like the token it was issued against: a logout or password change since
+        // then makes the ticket worthless too.
+        let user = AuthUser::checked(ctx, grant.user_id, grant.ver, grant.jti, grant.exp).await?;
+        Ok(WsUser(user))
     }
 }
 

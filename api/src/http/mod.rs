@@ -48,7 +48,7 @@ use crate::auth::{PasswordHasher, TokenService};
 use crate::config::{AppEnv, Settings};
 use crate::db::Store;
 use crate::error::Error;
-use crate::ratelimit::{Bucket, RateLimiter};
+use crate::ratelimit::{account_key, client_key, Bucket, RateLimiter, Refusal};
 use middleware::X_REQUEST_ID;
 
 pub use crate::timestamps::timestamp;
@@ -77,34 +77,52 @@ pub struct ApiContext {
     pub invites: Arc<crate::invites::CallInviteService>,
     /// WebPush notifications.
     pub push: crate::push::PushService,
+    /// Single-use WebSocket tickets (in Redis when configured, so any node can redeem them).
+    pub tickets: crate::auth::WsTickets,
 }
 
+/// How long a client is told to wait when the rate limiter is down.
+const LIMITER_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 impl ApiContext {
-    /// Charges one request to `bucket` for the client at `ip`.
+    /// Charges one request to `bucket` for the client at `ip` (an IPv6 client by its /64).
     ///
     /// # Errors
-    /// [`Error::RateLimited`] with the time to wait.
+    /// [`Error::RateLimited`] with the time to wait; [`Error::RateLimiterUnavailable`] when
+    /// Redis is down and the bucket fails closed.
     pub async fn rate_limit(&self, bucket: Bucket, ip: IpAddr) -> Result<(), Error> {
-        self.limiter
-            .check(bucket, &ip.to_string())
-            .await
-            .map_err(|limited| Error::RateLimited {
-                retry_after: limited.retry_after,
-            })
+        self.rate_limit_key(bucket, &client_key(ip)).await
     }
-}
 
-impl ApiContext {
     /// Charges one request to `bucket` for the signed-in user.
     ///
     /// # Errors
-    /// [`Error::RateLimited`] with the time to wait.
+    /// As [`ApiContext::rate_limit`].
     pub async fn rate_limit_user(&self, bucket: Bucket, user_id: i64) -> Result<(), Error> {
-        self.limiter
-            .check(bucket, &format!("user:{user_id}"))
+        self.rate_limit_key(bucket, &format!("user:{user_id}"))
             .await
-            .map_err(|limited| Error::RateLimited {
-                retry_after: limited.retry_after,
+    }
+
+    /// Charges one password check to the account `username` names (known or not).
+    ///
+    /// # Errors
+    /// As [`ApiContext::rate_limit`].
+    pub async fn rate_limit_account(&self, username: &str) -> Result<(), Error> {
+        self.rate_limit_key(Bucket::LoginAccount, &account_key(username))
+            .await
+    }
+
+    async fn rate_limit_key(&self, bucket: Bucket, key: &str) -> Result<(), Error> {
+        self.limiter
+            .check(bucket, key)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::Limited(limited) => Error::RateLimited {
+                    retry_after: limited.retry_after,
+                },
+                Refusal::Unavailable => Error::RateLimiterUnavailable {
+                    retry_after: LIMITER_RETRY_AFTER,
+                },
             })
     }
 }

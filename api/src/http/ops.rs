@@ -1,9 +1,11 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use secrecy::ExposeSecret;
 use serde::Serialize;
+use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -49,12 +51,37 @@ async fn readyz(State(ctx): State<ApiContext>) -> Result<axum::Json<Health>> {
     Ok(axum::Json(Health { status: "ready" }))
 }
 
-/// Prometheus text exposition: request counts and latency by matched route, and more.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain", body = String)))]
-async fn metrics(State(ctx): State<ApiContext>) -> impl IntoResponse {
-    (
+/// Prometheus text exposition: request counts and latency by matched route, and more. With
+/// `METRICS_TOKEN` set it wants `Authorization: Bearer <METRICS_TOKEN>`; without, it is open
+/// (keep it on a private network then).
+#[utoipa::path(get, path = "/metrics", tag = "ops", security((), ("bearer" = [])),
+    responses(
+        (status = 200, content_type = "text/plain", body = String),
+        (status = 401, description = "`METRICS_TOKEN` is set and the request doesn't carry it", body = ErrorBody),
+    ))]
+async fn metrics(State(ctx): State<ApiContext>, headers: HeaderMap) -> Result<impl IntoResponse> {
+    if let Some(expected) = &ctx.settings.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .unwrap_or("");
+        // Constant time: the comparison must not tell how much of the token was right.
+        let matches: bool = expected
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(given.trim().as_bytes())
+            .into();
+        if !matches {
+            return Err(Error::Unauthorized);
+        }
+    }
+    Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         ctx.metrics.render(),
-    )
+    ))
 }

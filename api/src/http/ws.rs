@@ -6,15 +6,18 @@ use std::sync::Arc;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::response::Response;
+use serde::Serialize;
 use signaling::connection::{run_room, run_user, RoomSession};
 use signaling::limits::SocketKind;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ErrorBody;
-use super::extract::{RoomId, WsUser};
+use super::extract::{AuthUser, RoomId, WsUser};
 use super::ApiContext;
 use crate::app::rooms;
+use crate::auth::TicketGrant;
 use crate::error::{Error, Result};
 use crate::realtime::{adapt, ApiRoomService};
 
@@ -22,6 +25,41 @@ pub fn router() -> OpenApiRouter<ApiContext> {
     OpenApiRouter::new()
         .routes(routes!(room_socket))
         .routes(routes!(user_socket))
+        .routes(routes!(ws_ticket))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WsTicketDto {
+    /// Put in the WebSocket URL as `?ticket=`; works once.
+    pub ticket: String,
+    /// Seconds until the ticket expires unused.
+    pub expires_in: u64,
+}
+
+/// Get a single-use ticket for opening a WebSocket (browsers can't send `Authorization` on
+/// one). It lasts `WS_TICKET_TTL_SECS` (30 s) and works once, on any node; get a new one for
+/// every (re)connect.
+#[utoipa::path(post, path = "/ws-ticket", tag = "realtime", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A ticket", body = WsTicketDto),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+        (status = 503, description = "The ticket store (Redis) is down", body = ErrorBody),
+    ))]
+async fn ws_ticket(
+    State(ctx): State<ApiContext>,
+    user: AuthUser,
+) -> Result<axum::Json<WsTicketDto>> {
+    let grant = TicketGrant {
+        user_id: user.id,
+        ver: user.token_version,
+        jti: user.token_id,
+        exp: user.token_expires,
+    };
+    let ticket = ctx.tickets.issue(grant).await?;
+    Ok(axum::Json(WsTicketDto {
+        ticket,
+        expires_in: ctx.tickets.ttl().as_secs(),
+    }))
 }
 
 /// The transport refuses frames this many times the protocol's limit outright (closing the
@@ -32,11 +70,12 @@ const TRANSPORT_SLACK: usize = 4;
 #[utoipa::path(get, path = "/rooms/{id}/ws", tag = "realtime", security(("bearer" = [])),
     params(
         ("id" = i64, Path, description = "Room id"),
-        ("token" = Option<String>, Query, description = "The JWT, for browsers that can't set Authorization on a WebSocket"),
+        ("ticket" = Option<String>, Query, description = "A single-use ticket from POST /ws-ticket, for browsers that can't set Authorization on a WebSocket"),
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol (see docs/protocol.md)"),
-        (status = 401, description = "Missing or bad token", body = ErrorBody),
+        (status = 401, description = "Missing or bad token, or a used, expired or unknown ticket; `ws_ticket_required` for `?token=`", body = ErrorBody),
+        (status = 503, description = "The ticket store (Redis) is down", body = ErrorBody),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
         (status = 429, description = "The user already has `WS_MAX_SOCKETS_PER_USER` room sockets open (`too_many_sockets`)", body = ErrorBody),
     ))]
@@ -75,11 +114,12 @@ async fn room_socket(
 /// Open the signed-in user's WebSocket: DMs and read receipts as they happen; being
 /// connected makes the user "online".
 #[utoipa::path(get, path = "/ws", tag = "realtime", security(("bearer" = [])),
-    params(("token" = Option<String>, Query, description = "The JWT, for browsers")),
+    params(("ticket" = Option<String>, Query, description = "A single-use ticket from POST /ws-ticket, for browsers")),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol (see docs/protocol.md)"),
-        (status = 401, description = "Missing or bad token", body = ErrorBody),
         (status = 429, description = "The user already has `WS_MAX_SOCKETS_PER_USER` user sockets open (`too_many_sockets`)", body = ErrorBody),
+        (status = 401, description = "Missing or bad token, or a used, expired or unknown ticket; `ws_ticket_required` for `?token=`", body = ErrorBody),
+        (status = 503, description = "The ticket store (Redis) is down", body = ErrorBody),
     ))]
 async fn user_socket(
     State(ctx): State<ApiContext>,

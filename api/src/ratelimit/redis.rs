@@ -3,7 +3,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use super::{Bucket, Limited};
+use super::{on_backend_error, Bucket, Limited, Refusal};
 use crate::config::RateLimits;
 
 /// GCRA in one atomic script. The key holds the "theoretical arrival time" in milliseconds
@@ -22,6 +22,11 @@ local new_tat = tat + emission
 redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
 return 0
 ";
+
+/// How long a limit check may wait for Redis. A check takes well under a millisecond when
+/// Redis is up; when it is down, the connection manager may keep a request waiting while it
+/// reconnects, and a login must not hang until the request timeout meanwhile.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A limit shared by every node on the same Redis (and key prefix).
 #[derive(Clone)]
@@ -42,29 +47,34 @@ impl RedisLimiter {
         }
     }
 
-    /// If Redis fails, the request is let through and the failure logged: an outage of the
-    /// limiter must not lock every user out (bcrypt still slows password guessing).
-    pub(super) async fn check(&self, bucket: Bucket, key: &str) -> Result<(), Limited> {
+    /// If Redis fails, the failure is logged and [`on_backend_error`] decides: credential
+    /// buckets refuse the request, the others let it through.
+    pub(super) async fn check(&self, bucket: Bucket, key: &str) -> Result<(), Refusal> {
         let per_minute = u64::from(bucket.per_minute(&self.limits).max(1));
         let emission_ms = 60_000 / per_minute;
         let redis_key = format!("{}:ratelimit:{}:{}", self.prefix, bucket.name(), key);
         let mut conn = self.conn.clone();
-        let wait_ms: Result<u64, _> = self
-            .script
-            .key(redis_key)
-            .arg(emission_ms)
-            .arg(per_minute)
-            .invoke_async(&mut conn)
-            .await;
+        let mut invocation = self.script.key(redis_key);
+        invocation.arg(emission_ms).arg(per_minute);
+        let wait_ms: Result<u64, String> =
+            tokio::time::timeout(CHECK_TIMEOUT, invocation.invoke_async(&mut conn))
+                .await
+                .map_err(|_| format!("no answer within {CHECK_TIMEOUT:?}"))
+                .and_then(|r| r.map_err(|e| e.to_string()));
         match wait_ms {
             Ok(0) => Ok(()),
-            Ok(ms) => Err(Limited {
+            Ok(ms) => Err(Refusal::Limited(Limited {
                 retry_after: Duration::from_millis(ms),
-            }),
+            })),
             Err(err) => {
-                tracing::warn!(error = %err, bucket = bucket.name(), "rate limit check failed in Redis; allowing the request");
-                metrics::counter!("rate_limit_backend_errors_total").increment(1);
-                Ok(())
+                let outcome = on_backend_error(bucket);
+                let action = if outcome.is_ok() {
+                    "allowing"
+                } else {
+                    "refusing"
+                };
+                tracing::warn!(error = %err, bucket = bucket.name(), "rate limit check failed in Redis; {action} the request");
+                outcome
             }
         }
     }

@@ -114,16 +114,22 @@ impl Drop for RedisBus {
     }
 }
 
+/// How long a publish may wait for Redis before it counts as failed.
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Bus for RedisBus {
     fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(async move {
             let json = serde_json::to_string(&envelope)?;
             let mut conn = self.conn.clone();
-            redis::cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(json)
-                .query_async::<i64>(&mut conn)
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(&self.channel).arg(json);
+            // While Redis is down the connection manager may keep a command waiting as it
+            // reconnects; the caller (a chat post, say) must not hang until its request times
+            // out: it logs the failed broadcast and answers.
+            tokio::time::timeout(PUBLISH_TIMEOUT, publish.query_async::<i64>(&mut conn))
                 .await
+                .map_err(|_| BusError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}")))?
                 .map_err(|e| BusError::Publish(e.to_string()))?;
             Ok(())
         })

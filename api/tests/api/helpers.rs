@@ -62,6 +62,7 @@ pub async fn test_env() -> (Env, tempfile::TempDir) {
         ("BCRYPT_COST", "4".to_owned()),
         ("RATE_LIMIT_REGISTER", "10000".to_owned()),
         ("RATE_LIMIT_LOGIN", "10000".to_owned()),
+        ("RATE_LIMIT_LOGIN_ACCOUNT", "10000".to_owned()),
         ("RATE_LIMIT_ROOM_CREATE", "10000".to_owned()),
         (
             "REDIS_PREFIX",
@@ -342,14 +343,38 @@ impl TestApp {
         format!("ws{}{path}", self.base.trim_start_matches("http"))
     }
 
-    /// Opens `path` with `?token=`; panics unless the upgrade succeeds.
+    /// Opens `path` with `Authorization: Bearer`; panics unless the upgrade succeeds.
     pub async fn ws(&self, path: &str, token: &str) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = self.ws_url(path).into_client_request().expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let (inner, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket upgrade");
+        Ws { inner }
+    }
+
+    /// Opens `path` with `?ticket=` as a browser does; panics unless the upgrade succeeds.
+    #[allow(dead_code)]
+    pub async fn ws_with_ticket(&self, path: &str, ticket: &str) -> Ws {
         let sep = if path.contains('?') { '&' } else { '?' };
-        let url = self.ws_url(&format!("{path}{sep}token={token}"));
+        let url = self.ws_url(&format!("{path}{sep}ticket={ticket}"));
         let (inner, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket upgrade");
         Ws { inner }
+    }
+
+    /// A WebSocket ticket for the token's user (`POST /api/v1/ws-ticket`).
+    #[allow(dead_code)]
+    pub async fn ws_ticket(&self, token: &str) -> String {
+        let (status, body) =
+            json_of(self.post("/api/v1/ws-ticket", Some(token), json!({})).await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["ticket"].as_str().expect("ticket").to_owned()
     }
 
     pub async fn room_ws(&self, token: &str, room: i64) -> Ws {

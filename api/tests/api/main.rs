@@ -21,6 +21,7 @@ mod ratelimit;
 mod realtime;
 mod reliability;
 mod rooms;
+mod sessions;
 mod standin;
 mod static_files;
 mod telegram;

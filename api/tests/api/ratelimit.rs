@@ -2,7 +2,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    expect_error, spawn_from, spawn_with, test_env, PASSWORD, REGISTRATION_SECRET,
+    expect_error, json_of, spawn_from, spawn_with, test_env, TestApp, PASSWORD, REGISTRATION_SECRET,
 };
 
 #[tokio::test]
@@ -119,4 +119,140 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
         login_from("10.0.0.1").await.expect("send").status(),
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+/// Logs in as `username` from `client` (behind a trusted proxy).
+async fn login_via(app: &TestApp, client: &str, username: &str) -> reqwest::Response {
+    app.request(reqwest::Method::POST, "/api/v1/auth/login", None)
+        .header("x-forwarded-for", client)
+        .json(&json!({"username": username, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("send")
+}
+
+#[tokio::test]
+async fn guesses_at_one_account_from_many_addresses_meet_the_account_limit() {
+    let app = spawn_with(&[("RATE_LIMIT_LOGIN_ACCOUNT", "3"), ("TRUST_PROXY", "true")]).await;
+    for client in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+        assert_eq!(
+            login_via(&app, client, "alice").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // A fresh address doesn't help, nor does another spelling of the name.
+    for (client, name) in [("10.0.0.4", "alice"), ("10.0.0.5", "ALICE")] {
+        let res = login_via(&app, client, name).await;
+        assert!(res.headers().contains_key("retry-after"));
+        let err = expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
+        assert_eq!(err["code"], "rate_limited");
+    }
+    // Other accounts keep their own budget, from the same addresses too.
+    assert_eq!(
+        login_via(&app, "10.0.0.1", "bob").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn ipv6_clients_share_a_budget_per_64_prefix() {
+    let app = spawn_with(&[("RATE_LIMIT_LOGIN", "2"), ("TRUST_PROXY", "true")]).await;
+    for (client, name) in [("2001:db8:1:2::1", "alice"), ("2001:db8:1:2::2", "bob")] {
+        assert_eq!(
+            login_via(&app, client, name).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Another address of the same /64 is the same client.
+    expect_error(
+        login_via(&app, "2001:db8:1:2:ffff:1:2:3", "carol").await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
+    // The next /64 is someone else.
+    assert_eq!(
+        login_via(&app, "2001:db8:1:3::1", "carol").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A Redis of this test's own, on a free port, that the test can stop.
+struct ThrowawayRedis {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl ThrowawayRedis {
+    /// `None` when `redis-server` isn't installed.
+    async fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .ok()?;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Some(Self {
+                    child,
+                    url: format!("redis://127.0.0.1:{port}"),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    async fn stop(&mut self) {
+        self.child.kill().await.expect("stop redis-server");
+    }
+}
+
+#[tokio::test]
+async fn with_redis_down_sign_ins_get_503_and_chat_goes_on() {
+    let Some(mut redis) = ThrowawayRedis::start().await else {
+        eprintln!("redis-server not installed: the Redis outage is not exercised in this run");
+        return;
+    };
+    let app = spawn_with(&[("REDIS_URL", &redis.url)]).await;
+    let (room, tokens) = app.room_with(&["alice"]).await;
+    app.post_chat(&tokens[0], room, "before").await;
+
+    redis.stop().await;
+    let res = app.login("alice", PASSWORD).await;
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let err = expect_error(res, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(err["code"], "rate_limiter_unavailable");
+    assert_eq!(
+        err["message"],
+        "rate limiter unavailable; try again shortly"
+    );
+    let err = expect_error(
+        app.register_raw("bob", PASSWORD, REGISTRATION_SECRET).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(err["code"], "rate_limiter_unavailable");
+    // Chat fails open: the message is stored and readable.
+    app.post_chat(&tokens[0], room, "during").await;
+    let (status, history) = json_of(
+        app.get(&format!("/api/v1/rooms/{room}/messages"), Some(&tokens[0]))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(history["messages"][0]["text"], "during");
 }
