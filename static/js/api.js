@@ -51,6 +51,36 @@ export class ApiError extends Error {
 }
 
 /**
+ * A single-use ticket for opening a WebSocket, fetched before every (re)connect: browsers
+ * can't send `Authorization` on a WebSocket, and the server refuses a JWT in the URL (it
+ * would end up in access logs). A ticket lasts 30 s and works once (docs/protocol.md).
+ * @param {string} token the session's JWT
+ * @returns {Promise<string>}
+ */
+export async function wsTicket(token) {
+  let res;
+  try {
+    res = await fetch('/api/v1/ws-ticket', {
+      method: 'POST', headers: { accept: 'application/json', authorization: `Bearer ${token}` },
+    });
+  } catch (err) {
+    throw new ApiError(0, 'network', String(err), undefined);
+  }
+  /** @type {any} */
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    data = null;
+  }
+  if (!res.ok || typeof data?.ticket !== 'string') {
+    const e = data?.error ?? {};
+    throw new ApiError(res.status, String(e.code ?? 'error'), String(e.message ?? res.statusText), e.field ?? undefined);
+  }
+  return data.ticket;
+}
+
+/**
  * The client: a token source and a hook for 401s on authenticated calls (expired token).
  */
 export class Api {
@@ -110,6 +140,8 @@ export class Api {
   login(username, password) { return this.request('POST', '/auth/login', { username, password }); }
   /** @returns {Promise<User>} */
   me() { return this.request('GET', '/auth/me'); }
+  /** Ends this session's token on the server. @returns {Promise<null>} */
+  logout() { return this.request('POST', '/auth/logout'); }
 
   // rooms
   /** @returns {Promise<Room[]>} */

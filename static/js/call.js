@@ -12,6 +12,7 @@
 // - Closed for good only by `leave()`, removal from the room (4003), the room's deletion
 //   (4004) or a newer connection of the same user (4001).
 
+import { wsTicket } from './api.js';
 import { FINAL_CLOSE_CODES, RoomSocket } from './signaling.js';
 
 /**
@@ -106,9 +107,21 @@ export class Call {
     this.hooks.onStatus?.(detail ? `${state}: ${detail}` : state);
   }
 
+  /** Fetches a ticket (single use: one per socket) and opens the room socket with it. */
   connect() {
     if (this.left) return;
-    const socket = new RoomSocket(this.roomId, this.token);
+    wsTicket(this.token).then((ticket) => this.openSocket(ticket), (err) => {
+      if (this.left) return;
+      // The session itself is over: reconnecting can't help.
+      if (err?.status === 401) return this.close('signed out');
+      this.scheduleReconnect(`connection lost (${err?.code ?? 'network'})`);
+    });
+  }
+
+  /** @param {string} ticket */
+  openSocket(ticket) {
+    if (this.left) return;
+    const socket = new RoomSocket(this.roomId, ticket);
     this.socket = socket;
     socket.on('*', (msg) => this.hooks.onMessage?.(msg));
     socket.on('joined', (msg) => { void this.onJoined(msg); });

@@ -21,12 +21,12 @@ export const FINAL_CLOSE_CODES = Object.freeze({
 export class RoomSocket {
   /**
    * @param {number} roomId
-   * @param {string} token JWT; sent as a query parameter because browsers can't set headers
-   *   on a WebSocket.
+   * @param {string} ticket a fresh single-use ticket (`wsTicket` in api.js): browsers can't
+   *   set headers on a WebSocket, and a JWT in the URL would end up in access logs.
    */
-  constructor(roomId, token) {
+  constructor(roomId, ticket) {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const url = `${scheme}://${location.host}/api/v1/rooms/${roomId}/ws?token=${encodeURIComponent(token)}`;
+    const url = `${scheme}://${location.host}/api/v1/rooms/${roomId}/ws?ticket=${encodeURIComponent(ticket)}`;
     /** @type {Map<string, Array<(msg: ServerMessage) => void>>} */
     this.handlers = new Map();
     /** @type {Array<(ev: CloseEvent) => void>} */

@@ -1,6 +1,9 @@
 // @ts-check
 // The user WebSocket (`/api/v1/ws`): DMs, read receipts and call invites as they happen;
-// while it is open the user is "online". Reconnects by itself with backoff. No DOM.
+// while it is open the user is "online". Reconnects by itself with backoff, with a fresh
+// single-use ticket each time. No DOM.
+
+import { wsTicket } from './api.js';
 
 /** @typedef {{type: string, [key: string]: any}} UserEvent */
 
@@ -36,8 +39,28 @@ export class UserSocket {
   connect() {
     const token = this.getToken();
     if (!token || this.stopped) return;
+    wsTicket(token).then((ticket) => this.open(ticket), (err) => {
+      if (this.stopped) return;
+      if (err?.status === 401) {
+        this.onRefused();
+        return;
+      }
+      this.retry();
+    });
+  }
+
+  /** Waits with backoff, then connects again. */
+  retry() {
+    const delay = Math.min(30_000, 1000 * 2 ** this.attempt);
+    this.attempt += 1;
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** @param {string} ticket */
+  open(ticket) {
+    if (this.stopped) return;
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}/api/v1/ws?token=${encodeURIComponent(token)}`);
+    const ws = new WebSocket(`${scheme}://${location.host}/api/v1/ws?ticket=${encodeURIComponent(ticket)}`);
     this.ws = ws;
     let opened = false;
     ws.addEventListener('open', () => {
@@ -61,9 +84,7 @@ export class UserSocket {
       this.pinger = null;
       if (this.ws !== ws || this.stopped) return;
       if (!opened) this.onRefused();
-      const delay = Math.min(30_000, 1000 * 2 ** this.attempt);
-      this.attempt += 1;
-      this.timer = setTimeout(() => this.connect(), delay);
+      this.retry();
     });
   }
 

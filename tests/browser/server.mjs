@@ -30,6 +30,7 @@ export async function startServer({ env = {} } = {}) {
       BCRYPT_COST: '4',
       RATE_LIMIT_REGISTER: '1000',
       RATE_LIMIT_LOGIN: '1000',
+      RATE_LIMIT_LOGIN_ACCOUNT: '1000',
       RATE_LIMIT_ROOM_CREATE: '1000',
       RUST_LOG: process.env.RUST_LOG ?? 'info',
       ...env,

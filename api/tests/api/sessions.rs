@@ -369,3 +369,33 @@ async fn metrics_stay_open_without_a_metrics_token() {
         .expect("body")
         .contains("http_requests_total"));
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_session_endpoints_and_their_refusals() {
+    let app = spawn_with(&[]).await;
+    let (_, doc) = json_of(app.get("/api/openapi.json", None).await).await;
+    for (path, method, statuses) in [
+        ("/api/v1/auth/logout", "post", &["204", "401"][..]),
+        (
+            "/api/v1/auth/password",
+            "post",
+            &["200", "401", "422", "429", "503"],
+        ),
+        (
+            "/api/v1/auth/me",
+            "delete",
+            &["204", "401", "422", "429", "503"],
+        ),
+        ("/api/v1/auth/login", "post", &["200", "401", "429", "503"]),
+        ("/api/v1/ws-ticket", "post", &["200", "401", "503"]),
+        ("/metrics", "get", &["200", "401"]),
+    ] {
+        let responses = &doc["paths"][path][method]["responses"];
+        for status in statuses {
+            assert!(
+                responses.get(status).is_some(),
+                "{method} {path} documents {status}: {responses}"
+            );
+        }
+    }
+}

@@ -57,7 +57,11 @@ export class Shell {
       ]),
       h('div', { class: 'whoami' }, [
         h('span', { class: 'username', text: user.username }),
-        h('button', { type: 'button', class: 'link-button', onclick: () => ctx.session.end('signed_out'), text: t('sign_out') }),
+        h('button', { type: 'button', class: 'link-button', onclick: () => {
+          // Revoke the token on the server too (best effort: the local session ends anyway).
+          ctx.api.logout().catch(() => {});
+          ctx.session.end('signed_out');
+        }, text: t('sign_out') }),
       ]),
     );
   }
