@@ -171,6 +171,15 @@ pub async fn delete_account(
             tracing::error!(room_id, error = %err, "new owner not broadcast");
         }
     }
+    // Rooms they owned alone are gone: their calls end as a deletion by the owner would.
+    for &room_id in &outcome.rooms_deleted {
+        let event = RoomEvent::RoomDeleted {
+            by_user_id: user_id,
+        };
+        if let Err(err) = hub.publish_room(room_id, event).await {
+            tracing::error!(room_id, error = %err, "room deletion not broadcast");
+        }
+    }
     for &room_id in &outcome.rooms_left {
         let event = RoomEvent::MemberRemoved {
             user_id,
