@@ -1,6 +1,7 @@
 //! WebCall's HTTP API and the `webcall` server.
 //!
 //! - [`config`]: typed settings from the environment.
+//! - [`context`]: the shared state every handler, use case and worker takes.
 //! - [`secrets`]: generated-once JWT and registration secrets kept in `DATA_DIR`.
 //! - [`domain`]: validated value types (username, password, room name, role).
 //! - [`db`]: the store on SQLite or PostgreSQL, with migrations.
@@ -24,6 +25,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod db;
 pub mod domain;
 pub mod error;

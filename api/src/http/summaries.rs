@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::error::ErrorBody;
 use super::extract::{AuthUser, RoomId};
 use super::ApiContext;
-use crate::app::summaries::{self, Deps};
+use crate::app::summaries;
 use crate::app::telegram::Delivery;
 use crate::error::Result;
 
@@ -98,15 +98,4 @@ async fn list_summaries(
         room_id: id,
         summaries: list,
     }))
-}
-
-impl ApiContext {
-    /// What a summary needs from the context.
-    pub fn deps(&self) -> Deps<'_> {
-        Deps {
-            store: &self.store,
-            hub: &self.hub,
-            transcription: &self.transcription,
-        }
-    }
 }

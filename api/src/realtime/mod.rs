@@ -16,8 +16,8 @@ use signaling::service::{RoomOp, RoomService, ServiceError, TranscriptionSwitch}
 pub use self::redis_bus::RedisBus;
 use crate::app::permissions::{authorize, Action};
 use crate::app::{chat, rooms};
+use crate::context::ApiContext;
 use crate::error::Error;
-use crate::http::ApiContext;
 use crate::ratelimit::Bucket;
 
 /// An [`Error`] as a WebSocket `error`: the same code as over HTTP; internal details are
