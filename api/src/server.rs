@@ -84,16 +84,29 @@ async fn connect_redis(
     url: &str,
 ) -> Result<(redis::Client, redis::aio::ConnectionManager), StartError> {
     let client = redis::Client::open(url).map_err(|e| StartError::Redis(e.to_string()))?;
-    let conn = connect_redis_with(&client).await?;
+    let conn = connect_redis_with(&client, Duration::from_secs(2)).await?;
     Ok((client, conn))
 }
 
+/// `response_timeout`: the longest a command may take (a blocking read needs its block time
+/// and more).
 async fn connect_redis_with(
     client: &redis::Client,
+    response_timeout: Duration,
 ) -> Result<redis::aio::ConnectionManager, StartError> {
+    // After Redis restarts, the manager reconnects on the next command. Its defaults retry
+    // with a growing backoff (up to 6.4 s between tries, ~13 s in all) with no timeout per
+    // try, so commands kept failing long after Redis was back
+    // (`faults::redis_restarting_mid_call…`). Short tries, capped at half a second apart,
+    // bring it back within a second of Redis.
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(1))
+        .set_response_timeout(response_timeout)
+        .set_number_of_retries(4)
+        .set_max_delay(500);
     tokio::time::timeout(
         Duration::from_secs(5),
-        redis::aio::ConnectionManager::new(client.clone()),
+        redis::aio::ConnectionManager::new_with_config(client.clone(), config),
     )
     .await
     .map_err(|_| StartError::Redis("no answer within 5 s".to_owned()))?
@@ -302,7 +315,7 @@ impl Server {
         hub.start();
         // The push queue's blocking reads get a connection of their own.
         let push_reader = match &redis {
-            Some((client, _)) => Some(connect_redis_with(client).await?),
+            Some((client, _)) => Some(connect_redis_with(client, Duration::from_secs(10)).await?),
             None => None,
         };
         let redis = redis.map(|(_, conn)| conn);

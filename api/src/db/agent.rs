@@ -1,6 +1,6 @@
 //! Agent sessions and their summaries.
 
-use super::{Store, StoreError};
+use super::{first_row, single_row, Store, StoreError};
 
 /// One agent session: from `transcription_start` (or a summary trigger without one) until it
 /// was stopped or summarised.
@@ -127,8 +127,9 @@ impl Store {
             .bind(room_id)
             .bind(user_id)
             .bind(now)
-            .fetch_one(&self.pool)
-            .await;
+            .fetch_all(&self.pool)
+            .await
+            .and_then(single_row);
             match inserted.map_err(StoreError::from_write) {
                 Ok((id,)) => {
                     return Ok(AgentSessionRow {
@@ -177,8 +178,9 @@ impl Store {
         .bind(user_id)
         .bind(started_at)
         .bind(ended_at)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await
+        .and_then(single_row)?;
         Ok(AgentSessionRow {
             id,
             room_id,
@@ -251,8 +253,9 @@ impl Store {
         .bind(s.segments)
         .bind(s.messages)
         .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await
+        .map(first_row)?;
         Ok(row.map(|(id,)| id))
     }
 

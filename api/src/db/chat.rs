@@ -1,4 +1,4 @@
-use super::{Store, StoreError};
+use super::{single_row, Store, StoreError};
 
 /// A stored room chat message with its author's name.
 #[derive(Debug, Clone)]
@@ -46,8 +46,9 @@ impl Store {
         .bind(user_id)
         .bind(body)
         .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await
+        .and_then(single_row)?;
         Ok(ChatRow {
             id,
             room_id,

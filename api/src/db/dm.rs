@@ -1,4 +1,4 @@
-use super::{Store, StoreError};
+use super::{single_row, Store, StoreError};
 
 /// What a DM carries: plain text, or encrypted fields the server never interprets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,8 +117,9 @@ impl Store {
         .bind(sender_key)
         .bind(recipient_key)
         .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await
+        .and_then(single_row)?;
         Ok(DmRow {
             id,
             sender_id,

@@ -147,6 +147,24 @@ impl Store {
     }
 }
 
+/// The row a write's `RETURNING` gave, taken from `fetch_all`, which runs the statement to
+/// its end. `fetch_one` and `fetch_optional` stop at the first row, and sqlx's SQLite driver
+/// then drops the statement's last step — where an autocommit write commits — so a commit
+/// that fails (a full disk, a busy database) would go unreported and the caller would hand
+/// out the id of a row that was rolled back (launchbadge/sqlx#2099; found by
+/// `faults::a_full_disk_in_data_dir_gives_clear_errors_and_no_half_written_rows`).
+fn first_row<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
+}
+
+/// [`first_row`] for a write that must return one.
+///
+/// # Errors
+/// [`sqlx::Error::RowNotFound`] when it returned none.
+fn single_row<T>(rows: Vec<T>) -> Result<T, sqlx::Error> {
+    first_row(rows).ok_or(sqlx::Error::RowNotFound)
+}
+
 /// Milliseconds since the Unix epoch, the timestamp format of every table.
 pub fn now_millis() -> i64 {
     let now = std::time::SystemTime::now()

@@ -1,6 +1,6 @@
 //! Users' Telegram links: a pending, single-use token and, once confirmed, the chat id.
 
-use super::{Store, StoreError};
+use super::{first_row, Store, StoreError};
 
 /// A user's link as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +59,9 @@ impl Store {
         .bind(token_hash)
         .bind(chat_id)
         .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await
+        .map(first_row)?;
         Ok(row.map(|(user_id,)| user_id))
     }
 

@@ -1,4 +1,4 @@
-use super::{Store, StoreError};
+use super::{single_row, Store, StoreError};
 
 /// A stored transcript segment with its speaker's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +65,9 @@ impl Store {
         .bind(s.end_ms)
         .bind(s.text)
         .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await
+        .and_then(single_row)?;
         Ok(id)
     }
 

@@ -1,4 +1,4 @@
-use super::{Store, StoreError};
+use super::{first_row, single_row, Store, StoreError};
 use crate::domain::Username;
 
 #[derive(Debug, Clone)]
@@ -53,8 +53,9 @@ impl Store {
         .bind(username.key())
         .bind(password_hash)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
+        .and_then(single_row)
         .map_err(StoreError::from_write)?;
         Ok(UserRow {
             id,
@@ -148,8 +149,9 @@ impl Store {
         )
         .bind(password_hash)
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await
+        .map(first_row)?;
         Ok(row.map(|(version,)| version))
     }
 

@@ -42,10 +42,22 @@ async fn readyz(State(ctx): State<ApiContext>) -> Result<axum::Json<Health>> {
     }
     if let Some(redis) = &ctx.redis {
         let mut conn = redis.clone();
-        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
-        if let Err(err) = pong {
-            tracing::warn!(error = %err, "readiness: redis unreachable");
-            return Err(Error::Unavailable("redis unreachable".to_owned()));
+        // A readiness probe must answer, not hang with Redis: a second is plenty for a PING.
+        let pong = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await;
+        match pong {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "readiness: redis unreachable");
+                return Err(Error::Unavailable("redis unreachable".to_owned()));
+            }
+            Err(_) => {
+                tracing::warn!("readiness: redis gave no answer within 1 s");
+                return Err(Error::Unavailable("redis unreachable".to_owned()));
+            }
         }
     }
     Ok(axum::Json(Health { status: "ready" }))
