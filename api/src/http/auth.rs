@@ -27,8 +27,11 @@ pub fn router() -> OpenApiRouter<ApiContext> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// 3-32 characters of `[A-Za-z0-9_.-]`, unique regardless of case.
+    #[schema(min_length = 3, max_length = 32, pattern = r"^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
-    /// At least 8 characters, at most 72 bytes, not a well-known password.
+    /// At least 8 characters, at most 72 bytes (bcrypt reads no further), no NUL, not a
+    /// well-known password and not the username.
+    #[schema(min_length = 8, max_length = 72, pattern = r"^[^\u0000]{8,72}$")]
     pub password: String,
     /// The server's registration secret (printed at first start, or `REGISTRATION_SECRET`).
     pub registration_secret: String,

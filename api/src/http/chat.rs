@@ -4,7 +4,9 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use signaling::protocol::ChatMessage;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -21,7 +23,9 @@ pub fn router() -> OpenApiRouter<ApiContext> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PostMessageRequest {
-    /// 1-4000 characters, not only whitespace. Plain text: stored and returned verbatim.
+    /// 1-4000 characters, not only whitespace, no control characters but newline and tab.
+    /// Plain text: stored and returned verbatim.
+    #[schema(min_length = 1, max_length = 4000, pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$")]
     pub text: String,
 }
 
@@ -57,7 +61,7 @@ pub struct HistoryDto {
     pub has_more: bool,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize)]
 pub struct HistoryQuery {
     /// Messages older than this id (newest first).
     pub before: Option<i64>,
@@ -67,9 +71,49 @@ pub struct HistoryQuery {
     pub limit: Option<u32>,
 }
 
+/// The schema of [`HistoryQuery`]. `before` and `after` exclude each other, which separate
+/// query parameters can't say; so the page is one exploded (`style=form`) object parameter,
+/// whose schema can. utoipa has no `not`, so it goes in as an extension, which serializes
+/// in place.
+pub struct HistoryPage;
+
+impl PartialSchema for HistoryPage {
+    fn schema() -> RefOr<Schema> {
+        let id = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .description(Some(description))
+        };
+        let mut page = ObjectBuilder::new()
+            .property("before", id("Messages older than this id (newest first)."))
+            .property(
+                "after",
+                id("Messages newer than this id, oldest first: what a reconnecting client missed. Not with `before`."),
+            )
+            .property(
+                "limit",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+                    .minimum(Some(0))
+                    .maximum(Some(u32::MAX))
+                    .description(Some("Page size, 1-200 (default 50; other values are clamped).")),
+            )
+            .build();
+        page.extensions.get_or_insert_with(Default::default).insert(
+            "not".to_owned(),
+            serde_json::json!({ "required": ["before", "after"] }),
+        );
+        Schema::Object(page).into()
+    }
+}
+
+impl ToSchema for HistoryPage {}
+
 /// Send a chat message to the room; it is stored, then broadcast to the room's sockets.
 #[utoipa::path(post, path = "/rooms/{id}/messages", tag = "chat", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id")), request_body = PostMessageRequest,
+    params(("id" = i64, Path, minimum = 1, description = "Room id")), request_body = PostMessageRequest,
     responses(
         (status = 201, description = "Stored and broadcast", body = ChatMessageDto),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
@@ -89,7 +133,10 @@ async fn post_message(
 
 /// Chat history (members only): newest first, or with `after` what came since.
 #[utoipa::path(get, path = "/rooms/{id}/messages", tag = "chat", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id"), HistoryQuery),
+    params(
+        ("id" = i64, Path, minimum = 1, description = "Room id"),
+        ("page" = inline(HistoryPage), Query, style = Form, explode, description = "`before` or `after` (not both), and `limit`"),
+    ),
     responses(
         (status = 200, description = "A page of messages", body = HistoryDto),
         (status = 400, description = "Both before and after given", body = ErrorBody),

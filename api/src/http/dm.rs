@@ -46,6 +46,44 @@ pub struct SendDmRequest {
     pub recipient_key_id: Option<String>,
 }
 
+/// The schema of [`SendDmRequest`]: exactly one of the two shapes. (The handler reads the
+/// flat struct and checks the same rule itself, answering 422.)
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SendDmBody {
+    Plain(PlainDm),
+    Encrypted(EncryptedDm),
+}
+
+/// A plain DM, when either side has no key.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct PlainDm {
+    /// 1-4000 characters, not only whitespace, no control characters but newline and tab.
+    #[schema(min_length = 1, max_length = 4000, pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$")]
+    pub text: String,
+}
+
+/// An end-to-end encrypted DM (see docs/e2ee.md). Both key ids must name keys the two users
+/// published, or it is refused with 422.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct EncryptedDm {
+    /// AES-256-GCM ciphertext with its tag, base64 or base64url.
+    #[schema(min_length = 1, max_length = 24576, pattern = r"^[A-Za-z0-9+/_=-]+$")]
+    pub ciphertext: String,
+    /// The 12-byte GCM IV, base64 or base64url.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9+/_=-]+$")]
+    pub iv: String,
+    /// The sender's published key id used for the ECDH.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
+    pub sender_key_id: String,
+    /// The recipient's published key id used for the ECDH.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
+    pub recipient_key_id: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DmDto {
     pub id: i64,
@@ -114,7 +152,7 @@ pub struct MarkedDto {
 
 /// Send a direct message; it is pushed to both users' WebSockets.
 #[utoipa::path(post, path = "/dm/{username}", tag = "dm", security(("bearer" = [])),
-    params(("username" = String, Path, description = "The recipient")), request_body = SendDmRequest,
+    params(("username" = String, Path, description = "The recipient")), request_body = SendDmBody,
     responses(
         (status = 201, description = "Stored and pushed", body = DmDto),
         (status = 400, description = "`dm_to_self`", body = ErrorBody),

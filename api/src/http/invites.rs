@@ -45,7 +45,8 @@ fn invite_id(raw: &str) -> Result<&str> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateInviteRequest {
-    /// Who to ring.
+    /// Who to ring (not yourself).
+    #[schema(min_length = 3, max_length = 32, pattern = r"^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
 }
 
@@ -67,7 +68,7 @@ pub struct AcceptedDto {
 /// accept or decline, you cancel, or it times out (`INVITE_TIMEOUT_SECS`); with no tab open
 /// they get a push notification.
 #[utoipa::path(post, path = "/rooms/{id}/invites", tag = "invites", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id")),
+    params(("id" = i64, Path, minimum = 1, description = "Room id")),
     request_body = CreateInviteRequest,
     responses(
         (status = 201, description = "Ringing", body = Invite),
@@ -108,7 +109,7 @@ async fn list_invites(
 
 /// Accept an invite to you: you become a member of the room; open it and join the call.
 #[utoipa::path(post, path = "/invites/{invite_id}/accept", tag = "invites", security(("bearer" = [])),
-    params(("invite_id" = String, Path)),
+    params(("invite_id" = String, Path, pattern = r"^[0-9a-fA-F]{32}$", description = "32 hex digits")),
     responses(
         (status = 200, description = "Accepted", body = AcceptedDto),
         (status = 404, description = "No such pending invite to you (ended, or the room is gone)", body = ErrorBody),
@@ -127,7 +128,7 @@ async fn accept_invite(
 
 /// Decline an invite to you.
 #[utoipa::path(post, path = "/invites/{invite_id}/decline", tag = "invites", security(("bearer" = [])),
-    params(("invite_id" = String, Path)),
+    params(("invite_id" = String, Path, pattern = r"^[0-9a-fA-F]{32}$", description = "32 hex digits")),
     responses(
         (status = 204, description = "Declined"),
         (status = 404, description = "No such pending invite to you", body = ErrorBody),
@@ -145,7 +146,7 @@ async fn decline_invite(
 
 /// Cancel an invite you sent (hang up before they answer).
 #[utoipa::path(delete, path = "/invites/{invite_id}", tag = "invites", security(("bearer" = [])),
-    params(("invite_id" = String, Path)),
+    params(("invite_id" = String, Path, pattern = r"^[0-9a-fA-F]{32}$", description = "32 hex digits")),
     responses(
         (status = 204, description = "Cancelled"),
         (status = 404, description = "No such pending invite from you", body = ErrorBody),

@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<ApiContext> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PutKeyRequest {
     /// 1-64 characters of `[A-Za-z0-9_.-]`, chosen by the client; never reused for another key.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     pub key_id: String,
     /// The ECDH P-256 public key as exported by WebCrypto (`kty` EC, `crv` P-256, `x`, `y`).
     #[schema(value_type = Object)]

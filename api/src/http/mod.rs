@@ -56,7 +56,7 @@ fn timeout(limit: Duration) -> TimeoutLayer {
 
 /// The OpenAPI document and the API routes it describes, from the same declarations.
 pub fn api_routes() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let routes = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(
             "/api/v1",
             OpenApiRouter::new()
@@ -75,8 +75,10 @@ pub fn api_routes() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
                 // Added after the layer above, so only the long limit applies.
                 .merge(summaries::router().layer(timeout(SUMMARY_TIMEOUT))),
         )
-        .merge(ops::router().layer(timeout(REQUEST_TIMEOUT)))
-        .split_for_parts()
+        .merge(ops::router().layer(timeout(REQUEST_TIMEOUT)));
+    let (router, mut openapi) = routes.split_for_parts();
+    utoipa::Modify::modify(&openapi::CommonResponses, &mut openapi);
+    (router, openapi)
 }
 
 /// The whole application: API, OpenAPI document, static files and middleware.

@@ -38,7 +38,18 @@ fn member_path(raw: &(String, String)) -> Result<(i64, i64)> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangeRoleRequest {
     /// `moderator` or `member`.
+    #[schema(value_type = AssignableRole)]
     pub role: String,
+}
+
+/// A role that can be given to a member: ownership never changes hands. (Schema only: the
+/// handlers parse the string themselves, so an unknown role is a 422 on `role`.)
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum AssignableRole {
+    Moderator,
+    Member,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,7 +67,7 @@ pub struct PresenceDto {
 
 /// Change a member's role (owner only). Broadcast to the room as `role_changed`.
 #[utoipa::path(patch, path = "/rooms/{id}/members/{user_id}", tag = "rooms", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id"), ("user_id" = i64, Path, description = "The member")),
+    params(("id" = i64, Path, minimum = 1, description = "Room id"), ("user_id" = i64, Path, minimum = 1, description = "The member")),
     request_body = ChangeRoleRequest,
     responses(
         (status = 200, description = "The member with the new role", body = MemberDto),
@@ -82,7 +93,7 @@ async fn change_role(
 /// Remove a member: their sockets and media in the room are closed, and they can't rejoin
 /// until added again. Owner removes anyone else; moderators remove members.
 #[utoipa::path(delete, path = "/rooms/{id}/members/{user_id}", tag = "rooms", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id"), ("user_id" = i64, Path, description = "The member")),
+    params(("id" = i64, Path, minimum = 1, description = "Room id"), ("user_id" = i64, Path, minimum = 1, description = "The member")),
     responses(
         (status = 204, description = "Removed"),
         (status = 403, description = "The caller doesn't outrank the member", body = ErrorBody),
@@ -100,7 +111,7 @@ async fn remove_member(
 
 /// Members with presence: online (user socket open) and in the call.
 #[utoipa::path(get, path = "/rooms/{id}/presence", tag = "rooms", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id")),
+    params(("id" = i64, Path, minimum = 1, description = "Room id")),
     responses(
         (status = 200, description = "Every member, owner first", body = [PresenceDto]),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
@@ -127,7 +138,8 @@ async fn presence(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateRoomRequest {
-    /// 1-100 characters; surrounding spaces are trimmed.
+    /// 1-100 characters after trimming surrounding whitespace, no control characters.
+    #[schema(pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F](?:[^\u0000-\u001F\u007F-\u009F]{0,98}[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F])?[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$")]
     pub name: String,
 }
 
@@ -155,9 +167,11 @@ impl From<RoomView> for RoomDto {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddMemberRequest {
+    #[schema(min_length = 3, max_length = 32, pattern = r"^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
     /// `moderator` or `member` (default `member`).
     #[serde(default)]
+    #[schema(value_type = Option<AssignableRole>)]
     pub role: Option<String>,
 }
 
@@ -215,7 +229,7 @@ async fn list_rooms(
 
 /// One room (members only).
 #[utoipa::path(get, path = "/rooms/{id}", tag = "rooms", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id")),
+    params(("id" = i64, Path, minimum = 1, description = "Room id")),
     responses(
         (status = 200, description = "The room", body = RoomDto),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
@@ -232,7 +246,7 @@ async fn get_room(
 
 /// Delete a room (owner only).
 #[utoipa::path(delete, path = "/rooms/{id}", tag = "rooms", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id")),
+    params(("id" = i64, Path, minimum = 1, description = "Room id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "The caller is a member but not the owner", body = ErrorBody),
@@ -249,7 +263,7 @@ async fn delete_room(
 
 /// Add a user to the room. Owners add moderators and members; moderators add members.
 #[utoipa::path(post, path = "/rooms/{id}/members", tag = "rooms", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id")), request_body = AddMemberRequest,
+    params(("id" = i64, Path, minimum = 1, description = "Room id")), request_body = AddMemberRequest,
     responses(
         (status = 201, description = "Added", body = MemberDto),
         (status = 403, description = "The caller's role can't add this role", body = ErrorBody),
@@ -275,7 +289,7 @@ async fn add_member(
 
 /// The room's members (members only), owner first.
 #[utoipa::path(get, path = "/rooms/{id}/members", tag = "rooms", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id")),
+    params(("id" = i64, Path, minimum = 1, description = "Room id")),
     responses(
         (status = 200, description = "Members with their roles", body = [MemberDto]),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),

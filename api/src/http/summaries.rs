@@ -34,7 +34,7 @@ pub struct SummaryOutcomeDto {
 /// starter, moderators and the owner may stop a running agent; any member may ask for the
 /// summary of an ended session, which is written once and then returned as stored.
 #[utoipa::path(post, path = "/rooms/{id}/summary", tag = "agent", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id")),
+    params(("id" = i64, Path, minimum = 1, description = "Room id")),
     responses(
         (status = 201, description = "Written, stored, sent to the room and Telegram", body = SummaryOutcomeDto),
         (status = 200, description = "The session's stored summary", body = SummaryOutcomeDto),
@@ -82,7 +82,7 @@ pub struct SummariesDto {
 
 /// The room's summaries (members only), newest first.
 #[utoipa::path(get, path = "/rooms/{id}/summaries", tag = "agent", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id"), ListParams),
+    params(("id" = i64, Path, minimum = 1, description = "Room id"), ListParams),
     responses(
         (status = 200, description = "Stored summaries", body = SummariesDto),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),

@@ -90,6 +90,7 @@ async fn get_status(
 /// The bot's webhook (called by Telegram). Requests without the configured secret in
 /// `X-Telegram-Bot-Api-Secret-Token` are refused and change nothing.
 #[utoipa::path(post, path = "/telegram/webhook", tag = "agent",
+    params(("X-Telegram-Bot-Api-Secret-Token" = String, Header, description = "The webhook secret (`TELEGRAM_WEBHOOK_SECRET`)")),
     request_body(content = Object, description = "A Telegram Update"),
     responses(
         (status = 200, description = "Handled (a bad link token is answered in the chat)"),

@@ -59,7 +59,7 @@ pub struct TranscriptDto {
 
 /// The room's transcript (members only), in time order.
 #[utoipa::path(get, path = "/rooms/{id}/transcript", tag = "rooms", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Room id")),
+    params(("id" = i64, Path, minimum = 1, description = "Room id")),
     responses(
         (status = 200, description = "The stored segments", body = TranscriptDto),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),

@@ -69,7 +69,7 @@ const TRANSPORT_SLACK: usize = 4;
 /// Open a room's WebSocket (members only): join the call, chat, moderate.
 #[utoipa::path(get, path = "/rooms/{id}/ws", tag = "realtime", security(("bearer" = [])),
     params(
-        ("id" = i64, Path, description = "Room id"),
+        ("id" = i64, Path, minimum = 1, description = "Room id"),
         ("ticket" = Option<String>, Query, description = "A single-use ticket from POST /ws-ticket, for browsers that can't set Authorization on a WebSocket"),
     ),
     responses(
