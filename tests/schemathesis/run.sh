@@ -68,7 +68,8 @@ post "$base/api/v1/rooms" -H "Authorization: Bearer $token" -d '{"name":"fuzz ro
 status=0
 (
     cd "$work"
-    schemathesis run "$base/api/openapi.json" \
+    schemathesis --config-file "$root/tests/schemathesis/schemathesis.toml" \
+        run "$base/api/openapi.json" \
         --checks all \
         --header "Authorization: Bearer $token" \
         --max-examples "${ST_MAX_EXAMPLES:-25}" \
