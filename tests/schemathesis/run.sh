@@ -7,7 +7,7 @@
 #   cargo build -p api --bin webcall && tests/schemathesis/run.sh
 #
 # WEBCALL_BIN: the binary (default target/debug/webcall, or $CARGO_TARGET_DIR/debug/webcall).
-# ST_MAX_EXAMPLES (default 25), ST_SEED (default 1): generated cases per operation, and the seed.
+# ST_MAX_EXAMPLES (default 100), ST_SEED (default 1): generated cases per operation, and the seed.
 # Extra arguments go to `schemathesis run`. Exits non-zero on any failure.
 set -euo pipefail
 
@@ -72,7 +72,7 @@ status=0
         run "$base/api/openapi.json" \
         --checks all \
         --header "Authorization: Bearer $token" \
-        --max-examples "${ST_MAX_EXAMPLES:-25}" \
+        --max-examples "${ST_MAX_EXAMPLES:-100}" \
         --seed "${ST_SEED:-1}" \
         --generation-database none \
         --workers 2 \
