@@ -25,7 +25,11 @@ pub fn router() -> OpenApiRouter<ApiContext> {
 pub struct PostMessageRequest {
     /// 1-4000 characters, not only whitespace, no control characters but newline and tab.
     /// Plain text: stored and returned verbatim.
-    #[schema(min_length = 1, max_length = 4000, pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub text: String,
 }
 

@@ -26,8 +26,24 @@ pub struct PutKeyRequest {
     #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     pub key_id: String,
     /// The ECDH P-256 public key as exported by WebCrypto (`kty` EC, `crv` P-256, `x`, `y`).
-    #[schema(value_type = Object)]
+    /// `x` and `y` must be a point on the curve (422 otherwise), and a private key (`d`) is
+    /// refused.
+    #[schema(value_type = PublicJwkSchema)]
     pub jwk: serde_json::Value,
+}
+
+/// The schema of a public JWK; `PublicJwk::parse` checks it (and the curve point).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PublicJwkSchema {
+    #[schema(pattern = r"^EC$")]
+    pub kty: String,
+    #[schema(pattern = r"^P-256$")]
+    pub crv: String,
+    /// base64url of the 32-byte x coordinate.
+    pub x: String,
+    /// base64url of the 32-byte y coordinate.
+    pub y: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

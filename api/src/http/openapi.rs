@@ -69,9 +69,17 @@ impl CommonResponses {
             "The body is not of the request's shape (`invalid_body`), or a field fails validation (`validation_failed`, `field` names it)",
         ),
     ];
+    /// Query parameters: axum's `Query` refuses one that isn't of its type (an id that is not
+    /// an `i64`, say) before the handler runs.
+    const QUERY: &'static [(&'static str, &'static str)] = &[(
+        "400",
+        "A query parameter is not of its type (`bad_request`)",
+    )];
     /// Every API route may fail on the database (logged, never echoed).
-    const API: &'static [(&'static str, &'static str)] =
-        &[("500", "Internal error (`internal_error`; details are logged, not sent)")];
+    const API: &'static [(&'static str, &'static str)] = &[(
+        "500",
+        "Internal error (`internal_error`; details are logged, not sent)",
+    )];
 }
 
 impl Modify for CommonResponses {
@@ -88,6 +96,15 @@ impl Modify for CommonResponses {
             for op in operations.into_iter().flatten() {
                 if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
                     add_responses(op, Self::BEARER);
+                }
+                let has_query = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query);
+                // The WebSocket routes read `?token=` by hand: nothing refuses it.
+                if has_query && !path.ends_with("/ws") {
+                    add_responses(op, Self::QUERY);
                 }
                 if op.request_body.is_some() {
                     add_responses(op, Self::JSON_BODY);

@@ -45,6 +45,9 @@ pub struct SubscriptionKeys {
 /// The browser's `PushSubscription.toJSON()`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SubscriptionRequest {
+    /// The push service's URL: https (or http with `APP_ENV=dev`), with a host and no
+    /// credentials, at most 2048 characters.
+    #[schema(max_length = 2048, pattern = r"^https?://[^\s/?#@]+([/?#][^\s]*)?$")]
     pub endpoint: String,
     /// Accepted as browsers send it, not used: the push service's 404/410 says when a
     /// subscription ends.

@@ -149,6 +149,60 @@ async fn the_openapi_document_describes_the_api() {
 }
 
 #[tokio::test]
+async fn the_openapi_document_lists_the_statuses_and_constraints_the_server_enforces() {
+    let app = spawn_app().await;
+    let (_, doc) = json_of(app.get("/api/openapi.json", None).await).await;
+    let responses = |path: &str, method: &str| {
+        let op = &doc["paths"][path][method]["responses"];
+        op.as_object()
+            .unwrap_or_else(|| panic!("{method} {path} documented"))
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // A bearer route answers 401 and 500; a JSON body adds 400, 413, 415 and 422.
+    for status in ["401", "500"] {
+        assert!(responses("/api/v1/auth/me", "get")
+            .iter()
+            .any(|s| s == status));
+    }
+    for status in ["400", "401", "413", "415", "422", "500"] {
+        let listed = responses("/api/v1/rooms/{id}/members/{user_id}", "patch");
+        assert!(listed.iter().any(|s| s == status), "{status} in {listed:?}");
+    }
+    // Query parameters of the wrong type are a 400.
+    assert!(responses("/api/v1/rooms/{id}/summaries", "get")
+        .iter()
+        .any(|s| s == "400"));
+
+    let schema = |name: &str| doc["components"]["schemas"][name].clone();
+    assert_eq!(
+        schema("AssignableRole")["enum"],
+        serde_json::json!(["moderator", "member"])
+    );
+    let username = &schema("RegisterRequest")["properties"]["username"];
+    assert_eq!(username["minLength"], 3);
+    assert_eq!(username["maxLength"], 32);
+    assert_eq!(
+        schema("PostMessageRequest")["properties"]["text"]["maxLength"],
+        4000
+    );
+    // `before` and `after` of the chat history exclude each other.
+    let page = doc["paths"]["/api/v1/rooms/{id}/messages"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["in"] == "query")
+        .expect("the page parameter")
+        .clone();
+    assert_eq!(page["explode"], true);
+    assert_eq!(
+        page["schema"]["not"],
+        serde_json::json!({"required": ["before", "after"]})
+    );
+}
+
+#[tokio::test]
 async fn cors_allows_only_the_configured_origins() {
     let app = spawn_with(&[("CORS_ORIGINS", "https://call.example.org")]).await;
     let preflight = |origin: &'static str| {
