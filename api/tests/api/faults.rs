@@ -11,9 +11,9 @@ use bench::call_client::CallClient;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Connection;
-use tokio::net::TcpStream;
 
 use crate::helpers::{json_of, spawn_with, TestApp, PASSWORD};
+use crate::private_redis::{free_port, PrivateRedis};
 
 /// The longest a single request may take while a dependency is down: the pool's acquire
 /// timeout (5 s) plus slack for a loaded machine. More than that is a hang.
@@ -22,13 +22,6 @@ const REQUEST_LIMIT: Duration = Duration::from_secs(15);
 /// How long the Redis test waits for an answer before calling it a hang: past the server's
 /// own 30 s request timeout, so a hang shows as what the server answers then.
 const OBSERVE_LIMIT: Duration = Duration::from_secs(40);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -232,43 +225,6 @@ impl Drop for PrivatePostgres {
                 .stderr(Stdio::null())
                 .status();
         }
-    }
-}
-
-/// A Redis of this test's own, so it can be stopped and started (as in `reliability.rs`).
-struct PrivateRedis {
-    child: tokio::process::Child,
-}
-
-impl PrivateRedis {
-    async fn start(port: u16) -> Option<Self> {
-        let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .ok()?;
-        for _ in 0..50 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Some(Self { child });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        None
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-        let _ = self.child.wait().await;
     }
 }
 
@@ -599,7 +555,7 @@ async fn postgres_restarting_mid_call_keeps_the_call_up_loses_no_acknowledged_ch
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarting_mid_call_keeps_the_call_up_and_chat_acknowledged_meanwhile_is_not_lost() {
     let port = free_port();
-    let Some(redis) = PrivateRedis::start(port).await else {
+    let Some(mut redis) = PrivateRedis::start_on(port).await else {
         eprintln!("skipped: redis-server is not installed");
         return;
     };
@@ -665,7 +621,9 @@ async fn redis_restarting_mid_call_keeps_the_call_up_and_chat_acknowledged_meanw
         );
     }
 
-    let redis = PrivateRedis::start(port).await.expect("Redis starts again");
+    let mut redis = PrivateRedis::start_on(port)
+        .await
+        .expect("Redis starts again");
     let restarted = Instant::now();
     // The bus subscribes again by itself, backing off up to 5 s.
     let limit = Duration::from_secs(20);

@@ -16,6 +16,7 @@ mod media;
 mod models;
 mod moderation;
 mod observability;
+mod private_redis;
 mod push;
 mod ratelimit;
 mod realtime;

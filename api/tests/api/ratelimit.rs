@@ -4,6 +4,7 @@ use serde_json::json;
 use crate::helpers::{
     expect_error, json_of, spawn_from, spawn_with, test_env, TestApp, PASSWORD, REGISTRATION_SECRET,
 };
+use crate::private_redis::PrivateRedis;
 
 #[tokio::test]
 async fn logins_over_the_limit_get_429_with_retry_after() {
@@ -176,53 +177,13 @@ async fn ipv6_clients_share_a_budget_per_64_prefix() {
     );
 }
 
-/// A Redis of this test's own, on a free port, that the test can stop.
-struct ThrowawayRedis {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl ThrowawayRedis {
-    /// `None` when `redis-server` isn't installed.
-    async fn start() -> Option<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .ok()?;
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Some(Self {
-                    child,
-                    url: format!("redis://127.0.0.1:{port}"),
-                });
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-
-    async fn stop(&mut self) {
-        self.child.kill().await.expect("stop redis-server");
-    }
-}
-
 #[tokio::test]
 async fn with_redis_down_sign_ins_get_503_and_chat_goes_on() {
-    let Some(mut redis) = ThrowawayRedis::start().await else {
+    let Some(mut redis) = PrivateRedis::start().await else {
         eprintln!("redis-server not installed: the Redis outage is not exercised in this run");
         return;
     };
-    let app = spawn_with(&[("REDIS_URL", &redis.url)]).await;
+    let app = spawn_with(&[("REDIS_URL", &redis.url())]).await;
     let (room, tokens) = app.room_with(&["alice"]).await;
     app.post_chat(&tokens[0], room, "before").await;
 

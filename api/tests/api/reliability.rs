@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::{json_of, spawn_with, TestApp};
+use crate::private_redis::{free_port, PrivateRedis};
 
 async fn raw(app: &TestApp) -> TcpStream {
     let addr = app.base.trim_start_matches("http://");
@@ -229,50 +230,6 @@ async fn deleting_a_room_ends_its_call_for_everyone_at_once() {
     app.stop().await;
 }
 
-/// A Redis of this test's own, so it can be stopped and started.
-struct PrivateRedis {
-    child: tokio::process::Child,
-}
-
-impl PrivateRedis {
-    async fn start(port: u16) -> Option<Self> {
-        let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .ok()?;
-        for _ in 0..50 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Some(Self { child });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        None
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-        let _ = self.child.wait().await;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 async fn chat_arrives(ws: &mut crate::helpers::Ws, text: &str, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     loop {
@@ -292,7 +249,7 @@ async fn chat_arrives(ws: &mut crate::helpers::Ws, text: &str, within: Duration)
 #[tokio::test]
 async fn after_redis_restarts_the_nodes_hear_each_other_again_without_a_hand() {
     let port = free_port();
-    let Some(redis) = PrivateRedis::start(port).await else {
+    let Some(mut redis) = PrivateRedis::start_on(port).await else {
         eprintln!("skipped: redis-server is not installed");
         return;
     };
@@ -307,7 +264,9 @@ async fn after_redis_restarts_the_nodes_hear_each_other_again_without_a_hand() {
 
     redis.stop().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let redis = PrivateRedis::start(port).await.expect("redis starts again");
+    let mut redis = PrivateRedis::start_on(port)
+        .await
+        .expect("redis starts again");
     // The subscriber reconnects by itself (backoff up to 5 s); chat sent after that crosses.
     let mut crossed = false;
     for i in 0..20 {
