@@ -607,11 +607,13 @@ impl ShardCore {
         Some(earliest.map_or(tick, |t| t.min(tick)))
     }
 
-    /// Closes every peer (shutdown).
+    /// Closes every peer (shutdown): each gets its DTLS close_notify. Not a failure, so
+    /// neither counted in `sfu_peers_closed_total` nor told `media_closed`: the signaling
+    /// sockets close with "server shutting down" at the same time.
     pub fn close_all(&mut self, now: Instant) {
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
-            self.remove_peer(now, id, Some(CloseReason::Failed));
+            self.remove_peer(now, id, None);
         }
     }
 }
