@@ -14,6 +14,20 @@ use crate::media::{peer_of, room_of};
 use crate::protocol::{codes, IceCandidate, ParticipantId, ServerMessage};
 use crate::service::{RoomOp, RoomService};
 
+/// The answer to a media command on a node that runs without an SFU.
+async fn no_media_plane<Si>(conn: &mut Conn<Si>, rid: Option<&str>) -> Result<(), SendError>
+where
+    Si: Sink<Frame> + Unpin,
+    Si::Error: Display,
+{
+    conn.reject(
+        rid,
+        codes::MEDIA_UNAVAILABLE,
+        "this server has no media plane",
+    )
+    .await
+}
+
 /// A browser trickles a handful of candidates per connection; far more is a flood.
 const MAX_CANDIDATES: u32 = 64;
 
@@ -59,13 +73,7 @@ where
     Si::Error: Display,
 {
     let Some(plane) = hub.media_plane() else {
-        return conn
-            .reject(
-                rid,
-                codes::MEDIA_UNAVAILABLE,
-                "this server has no media plane",
-            )
-            .await;
+        return no_media_plane(conn, rid).await;
     };
     if let Err(err) = super::room::authorize(service, session, RoomOp::JoinCall).await {
         return conn.fail(rid, err).await;
@@ -134,13 +142,7 @@ where
     Si::Error: Display,
 {
     let Some(plane) = hub.media_plane() else {
-        return conn
-            .reject(
-                rid,
-                codes::MEDIA_UNAVAILABLE,
-                "this server has no media plane",
-            )
-            .await;
+        return no_media_plane(conn, rid).await;
     };
     if media.is_none() {
         return conn
