@@ -9,6 +9,7 @@ use bench::call_client::CallClient;
 use serde_json::json;
 
 use super::{ms, percentile, populate_room};
+use crate::server_probe::cpu_seconds;
 
 #[derive(clap::Parser)]
 pub struct LoadArgs {
@@ -32,16 +33,6 @@ pub struct LoadArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
 }
 
 pub async fn run(args: LoadArgs) -> Result<()> {

@@ -2,6 +2,9 @@
 //!
 //! `load` fills rooms with WebRTC participants publishing Opus (see `load.rs`).
 //!
+//! `soak` holds many room sockets and media participants for minutes with churn and chat, and
+//! checks nothing was lost and the server came back to idle (see `soak.rs`).
+//!
 //! `chat-fanout` registers users, puts them in one room, opens one room WebSocket per user,
 //! has one of them send chat messages and measures, for every (message, client) pair, the
 //! time from the send to the moment that client reads it.
@@ -31,9 +34,14 @@ enum Command {
     ChatFanout(FanoutArgs),
     /// Calls: R rooms x P WebRTC participants publishing Opus; loss, join time, server CPU.
     Load(load::LoadArgs),
+    /// Soak: many room sockets and media participants held for minutes with churn and chat;
+    /// fails on anything a user would notice and on a server that doesn't return to idle.
+    Soak(soak::SoakArgs),
 }
 
 mod load;
+mod server_probe;
+mod soak;
 
 #[derive(Parser)]
 struct FanoutArgs {
@@ -65,6 +73,7 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::ChatFanout(args) => chat_fanout(args).await,
         Command::Load(args) => load::run(args).await,
+        Command::Soak(args) => soak::run(args).await,
     }
 }
 

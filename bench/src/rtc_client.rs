@@ -21,6 +21,7 @@ use sfu::audio::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::impair::{is_media, ImpairedLink, Impairment};
 use crate::tone::{FrameSource, ToneSource, FRAME_SAMPLES};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,7 @@ enum Command {
     HandleOffer(String, oneshot::Sender<Result<String, ClientError>>),
     Publish(bool),
     Offline(bool),
+    Impair(Impairment),
     Rebind(oneshot::Sender<Result<SocketAddr, ClientError>>),
     Stop,
     Vanish,
@@ -144,6 +146,8 @@ impl RtcClient {
             stats: stats.clone(),
             track_streams: HashMap::new(),
             ssrc_streams: HashMap::new(),
+            outbound: ImpairedLink::default(),
+            inbound: ImpairedLink::default(),
         };
         tokio::spawn(driver.run(rx));
         Ok((
@@ -214,6 +218,12 @@ impl RtcClient {
         let _ = self.commands.send(Command::Offline(on));
     }
 
+    /// Makes the link lossy and reordering, both ways, for media datagrams (see
+    /// [`crate::impair`]); `Impairment::default()` makes it clean again.
+    pub fn set_impairment(&self, impairment: Impairment) {
+        let _ = self.commands.send(Command::Impair(impairment));
+    }
+
     /// Moves to a new UDP socket (a new local port), as a browser does when it switches to
     /// another candidate pair or a NAT rebinds. Returns the new address.
     ///
@@ -246,6 +256,8 @@ struct Driver {
     /// `a=ssrc:<ssrc> msid:<stream> <track>` of the latest remote description: the SFU may
     /// reuse an m-line (and its SSRC) for another participant, and says so in the SDP.
     ssrc_streams: HashMap<u32, String>,
+    outbound: ImpairedLink<TaggedBytesMut>,
+    inbound: ImpairedLink<(BytesMut, SocketAddr)>,
 }
 
 fn ssrc_streams(sdp: &str) -> HashMap<u32, String> {
@@ -290,6 +302,10 @@ impl Driver {
                     }
                     Some(Command::Publish(on)) => self.publishing = on,
                     Some(Command::Offline(on)) => self.offline = on,
+                    Some(Command::Impair(impairment)) => {
+                        self.outbound.impairment = impairment;
+                        self.inbound.impairment = impairment;
+                    }
                     Some(Command::Rebind(reply)) => {
                         // The ICE agent keeps its old local candidate: to the server this is
                         // the same client appearing from a new address.
@@ -306,17 +322,21 @@ impl Driver {
                 },
                 received = self.socket.recv_from(&mut buf) => {
                     if let (Ok((n, from)), false) = (received, self.offline) {
-                        let msg = TaggedBytesMut {
-                            now: Instant::now(),
-                            transport: TransportContext {
-                                local_addr: self.local_addr,
-                                peer_addr: from,
-                                ecn: None,
-                                transport_protocol: TransportProtocol::UDP,
-                            },
-                            message: BytesMut::from(&buf[..n]),
-                        };
-                        let _ = self.pc.handle_read(msg);
+                        let datagram = BytesMut::from(&buf[..n]);
+                        let media = is_media(&datagram);
+                        for (datagram, from) in self.inbound.pass((datagram, from), media) {
+                            let msg = TaggedBytesMut {
+                                now: Instant::now(),
+                                transport: TransportContext {
+                                    local_addr: self.local_addr,
+                                    peer_addr: from,
+                                    ecn: None,
+                                    transport_protocol: TransportProtocol::UDP,
+                                },
+                                message: datagram,
+                            };
+                            let _ = self.pc.handle_read(msg);
+                        }
                     }
                 }
                 _ = frames.tick() => self.send_frame(),
@@ -439,10 +459,13 @@ impl Driver {
             if self.offline {
                 continue;
             }
-            let _ = self
-                .socket
-                .send_to(&msg.message, msg.transport.peer_addr)
-                .await;
+            let media = is_media(&msg.message);
+            for msg in self.outbound.pass(msg, media) {
+                let _ = self
+                    .socket
+                    .send_to(&msg.message, msg.transport.peer_addr)
+                    .await;
+            }
         }
     }
 }

@@ -151,6 +151,7 @@ impl SocketCounts {
             return Err(TooManySockets { kind, max });
         }
         *count += 1;
+        metrics::gauge!("ws_sockets_open", "kind" => kind.name()).increment(1.0);
         Ok(SocketPermit {
             counts: Arc::clone(this),
             user,
@@ -164,6 +165,7 @@ impl SocketCounts {
     }
 
     fn release(&self, user: UserId, kind: SocketKind) {
+        metrics::gauge!("ws_sockets_open", "kind" => kind.name()).decrement(1.0);
         let mut open = self.lock();
         if let Some(count) = open.get_mut(&(user, kind)) {
             *count = count.saturating_sub(1);

@@ -20,6 +20,7 @@ pub mod guard;
 pub mod language;
 pub mod partial;
 pub mod pipeline;
+pub mod reorder;
 pub mod resample;
 pub mod segment;
 pub mod vad;

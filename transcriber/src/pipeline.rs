@@ -3,6 +3,7 @@
 //! whisper goes to the worker threads.
 
 use crate::decode::TrackDecoder;
+use crate::reorder::{ReorderBuffer, RtpAudio};
 use crate::resample::Resampler;
 use crate::segment::Speaker;
 use crate::vad::{InProgress, Utterance, Vad, VadConfig};
@@ -12,6 +13,7 @@ use crate::Error;
 #[derive(Debug)]
 pub struct TrackPipeline {
     pub speaker: Speaker,
+    reorder: ReorderBuffer,
     decoder: TrackDecoder,
     resampler: Resampler,
     vad: Vad,
@@ -25,6 +27,7 @@ impl TrackPipeline {
     pub fn new(speaker: Speaker, vad: VadConfig) -> Result<Self, Error> {
         Ok(Self {
             speaker,
+            reorder: ReorderBuffer::default(),
             decoder: TrackDecoder::new()?,
             resampler: Resampler::new(crate::OPUS_RATE)?,
             vad: Vad::new(vad),
@@ -40,53 +43,60 @@ impl TrackPipeline {
         rtp_timestamp: u32,
         payload: &[u8],
     ) -> Vec<Utterance> {
-        let decoded = self.decoder.handle_packet(sequence, rtp_timestamp, payload);
-        self.concealed += u64::from(decoded.concealed);
         let mut out = Vec::new();
+        let ready = self.reorder.push(RtpAudio {
+            sequence,
+            rtp_timestamp,
+            payload: payload.to_vec(),
+        });
+        for packet in ready {
+            self.decode(&packet, &mut out);
+        }
+        out
+    }
+
+    fn decode(&mut self, packet: &RtpAudio, out: &mut Vec<Utterance>) {
+        let decoded =
+            self.decoder
+                .handle_packet(packet.sequence, packet.rtp_timestamp, &packet.payload);
+        self.concealed += u64::from(decoded.concealed);
         if decoded.skipped > 0 {
             out.extend(self.vad.skip(decoded.skipped / 3));
         }
         self.scratch.clear();
         if let Err(err) = self.resampler.process(&decoded.pcm, &mut self.scratch) {
             tracing::warn!(error = %err, "resampler failed; audio skipped");
-            return out;
+            return;
         }
         out.extend(self.vad.push(&self.scratch));
+    }
+
+    /// Decodes what the reorder buffer still holds behind a gap.
+    fn drain_reorder(&mut self) -> Vec<Utterance> {
+        let mut out = Vec::new();
+        for packet in self.reorder.drain() {
+            self.decode(&packet, &mut out);
+        }
         out
     }
 
     /// The track ended: whatever utterance is in progress.
     pub fn finish(&mut self) -> Option<Utterance> {
+        let mut out = self.drain_reorder();
         self.scratch.clear();
         if self.resampler.finish(&mut self.scratch).is_ok() {
-            let mut out = self.vad.push(&self.scratch);
-            if let Some(u) = self.vad.flush() {
-                out.push(u);
-            }
-            // `push` can complete at most one utterance here before the flush.
-            let mut it = out.into_iter();
-            let first = it.next();
-            return match (first, it.next()) {
-                (Some(a), Some(b)) => {
-                    let mut samples = a.samples;
-                    let gap = (b.start - a.start) as usize - samples.len();
-                    samples.extend(std::iter::repeat_n(0.0, gap));
-                    samples.extend(b.samples);
-                    Some(Utterance {
-                        start: a.start,
-                        samples,
-                    })
-                }
-                (a, _) => a,
-            };
+            out.extend(self.vad.push(&self.scratch));
         }
-        self.vad.flush()
+        out.extend(self.vad.flush());
+        merge(out)
     }
 
     /// Ends the utterance in progress (the track went quiet without packets: muted, left,
     /// or a sender that stops instead of using DTX). The next packet continues the clock.
     pub fn flush_utterance(&mut self) -> Option<Utterance> {
-        self.vad.flush()
+        let mut out = self.drain_reorder();
+        out.extend(self.vad.flush());
+        merge(out)
     }
 
     /// The utterance being spoken, for a partial caption.
@@ -97,5 +107,76 @@ impl TrackPipeline {
     /// Frames concealed because of packet loss so far.
     pub fn concealed(&self) -> u64 {
         self.concealed
+    }
+}
+
+/// The utterances completed while a track is being closed, as one: a few packets of drained
+/// audio or a resampler's tail can complete an utterance just before the final flush.
+fn merge(utterances: Vec<Utterance>) -> Option<Utterance> {
+    let mut it = utterances.into_iter();
+    let mut merged = it.next()?;
+    for next in it {
+        let end = merged.start + merged.samples.len() as u64;
+        let gap = next.start.saturating_sub(end) as usize;
+        merged.samples.extend(std::iter::repeat_n(0.0, gap));
+        merged.samples.extend(next.samples);
+    }
+    Some(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 20 ms Opus frames of a 300 Hz tone.
+    fn frames(n: usize) -> Vec<Vec<u8>> {
+        let mut encoder = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
+            .expect("encoder");
+        (0..n)
+            .map(|i| {
+                let pcm: Vec<f32> = (0..960)
+                    .map(|k| {
+                        let t = (i * 960 + k) as f32 / 48_000.0;
+                        0.3 * (2.0 * std::f32::consts::PI * 300.0 * t).sin()
+                    })
+                    .collect();
+                encoder.encode_vec_float(&pcm, 400).expect("encodes")
+            })
+            .collect()
+    }
+
+    fn pipeline() -> TrackPipeline {
+        TrackPipeline::new(
+            Speaker {
+                participant: 1,
+                user: 1,
+            },
+            VadConfig::default(),
+        )
+        .expect("pipeline")
+    }
+
+    #[test]
+    fn swapped_neighbours_are_decoded_in_order_with_nothing_concealed() {
+        let frames = frames(50);
+        let mut order: Vec<usize> = (0..50).collect();
+        for pair in order.chunks_mut(4) {
+            pair.swap(0, 1);
+        }
+        let mut track = pipeline();
+        for i in order {
+            track.handle_packet(i as u16, (i * 960) as u32, &frames[i]);
+        }
+        assert_eq!(track.concealed(), 0, "a swap is not a loss");
+    }
+
+    #[test]
+    fn a_real_loss_is_still_concealed() {
+        let frames = frames(50);
+        let mut track = pipeline();
+        for i in (0..50).filter(|i| *i != 20) {
+            track.handle_packet(i as u16, (i * 960) as u32, &frames[i]);
+        }
+        assert_eq!(track.concealed(), 1);
     }
 }

@@ -12,6 +12,7 @@ mod hardening;
 mod helpers;
 mod hostile;
 mod invites;
+mod lossy_network;
 mod media;
 mod models;
 mod moderation;

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Soak: starts `webcall serve` on a free loopback port with a private data dir and runs
+# `webcall-bench soak` against it: 1,000 room sockets and 50 media participants for 10 min,
+# with churn and chat (bench/reports/soak.md). Fails when the bench finds something a user
+# would notice, when the server doesn't get back to idle, or when the server logged an ERROR.
+#
+#   cargo build --release -p api --bin webcall -p bench --bin webcall-bench
+#   scripts/soak.sh                 # the full run (about 11 minutes)
+#   scripts/soak.sh --short         # CI: 200 sockets, 10 media participants, 45 s
+#   scripts/soak.sh -- --seconds 60 # extra arguments go to `webcall-bench soak`
+#
+# WEBCALL_BIN / WEBCALL_BENCH_BIN: the binaries (default: target/release, else target/debug).
+# SOAK_JSON: where the bench's JSON result goes (default: stdout only).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+pick() { if [ -x "$target/release/$1" ]; then echo "$target/release/$1"; else echo "$target/debug/$1"; fi; }
+bin=${WEBCALL_BIN:-$(pick webcall)}
+bench=${WEBCALL_BENCH_BIN:-$(pick webcall-bench)}
+for b in "$bin" "$bench"; do
+    [ -x "$b" ] || { echo "missing $b (cargo build -p api --bin webcall -p bench --bin webcall-bench)" >&2; exit 2; }
+done
+
+args=()
+if [ "${1:-}" = "--short" ]; then
+    args=(--sockets 200 --rooms 20 --media 10 --seconds 45 --churn-per-second 4 --media-churn-seconds 5)
+    shift
+fi
+[ "${1:-}" = "--" ] && shift
+args+=("$@")
+
+# A thousand sockets and their peers need more descriptors than a login shell's default.
+ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base="http://127.0.0.1:$port"
+secret=soak-registration-secret
+mkdir -m 700 "$work/data"
+# Limits meant for strangers on the internet are raised: every soak client comes from one
+# address. Per-user WebSocket limits stay as shipped; each soak user behaves like one person.
+env -i PATH="$PATH" HOME="$work" \
+    APP_ENV=dev BIND=127.0.0.1 PORT="$port" DATA_DIR="$work/data" STATIC_DIR="$root/static" \
+    REGISTRATION_SECRET="$secret" BCRYPT_COST=4 \
+    RATE_LIMIT_REGISTER=1000000 RATE_LIMIT_LOGIN=1000000 RATE_LIMIT_ROOM_CREATE=1000000 \
+    RATE_LIMIT_CHAT=1000000 RATE_LIMIT_LOGIN_ACCOUNT=1000000 \
+    RUST_LOG="${RUST_LOG:-info}" \
+    "$bin" serve 2>"$work/server.log" &
+server_pid=$!
+for _ in $(seq 1 100); do
+    curl -fsS "$base/healthz" >/dev/null 2>&1 && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+    sleep 0.1
+done
+curl -fsS "$base/healthz" >/dev/null
+
+status=0
+REGISTRATION_SECRET="$secret" "$bench" soak --url "$base" --server-pid "$server_pid" --json "${args[@]}" \
+    >"$work/result.json" || status=$?
+cat "$work/result.json"
+if [ -n "${SOAK_JSON:-}" ]; then cp "$work/result.json" "$SOAK_JSON"; fi
+
+# What the server logged at WARN and above, by message.
+levels() { grep -o '"level":"'"$1"'"' "$work/server.log" | wc -l; }
+warns=$(levels WARN)
+errors=$(levels ERROR)
+echo "server log: $errors ERROR, $warns WARN lines" >&2
+grep -E '"level":"(WARN|ERROR)"' "$work/server.log" | sed -E 's/.*"message":"([^"]*)".*/\1/' |
+    sort | uniq -c | sort -rn | head -20 >&2 || true
+kill -0 "$server_pid" 2>/dev/null || { echo "the server died during the soak" >&2; status=1; }
+[ "$errors" -eq 0 ] || { echo "the server logged ERRORs" >&2; status=1; }
+exit "$status"
