@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::db::StoreError;
+use crate::db::{Outage, StoreError};
 use crate::domain::ValidationError;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,12 @@ pub enum Error {
     TranscriptionUnavailable,
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The database is down, restarting or out of connections: nothing was stored.
+    #[error("the database is unavailable; nothing was stored, try again shortly")]
+    DatabaseUnavailable,
+    /// The database's disk is full: nothing was stored.
+    #[error("the server's storage is full; nothing was stored")]
+    StorageFull,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -59,7 +65,18 @@ impl Error {
 
 impl From<StoreError> for Error {
     fn from(err: StoreError) -> Self {
-        Error::internal(err)
+        // An outage is the operator's to fix, not a bug: logged as a warning, answered 503.
+        match err.outage() {
+            Some(Outage::Unavailable) => {
+                tracing::warn!(error = %err, "database unavailable");
+                Error::DatabaseUnavailable
+            }
+            Some(Outage::StorageFull) => {
+                tracing::warn!(error = %err, "database storage full");
+                Error::StorageFull
+            }
+            None => Error::internal(err),
+        }
     }
 }
 

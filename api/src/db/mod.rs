@@ -53,7 +53,51 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// Why the database can't serve a request for now, when it is the database's state (not
+/// the request) that is at fault: the client may retry later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// Unreachable, restarting, refusing connections, or every connection busy.
+    Unavailable,
+    /// No space left for the write (SQLite `SQLITE_FULL`, PostgreSQL `53100`).
+    StorageFull,
+}
+
 impl StoreError {
+    /// Whether this failure is an outage of the database rather than a bug.
+    pub fn outage(&self) -> Option<Outage> {
+        let StoreError::Database(err) = self else {
+            return None;
+        };
+        match err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Some(Outage::Unavailable),
+            sqlx::Error::Database(db) => {
+                let code = db.code()?;
+                match code.as_ref() {
+                    // PostgreSQL: disk full.
+                    "53100" => Some(Outage::StorageFull),
+                    // PostgreSQL: connection exceptions, shutting down, starting up, out of
+                    // memory or connections.
+                    c if c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") => {
+                        Some(Outage::Unavailable)
+                    }
+                    // SQLite extended result codes; the primary code is the low byte.
+                    c => match c.parse::<i32>().map(|n| n & 0xff) {
+                        Ok(13) => Some(Outage::StorageFull), // SQLITE_FULL
+                        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_CANTOPEN
+                        Ok(5 | 6 | 10 | 14) => Some(Outage::Unavailable),
+                        _ => None,
+                    },
+                }
+            }
+            _ => None,
+        }
+    }
+
     fn from_write(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,

@@ -88,6 +88,12 @@ impl Error {
                 None,
             ),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+            Error::DatabaseUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                None,
+            ),
+            Error::StorageFull => (StatusCode::SERVICE_UNAVAILABLE, "storage_full", None),
             Error::TranscriptionUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "transcription_unavailable",
@@ -113,9 +119,15 @@ impl IntoResponse for Error {
         let mut body = ErrorBody::new(code, message);
         body.error.field = field.map(str::to_owned);
         let mut response = (status, Json(body)).into_response();
-        if let Error::RateLimited { retry_after } | Error::RateLimiterUnavailable { retry_after } =
-            self
-        {
+        let retry_after = match self {
+            Error::RateLimited { retry_after } | Error::RateLimiterUnavailable { retry_after } => {
+                Some(retry_after)
+            }
+            // The pool's connect timeout is a few seconds; a restart takes about as long.
+            Error::DatabaseUnavailable => Some(std::time::Duration::from_secs(5)),
+            _ => None,
+        };
+        if let Some(retry_after) = retry_after {
             // Whole seconds, rounded up: a client that waits this long is let through.
             let secs = retry_after.as_millis().div_ceil(1000).max(1);
             if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {

@@ -127,11 +127,18 @@ impl Bus for RedisBus {
             // While Redis is down the connection manager may keep a command waiting as it
             // reconnects; the caller (a chat post, say) must not hang until its request times
             // out: it logs the failed broadcast and answers.
-            tokio::time::timeout(PUBLISH_TIMEOUT, publish.query_async::<i64>(&mut conn))
-                .await
-                .map_err(|_| BusError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}")))?
-                .map_err(|e| BusError::Publish(e.to_string()))?;
-            Ok(())
+            let published =
+                tokio::time::timeout(PUBLISH_TIMEOUT, publish.query_async::<i64>(&mut conn))
+                    .await
+                    .map_err(|_| BusError::Publish(format!("no answer within {PUBLISH_TIMEOUT:?}")))
+                    .and_then(|r| r.map_err(|e| BusError::Publish(e.to_string())));
+            if published.is_err() {
+                // Other nodes miss it (the caller logs that), but this node's own sockets
+                // still hear it: a Redis outage must not silence a room that lives on one
+                // node. Nothing comes over Redis meanwhile, so local order holds.
+                let _ = self.tx.send(envelope);
+            }
+            published.map(|_| ())
         })
     }
 

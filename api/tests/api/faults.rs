@@ -477,6 +477,14 @@ async fn postgres_restarting_mid_call_keeps_the_call_up_loses_no_acknowledged_ch
         "acknowledged without a database: {body}"
     );
     assert_clear_server_error("chat while the database is down", status, &body);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("database_unavailable")
+        ),
+        "an outage, not a bug: {body}"
+    );
     assert_media_kept_flowing(
         &alice,
         &bob,
@@ -619,6 +627,13 @@ async fn redis_restarting_mid_call_keeps_the_call_up_and_chat_acknowledged_meanw
             "Redis down: {text:?} ({status}) reached bob's socket meanwhile: {}",
             heard_by_bob(text)
         );
+        if *status == StatusCode::CREATED {
+            // Alice and bob are on this node: the outage must not silence their room.
+            assert!(
+                heard_by_bob(text),
+                "{text:?} was acknowledged but not delivered to bob"
+            );
+        }
     }
 
     let mut redis = PrivateRedis::start_on(port)
@@ -752,6 +767,12 @@ async fn a_full_disk_in_data_dir_gives_clear_errors_and_no_half_written_rows() {
     }
     let (status, body) = failure.expect("a write fails once the disk is full");
     assert_clear_server_error("chat on a full disk", status, &body);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        ["storage_full", "database_unavailable"]
+            .contains(&body["error"]["code"].as_str().unwrap_or("")),
+        "the error names the cause: {body}"
+    );
     // The server stays up and still reads.
     let res = app.get("/healthz", None).await;
     assert_eq!(res.status(), StatusCode::OK);
