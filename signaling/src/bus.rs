@@ -38,6 +38,11 @@ pub enum BusEvent {
         user_id: UserId,
         message: ServerMessage,
     },
+    /// Sessions of `user_id` ended: every node closes the sockets they opened.
+    SessionsEnded {
+        user_id: UserId,
+        ending: crate::sessions::Ending,
+    },
     /// `node` now holds `connections` user sockets of `user_id`. Absolute counts rather than
     /// deltas, so a repeated or reordered event can't leave a user online forever.
     Presence {

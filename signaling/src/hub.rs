@@ -16,6 +16,7 @@ use crate::protocol::{
     LeaveReason, ParticipantId, ParticipantInfo, Role, RoomId, ServerMessage, UserId,
 };
 use crate::room::{Outbound, RoomRegistry};
+use crate::sessions::{Ending, OpenSessions, SessionGuard};
 
 /// Connection limits and timers.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +82,8 @@ pub struct Hub {
     mute_locks: Mutex<HashSet<(RoomId, UserId)>>,
     /// Open sockets per user, against [`HubConfig::max_sockets_per_user`].
     sockets: Arc<SocketCounts>,
+    /// Open sockets by the sign-in session that opened them.
+    sessions: Arc<OpenSessions>,
     /// Per user and message type: how often a client may send each kind of message.
     limits: MessageLimits,
     /// Every task the hub and its sockets start; the server waits for them at shutdown.
@@ -117,6 +120,7 @@ impl Hub {
             transcribing: Mutex::new(HashMap::new()),
             mute_locks: Mutex::new(HashSet::new()),
             sockets: Arc::new(SocketCounts::default()),
+            sessions: Arc::new(OpenSessions::default()),
             limits: MessageLimits::new(),
             tasks: TaskTracker::new(),
             shutdown: watch::channel(false).0,
@@ -190,6 +194,21 @@ impl Hub {
             kind,
             self.config.max_sockets_per_user,
         )
+    }
+
+    /// Registers a socket opened by `user_id`'s sign-in `session` (the token's id); the
+    /// guard's token is cancelled when that session ends on any node.
+    pub fn register_session(&self, user_id: UserId, session: &str) -> SessionGuard {
+        OpenSessions::register(&self.sessions, user_id, session)
+    }
+
+    /// Ends sessions of `user_id` on every node: their sockets close with 4005.
+    ///
+    /// # Errors
+    /// [`BusError`] when other nodes could not be told (this node's sockets close anyway).
+    pub async fn end_sessions(&self, user_id: UserId, ending: Ending) -> Result<(), BusError> {
+        self.publish(BusEvent::SessionsEnded { user_id, ending })
+            .await
     }
 
     /// Takes one message of `kind` from `user_id`'s budget on this node.
@@ -412,6 +431,12 @@ impl Hub {
                 let tx = self.users().get(&user_id).and_then(|e| e.tx.clone());
                 if let Some(tx) = tx {
                     let _ = tx.send(Outbound::new(message));
+                }
+            }
+            BusEvent::SessionsEnded { user_id, ending } => {
+                let closed = self.sessions.end(user_id, &ending);
+                if closed > 0 {
+                    tracing::info!(user_id, closed, "sessions ended: closing their sockets");
                 }
             }
             BusEvent::Presence {

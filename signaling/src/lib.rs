@@ -19,6 +19,7 @@ pub mod media;
 pub mod protocol;
 pub mod room;
 pub mod service;
+pub mod sessions;
 
 pub use bus::{Bus, LocalBus};
 pub use hub::{Hub, HubConfig};

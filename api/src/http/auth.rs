@@ -14,6 +14,7 @@ use crate::app::accounts::{self, Session};
 use crate::db::UserRow;
 use crate::error::Result;
 use crate::ratelimit::Bucket;
+use signaling::sessions::Ending;
 
 pub fn router() -> OpenApiRouter<ApiContext> {
     OpenApiRouter::new()
@@ -182,7 +183,16 @@ async fn delete_me(
 ) -> Result<StatusCode> {
     ctx.rate_limit_account(&user.username).await?;
     accounts::delete_account(&ctx.store, &ctx.passwords, &ctx.hub, user.id, &req.password).await?;
+    close_sockets(&ctx, user.id, Ending::All).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Closes the sockets of ended sessions on every node (close code 4005): a revoked token
+/// must not keep a call or a DM feed running.
+async fn close_sockets(ctx: &ApiContext, user_id: i64, ending: Ending) {
+    if let Err(err) = ctx.hub.end_sessions(user_id, ending).await {
+        tracing::warn!(user_id, error = %err, "other nodes were not told to close the ended sessions' sockets");
+    }
 }
 
 /// Sign out: the presented token stops working (other sessions go on).
@@ -193,6 +203,7 @@ async fn delete_me(
     ))]
 async fn logout(State(ctx): State<ApiContext>, user: AuthUser) -> Result<StatusCode> {
     accounts::logout(&ctx.store, user.id, &user.token_id, user.token_expires).await?;
+    close_sockets(&ctx, user.id, Ending::One(user.token_id)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -218,6 +229,7 @@ async fn change_password(
         username: user.username,
         created_at: user.created_at,
     };
+    let user_id = user.id;
     let session = accounts::change_password(
         &ctx.store,
         &ctx.passwords,
@@ -227,5 +239,8 @@ async fn change_password(
         &req.new_password,
     )
     .await?;
+    // The caller's own sockets go on (its tab switches to the new token); every other
+    // session's close.
+    close_sockets(&ctx, user_id, Ending::AllBut(user.token_id)).await;
     Ok(axum::Json(session_dto(&ctx, session)))
 }

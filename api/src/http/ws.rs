@@ -96,6 +96,8 @@ async fn room_socket(
     let hub = ctx.hub.clone();
     let limit = hub.config().max_frame_bytes * TRANSPORT_SLACK;
     let service = Arc::new(ApiRoomService { ctx: ctx.clone() });
+    // Signing out (or a password change, or deleting the account) closes the socket.
+    let signed_in = hub.register_session(user.id, &user.token_id);
     let session = RoomSession {
         room_id,
         user_id: user.id,
@@ -106,8 +108,8 @@ async fn room_socket(
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
             let (sink, stream) = adapt(socket);
-            run_room(hub, service, session, sink, stream).await;
-            drop((permit, owner));
+            run_room(hub, service, session, signed_in.ended(), sink, stream).await;
+            drop((permit, owner, signed_in));
         }))
 }
 
@@ -135,12 +137,13 @@ async fn user_socket(
     ctx.push.seen(user.id).await;
     let hub = ctx.hub.clone();
     let limit = hub.config().max_frame_bytes * TRANSPORT_SLACK;
+    let signed_in = hub.register_session(user.id, &user.token_id);
     Ok(ws
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
             let (sink, stream) = adapt(socket);
-            run_user(hub, user.id, sink, stream).await;
-            drop((permit, owner));
+            run_user(hub, user.id, signed_in.ended(), sink, stream).await;
+            drop((permit, owner, signed_in));
         }))
 }

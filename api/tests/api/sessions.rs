@@ -176,7 +176,9 @@ async fn deleting_the_account_ends_its_tokens_and_hands_shared_rooms_over() {
         me_status(&app, &second_alice).await,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(alice_socket.closed().await.1, Some(4003));
+    // Removed from its rooms and signed out at once: either code says "don't reconnect".
+    let code = alice_socket.closed().await.1;
+    assert!(matches!(code, Some(4003 | 4005)), "{code:?}");
     expect_error(app.login("alice", PASSWORD).await, StatusCode::UNAUTHORIZED).await;
 
     // The shared room lives on, owned by the moderator, with the others' messages.
@@ -398,4 +400,71 @@ async fn the_openapi_document_describes_the_session_endpoints_and_their_refusals
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_session_closes_its_open_sockets_and_leaves_the_others() {
+    let app = spawn_with(&[]).await;
+    let laptop = app.register("alice").await;
+    let phone = login_token(&app, "alice", PASSWORD).await;
+    let tablet = login_token(&app, "alice", PASSWORD).await;
+    let bob = app.register("bob").await;
+    let room = app.create_room(&laptop, "standup").await;
+    app.add_member(&laptop, room, "bob", "member").await;
+    let mut bob_room = app.room_ws(&bob, room).await;
+    bob_room.join().await;
+
+    // The laptop is in the call and has its DM socket open; the phone has its DM socket, the
+    // tablet the room open (one call presence per user: only the laptop joins).
+    let mut laptop_room = app.room_ws(&laptop, room).await;
+    laptop_room.join().await;
+    let mut laptop_user = app.user_ws(&laptop).await;
+    let mut phone_user = app.user_ws(&phone).await;
+    let mut tablet_room = app.room_ws(&tablet, room).await;
+
+    // Signing out on the laptop closes the laptop's sockets, at once, and only those.
+    let res = app
+        .post("/api/v1/auth/logout", Some(&laptop), json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(laptop_room.closed().await.1, Some(4005));
+    assert_eq!(laptop_user.closed().await.1, Some(4005));
+    let left = bob_room.recv_type("participant_left").await;
+    assert_eq!(left["user_id"], app.user_id(&phone).await);
+    for (socket, id) in [(&mut phone_user, "p"), (&mut tablet_room, "t")] {
+        socket.send(json!({"type": "ping", "request_id": id})).await;
+        socket.recv_type("pong").await;
+    }
+
+    // A password change on the tablet ends the phone's session; the tablet's socket goes on.
+    let (status, body) = json_of(
+        app.post(
+            "/api/v1/auth/password",
+            Some(&tablet),
+            json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(phone_user.closed().await.1, Some(4005));
+    tablet_room
+        .send(json!({"type": "ping", "request_id": "t2"}))
+        .await;
+    tablet_room.recv_type("pong").await;
+
+    // Deleting the account closes everything it still has open.
+    let fresh = body["token"].as_str().expect("token").to_owned();
+    let mut fresh_user = app.user_ws(&fresh).await;
+    let res = app
+        .request(Method::DELETE, "/api/v1/auth/me", Some(&fresh))
+        .json(&json!({"password": NEW_PASSWORD}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(fresh_user.closed().await.1, Some(4005));
+    // Removed from the room and signed out at once: either code says "don't reconnect".
+    let code = tablet_room.closed().await.1;
+    assert!(matches!(code, Some(4003 | 4005)), "{code:?}");
 }

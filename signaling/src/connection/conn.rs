@@ -30,12 +30,14 @@ pub(super) enum Exit {
     Replaced,
     Shutdown,
     Abuse,
+    /// The session that opened the socket ended (logout, password change, deletion).
+    SignedOut,
 }
 
 impl Exit {
     pub(super) fn leave_reason(self) -> LeaveReason {
         match self {
-            Exit::Closed | Exit::Abuse => LeaveReason::Closed,
+            Exit::Closed | Exit::Abuse | Exit::SignedOut => LeaveReason::Closed,
             Exit::Timeout | Exit::Stalled => LeaveReason::Timeout,
             Exit::Removed | Exit::RoomDeleted => LeaveReason::Removed,
             Exit::Replaced => LeaveReason::Replaced,
@@ -56,6 +58,7 @@ impl Exit {
             Exit::Replaced => (close_codes::REPLACED, "replaced by a newer connection"),
             Exit::Shutdown => (close_codes::GOING_AWAY, "server shutting down"),
             Exit::Abuse => (close_codes::POLICY, "too many invalid messages"),
+            Exit::SignedOut => (close_codes::SIGNED_OUT, "signed out"),
         };
         Some(CloseFrame {
             code,

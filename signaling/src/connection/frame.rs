@@ -32,4 +32,7 @@ pub mod close_codes {
     pub const REMOVED: u16 = 4003;
     /// The room was deleted (don't reconnect).
     pub const ROOM_DELETED: u16 = 4004;
+    /// The sign-in session that opened the socket ended: logout, a password change
+    /// elsewhere, or the account's deletion (reconnecting needs a new sign-in).
+    pub const SIGNED_OUT: u16 = 4005;
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::{Sink, Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use super::call_media::{self, drop_media, MediaLink};
 use super::conn::{classify, Conn, Exit, Incoming, SendError};
@@ -105,6 +106,7 @@ pub async fn run_room<Si, St, E>(
     hub: Arc<Hub>,
     service: Arc<dyn RoomService>,
     session: RoomSession,
+    signed_in: CancellationToken,
     sink: Si,
     mut stream: St,
 ) where
@@ -171,6 +173,7 @@ pub async fn run_room<Si, St, E>(
             }
             _ = ticker.tick() => conn.keepalive(last_seen, config.idle_timeout).await,
             _ = stop.changed() => Err(Exit::Shutdown),
+            () = signed_in.cancelled() => Err(Exit::SignedOut),
         };
         if let Err(exit) = step {
             break exit;

@@ -98,6 +98,7 @@ fn connect(
         Arc::clone(hub),
         Arc::new(OpenDoor),
         session,
+        tokio_util::sync::CancellationToken::new(),
         sink,
         stream,
     ));
@@ -204,6 +205,7 @@ fn connect_slow(
         Arc::clone(hub),
         Arc::new(OpenDoor),
         session,
+        tokio_util::sync::CancellationToken::new(),
         sink,
         stream,
     ));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures_util::{Sink, Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use super::conn::{classify, Conn, Exit, Incoming};
 use super::frame::Frame;
@@ -13,8 +14,13 @@ use crate::hub::Hub;
 use crate::protocol::{codes, ClientMessage, ServerMessage, UserId};
 
 /// Serves one user socket until it closes, times out, stalls, or the node stops.
-pub async fn run_user<Si, St, E>(hub: Arc<Hub>, user_id: UserId, sink: Si, mut stream: St)
-where
+pub async fn run_user<Si, St, E>(
+    hub: Arc<Hub>,
+    user_id: UserId,
+    signed_in: CancellationToken,
+    sink: Si,
+    mut stream: St,
+) where
     Si: Sink<Frame> + Unpin,
     Si::Error: Display,
     St: Stream<Item = Result<Frame, E>> + Unpin,
@@ -64,6 +70,7 @@ where
             },
             _ = ticker.tick() => conn.keepalive(last_seen, config.idle_timeout).await,
             _ = stop.changed() => Err(Exit::Shutdown),
+            () = signed_in.cancelled() => Err(Exit::SignedOut),
         };
         if let Err(exit) = step {
             break exit;
