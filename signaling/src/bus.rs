@@ -38,6 +38,9 @@ pub enum BusEvent {
         user_id: UserId,
         message: ServerMessage,
     },
+    /// A node is alive (every [`crate::hub::HubConfig::node_heartbeat`]); `incarnation`
+    /// changes when it restarts.
+    Heartbeat { node: u32, incarnation: u64 },
     /// Sessions of `user_id` ended: every node closes the sockets they opened.
     SessionsEnded {
         user_id: UserId,

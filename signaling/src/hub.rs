@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::bus::{Bus, BusError, BusEvent, Envelope, RoomEvent};
 use crate::limits::{MessageLimits, SocketCounts, SocketKind, SocketPermit, TooManySockets};
 use crate::media::{Media, MediaControl};
+use crate::nodes::{new_incarnation, NodeLiveness};
 use crate::protocol::{
     LeaveReason, ParticipantId, ParticipantInfo, Role, RoomId, ServerMessage, UserId,
 };
@@ -34,6 +35,10 @@ pub struct HubConfig {
     pub send_timeout: Duration,
     /// Room sockets per user on this node, and user sockets likewise.
     pub max_sockets_per_user: usize,
+    /// How often this node tells the others on the bus it is alive.
+    pub node_heartbeat: Duration,
+    /// Another node silent this long is taken for dead: its participants are cleared.
+    pub node_expiry: Duration,
 }
 
 impl Default for HubConfig {
@@ -52,6 +57,8 @@ impl HubConfig {
             socket_buffer: 1024,
             send_timeout: idle_timeout.min(Duration::from_secs(10)),
             max_sockets_per_user: 16,
+            node_heartbeat: Duration::from_secs(5),
+            node_expiry: Duration::from_secs(15),
         }
     }
 }
@@ -86,6 +93,10 @@ pub struct Hub {
     sessions: Arc<OpenSessions>,
     /// Per user and message type: how often a client may send each kind of message.
     limits: MessageLimits,
+    /// This run of the node, told apart from an earlier run under the same tag.
+    incarnation: u64,
+    /// Which other nodes are alive (heartbeats).
+    nodes: Mutex<NodeLiveness>,
     /// Every task the hub and its sockets start; the server waits for them at shutdown.
     tasks: TaskTracker,
     shutdown: watch::Sender<bool>,
@@ -122,6 +133,8 @@ impl Hub {
             sockets: Arc::new(SocketCounts::default()),
             sessions: Arc::new(OpenSessions::default()),
             limits: MessageLimits::new(),
+            incarnation: new_incarnation(),
+            nodes: Mutex::new(NodeLiveness::new(config.node_expiry)),
             tasks: TaskTracker::new(),
             shutdown: watch::channel(false).0,
         })
@@ -168,6 +181,60 @@ impl Hub {
                     _ = stop.changed() => break,
                 }
             }
+        });
+        // Heartbeats on their own task: a publish may wait for Redis, and the dispatcher
+        // must not.
+        let hub = Arc::clone(self);
+        let mut stop = hub.shutdown.subscribe();
+        self.tasks.spawn(async move {
+            let mut beat = tokio::time::interval(hub.config.node_heartbeat);
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = beat.tick() => {
+                        let heartbeat = BusEvent::Heartbeat { node: hub.node_tag, incarnation: hub.incarnation };
+                        if let Err(err) = hub.publish(heartbeat).await {
+                            tracing::debug!(error = %err, "heartbeat not published");
+                        }
+                        let dead = hub.node_liveness().expire(tokio::time::Instant::now());
+                        for node in dead {
+                            hub.expire_node(node, "went silent");
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+
+    fn node_liveness(&self) -> std::sync::MutexGuard<'_, NodeLiveness> {
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Clears a dead (or restarted) node's participants from every room here, as if each
+    /// had timed out, and forgets its user sockets.
+    fn expire_node(&self, node: u32, why: &str) {
+        let removed = self.rooms.remove_node(node);
+        tracing::warn!(
+            node,
+            participants = removed.len(),
+            "node {why}: its participants are cleared"
+        );
+        metrics::counter!("bus_nodes_expired_total").increment(1);
+        for (room_id, info) in removed {
+            self.rooms.fan_out(
+                room_id,
+                ServerMessage::ParticipantLeft {
+                    participant_id: info.participant_id,
+                    user_id: info.user_id,
+                    reason: LeaveReason::Timeout,
+                },
+            );
+        }
+        let mut users = self.users();
+        users.retain(|_, entry| {
+            entry.remote.remove(&node);
+            entry.local > 0 || !entry.remote.is_empty()
         });
     }
 
@@ -425,7 +492,28 @@ impl Hub {
     /// Applies one bus event to this node's view and sockets.
     fn apply(&self, envelope: Envelope) {
         let from_here = envelope.origin == self.node_tag;
+        let now = tokio::time::Instant::now();
+        match &envelope.event {
+            BusEvent::Heartbeat { incarnation, .. } if from_here => {
+                if *incarnation == self.incarnation {
+                    self.node_liveness().own_heartbeat_returned(now);
+                }
+            }
+            BusEvent::Heartbeat { incarnation, .. } => {
+                let restarted =
+                    self.node_liveness()
+                        .heard(envelope.origin, Some(*incarnation), now);
+                if restarted {
+                    self.expire_node(envelope.origin, "restarted");
+                }
+            }
+            _ if !from_here => {
+                self.node_liveness().heard(envelope.origin, None, now);
+            }
+            _ => {}
+        }
         match envelope.event {
+            BusEvent::Heartbeat { .. } => {}
             BusEvent::Room { room_id, event } => self.apply_room(room_id, event, from_here),
             BusEvent::User { user_id, message } => {
                 let tx = self.users().get(&user_id).and_then(|e| e.tx.clone());

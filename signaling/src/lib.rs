@@ -16,6 +16,7 @@ pub mod connection;
 pub mod hub;
 pub mod limits;
 pub mod media;
+pub mod nodes;
 pub mod protocol;
 pub mod room;
 pub mod service;

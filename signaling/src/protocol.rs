@@ -29,6 +29,11 @@ impl ParticipantId {
         let tag = u64::from(node_tag) & ((1 << Self::NODE_TAG_BITS) - 1);
         Self(tag << 32 | u64::from(sequence))
     }
+
+    /// The tag of the node the participant joined through.
+    pub fn node_tag(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
 }
 
 impl fmt::Display for ParticipantId {

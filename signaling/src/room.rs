@@ -156,6 +156,27 @@ impl RoomRegistry {
         removed
     }
 
+    /// Removes the participants that joined through node `node_tag` (a node that died) from
+    /// every room; returns them with their rooms.
+    pub fn remove_node(&self, node_tag: u32) -> Vec<(RoomId, ParticipantInfo)> {
+        let mut rooms = self.lock();
+        let mut removed = Vec::new();
+        for (room_id, room) in rooms.iter_mut() {
+            room.participants.retain(|id, p| {
+                let theirs = !p.local && id.node_tag() == node_tag;
+                if theirs {
+                    removed.push((*room_id, p.info.clone()));
+                }
+                !theirs
+            });
+        }
+        let emptied: Vec<RoomId> = removed.iter().map(|(r, _)| *r).collect();
+        for room_id in emptied {
+            Self::drop_if_idle(&mut rooms, room_id);
+        }
+        removed
+    }
+
     fn drop_if_idle(rooms: &mut HashMap<RoomId, Room>, room_id: RoomId) {
         if rooms
             .get(&room_id)

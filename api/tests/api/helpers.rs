@@ -335,6 +335,23 @@ pub struct Ws {
     >,
 }
 
+impl Ws {
+    /// Opens `url` (any server's, e.g. a second node run as a process) with
+    /// `Authorization: Bearer`; panics unless the upgrade succeeds.
+    pub async fn connect(url: &str, token: &str) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let (inner, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket upgrade");
+        Ws { inner }
+    }
+}
+
 /// How long a test waits for an expected WebSocket message.
 pub const WS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -345,16 +362,7 @@ impl TestApp {
 
     /// Opens `path` with `Authorization: Bearer`; panics unless the upgrade succeeds.
     pub async fn ws(&self, path: &str, token: &str) -> Ws {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut req = self.ws_url(path).into_client_request().expect("request");
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("header"),
-        );
-        let (inner, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("websocket upgrade");
-        Ws { inner }
+        Ws::connect(&self.ws_url(path), token).await
     }
 
     /// Opens `path` with `?ticket=` as a browser does; panics unless the upgrade succeeds.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{json_of, spawn_app, spawn_from, spawn_with, test_env, TestApp};
+use crate::helpers::{json_of, spawn_app, spawn_from, spawn_with, test_env, TestApp, Ws};
 
 async fn presence_of(app: &TestApp, token: &str, room: i64, username: &str) -> Value {
     let (status, list) = json_of(
@@ -317,4 +317,93 @@ async fn two_nodes_on_one_redis_deliver_chat_and_dms_across_nodes() {
 
     b.close().await;
     assert_eq!(a.recv_type("participant_left").await["reason"], "closed");
+}
+
+/// A node killed mid-call (SIGKILL: no goodbye on the bus) leaves no ghost: the other node
+/// clears its participants after the heartbeat expiry and tells its sockets. Runs when
+/// `WEBCALL_TEST_REDIS_URL` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_call_leaves_no_ghost_on_the_others() {
+    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
+        eprintln!("WEBCALL_TEST_REDIS_URL not set: node expiry not exercised in this run");
+        return;
+    };
+    let (mut env, _data) = test_env().await;
+    env.insert("REDIS_URL".into(), redis_url);
+    let node_a = spawn_from(env.clone()).await;
+    // Node B is the real binary, so that it can be killed like a crashed box.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut vars: Vec<(String, String)> = env.into_iter().collect();
+    vars.push(("PORT".into(), port.to_string()));
+    vars.push(("BIND".into(), "127.0.0.1".into()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node_b = crate::binary::webcall(dir.path(), &["serve"], &vars)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("node B starts");
+    let base_b = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(format!("{base_b}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "node B answers");
+
+    let alice = node_a.register("alice").await;
+    let bob = node_a.register("bob").await;
+    let room = node_a.create_room(&alice, "Across").await;
+    node_a.add_member(&alice, room, "bob", "member").await;
+    let mut a = node_a.room_ws(&alice, room).await;
+    a.join().await;
+    let mut b = Ws::connect(
+        &format!("ws://127.0.0.1:{port}/api/v1/rooms/{room}/ws"),
+        &bob,
+    )
+    .await;
+    let joined = b.join().await;
+    let bob_participant = joined["participant_id"].clone();
+    assert_eq!(
+        a.recv_type("participant_joined").await["participant"]["username"],
+        "bob"
+    );
+
+    node_b.start_kill().expect("SIGKILL");
+    let killed = std::time::Instant::now();
+    let left = a
+        .recv_type_within("participant_left", Duration::from_secs(30))
+        .await;
+    let after = killed.elapsed();
+    eprintln!("node killed: its participant cleared on the other node after {after:?}");
+    assert_eq!(left["participant_id"], bob_participant);
+    assert_eq!(left["reason"], "timeout");
+    assert!(
+        after >= Duration::from_secs(10),
+        "not before the expiry: {after:?}"
+    );
+    // A newcomer on node A sees alice only.
+    let carol = node_a.register("carol").await;
+    node_a.add_member(&alice, room, "carol", "member").await;
+    let mut c = node_a.room_ws(&carol, room).await;
+    let joined = c.join().await;
+    let names: Vec<&str> = joined["participants"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|p| p["username"].as_str())
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "alice and carol, no ghost of bob: {names:?}"
+    );
+    assert!(!names.contains(&"bob"));
 }
