@@ -72,7 +72,7 @@ cat "$work/result.json"
 if [ -n "${SOAK_JSON:-}" ]; then cp "$work/result.json" "$SOAK_JSON"; fi
 
 # What the server logged at WARN and above, by message.
-levels() { grep -o '"level":"'"$1"'"' "$work/server.log" | wc -l; }
+levels() { grep -c '"level":"'"$1"'"' "$work/server.log" || true; }
 warns=$(levels WARN)
 errors=$(levels ERROR)
 echo "server log: $errors ERROR, $warns WARN lines" >&2

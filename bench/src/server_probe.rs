@@ -14,6 +14,11 @@ pub struct ProcessSample {
     /// User + system CPU seconds since the process started.
     pub cpu_seconds: f64,
     pub rss_kib: u64,
+    /// Of `rss_kib`: heap and other private memory, mapped files, shared memory (SQLite's
+    /// WAL index lives there).
+    pub rss_anon_kib: u64,
+    pub rss_file_kib: u64,
+    pub rss_shmem_kib: u64,
     pub fds: usize,
     pub threads: u64,
 }
@@ -24,7 +29,14 @@ impl ProcessSample {
     }
 
     pub fn to_json(&self) -> Value {
-        json!({"rss_kib": self.rss_kib, "fds": self.fds, "threads": self.threads})
+        json!({
+            "rss_kib": self.rss_kib,
+            "rss_anon_kib": self.rss_anon_kib,
+            "rss_file_kib": self.rss_file_kib,
+            "rss_shmem_kib": self.rss_shmem_kib,
+            "fds": self.fds,
+            "threads": self.threads,
+        })
     }
 }
 
@@ -48,6 +60,9 @@ impl ServerProbe {
         Some(ProcessSample {
             cpu_seconds: cpu_seconds(self.pid)?,
             rss_kib: field("VmRSS:")?,
+            rss_anon_kib: field("RssAnon:").unwrap_or(0),
+            rss_file_kib: field("RssFile:").unwrap_or(0),
+            rss_shmem_kib: field("RssShmem:").unwrap_or(0),
             threads: field("Threads:")?,
             fds: std::fs::read_dir(format!("/proc/{}/fd", self.pid))
                 .ok()?

@@ -389,7 +389,11 @@ pub async fn run(args: SoakArgs) -> Result<()> {
             "rss_kib_last": rss_last,
             "rss_kib_peak": rss_peak,
             "after_everyone_left": after.as_ref().map(ProcessSample::to_json),
-            "samples": samples.iter().map(|(t, s)| json!({"t": t, "rss_kib": s.rss_kib, "fds": s.fds, "threads": s.threads})).collect::<Vec<_>>(),
+            "samples": samples.iter().map(|(t, s)| {
+                let mut v = s.to_json();
+                v["t"] = json!(t);
+                v
+            }).collect::<Vec<_>>(),
         },
         "gauges": {"idle": idle_gauges.to_json(), "after": after_gauges.to_json()},
         "failures": failures,
