@@ -55,7 +55,7 @@ env -i PATH="$PATH" HOME="$work" \
     REGISTRATION_SECRET="$secret" BCRYPT_COST=4 \
     RATE_LIMIT_REGISTER=1000000 RATE_LIMIT_LOGIN=1000000 RATE_LIMIT_ROOM_CREATE=1000000 \
     RATE_LIMIT_CHAT=1000000 RATE_LIMIT_LOGIN_ACCOUNT=1000000 \
-    RUST_LOG="${RUST_LOG:-info}" \
+    ${RUST_LOG:+RUST_LOG="$RUST_LOG"} \
     "$bin" serve 2>"$work/server.log" &
 server_pid=$!
 for _ in $(seq 1 100); do

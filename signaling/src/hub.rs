@@ -495,9 +495,10 @@ impl Hub {
         let now = tokio::time::Instant::now();
         match &envelope.event {
             BusEvent::Heartbeat { incarnation, .. } if from_here => {
-                if *incarnation == self.incarnation {
-                    self.node_liveness().own_heartbeat_returned(now);
-                }
+                // Under our tag but another incarnation: a twin misconfigured with our tag,
+                // nothing to learn from.
+                let ours = *incarnation == self.incarnation;
+                ours.then(|| self.node_liveness().own_heartbeat_returned(now));
             }
             BusEvent::Heartbeat { incarnation, .. } => {
                 let restarted =

@@ -66,6 +66,18 @@ async fn ws_ticket(
 /// socket); between the two, the protocol answers `frame_too_large` and the socket lives on.
 const TRANSPORT_SLACK: usize = 4;
 
+/// Buffers sized for signaling, not bulk transfer. tungstenite's defaults (128 KiB each way
+/// per socket) made 1,000 open room sockets cost ~125 MiB of server memory
+/// (bench/reports/soak.md); a larger message still grows the buffer as it needs.
+const SOCKET_BUFFER: usize = 4 * 1024;
+
+fn sized<F>(ws: WebSocketUpgrade<F>, limit: usize) -> WebSocketUpgrade<F> {
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER)
+}
+
 /// Open a room's WebSocket (members only): join the call, chat, moderate.
 #[utoipa::path(get, path = "/rooms/{id}/ws", tag = "realtime", security(("bearer" = [])),
     params(
@@ -103,14 +115,11 @@ async fn room_socket(
         user_id: user.id,
         username: user.username,
     };
-    Ok(ws
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| async move {
-            let (sink, stream) = adapt(socket);
-            run_room(hub, service, session, signed_in.ended(), sink, stream).await;
-            drop((permit, owner, signed_in));
-        }))
+    Ok(sized(ws, limit).on_upgrade(move |socket| async move {
+        let (sink, stream) = adapt(socket);
+        run_room(hub, service, session, signed_in.ended(), sink, stream).await;
+        drop((permit, owner, signed_in));
+    }))
 }
 
 /// Open the signed-in user's WebSocket: DMs and read receipts as they happen; being
@@ -138,12 +147,9 @@ async fn user_socket(
     let hub = ctx.hub.clone();
     let limit = hub.config().max_frame_bytes * TRANSPORT_SLACK;
     let signed_in = hub.register_session(user.id, &user.token_id);
-    Ok(ws
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| async move {
-            let (sink, stream) = adapt(socket);
-            run_user(hub, user.id, signed_in.ended(), sink, stream).await;
-            drop((permit, owner, signed_in));
-        }))
+    Ok(sized(ws, limit).on_upgrade(move |socket| async move {
+        let (sink, stream) = adapt(socket);
+        run_user(hub, user.id, signed_in.ended(), sink, stream).await;
+        drop((permit, owner, signed_in));
+    }))
 }
