@@ -33,37 +33,19 @@ args+=("$@")
 # A thousand sockets and their peers need more descriptors than a login shell's default.
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-    if [ -n "$server_pid" ]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+. "$root/scripts/lib/serve.sh"
+port=$(free_port)
 base="http://127.0.0.1:$port"
 secret=soak-registration-secret
-mkdir -m 700 "$work/data"
 # Limits meant for strangers on the internet are raised: every soak client comes from one
 # address. Per-user WebSocket limits stay as shipped; each soak user behaves like one person.
-env -i PATH="$PATH" HOME="$work" \
-    APP_ENV=dev BIND=127.0.0.1 PORT="$port" DATA_DIR="$work/data" STATIC_DIR="$root/static" \
+# RUST_LOG unset: the server's default filter, whose WARN and ERROR lines are counted below.
+start_webcall "$bin" \
+    PORT="$port" STATIC_DIR="$root/static" \
     REGISTRATION_SECRET="$secret" BCRYPT_COST=4 \
     RATE_LIMIT_REGISTER=1000000 RATE_LIMIT_LOGIN=1000000 RATE_LIMIT_ROOM_CREATE=1000000 \
     RATE_LIMIT_CHAT=1000000 RATE_LIMIT_LOGIN_ACCOUNT=1000000 \
-    ${RUST_LOG:+RUST_LOG="$RUST_LOG"} \
-    "$bin" serve 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 1 100); do
-    curl -fsS "$base/healthz" >/dev/null 2>&1 && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-    sleep 0.1
-done
-curl -fsS "$base/healthz" >/dev/null
+    ${RUST_LOG:+RUST_LOG="$RUST_LOG"}
 
 status=0
 REGISTRATION_SECRET="$secret" "$bench" soak --url "$base" --server-pid "$server_pid" --json "${args[@]}" \

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use bench::call_client::CallClient;
 use bench::impair::Impairment;
-use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{json_of, spawn_app, spawn_with};
-use crate::transcription::{captions_of, speaker, speech_in, test_model, wait_until, whisper};
+use crate::helpers::{spawn_app, spawn_with};
+use crate::transcription::{
+    captions_of, speaker, speech_in, test_model, transcript_segments, wait_until, whisper,
+};
 
 /// 10 % loss and 10 % of datagrams swapped with their neighbour, each way: a poor mobile link.
 const BAD_LINK: Impairment = Impairment {
@@ -133,18 +134,8 @@ async fn speech_over_a_lossy_reordering_link_is_still_transcribed() {
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let (status, body) = json_of(
-        app.get(
-            &format!("/api/v1/rooms/{room}/transcript"),
-            Some(&tokens[1]),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let said = body["segments"]
-        .as_array()
-        .expect("segments")
+    let said = transcript_segments(&app, room, &tokens[1])
+        .await
         .iter()
         .filter(|s| s["user_id"].as_i64() == Some(alice_id))
         .filter_map(|s| s["text"].as_str())

@@ -94,6 +94,17 @@ pub(crate) fn captions_of(call: &CallClient, user_id: i64) -> Vec<Value> {
         .collect()
 }
 
+/// The room's stored transcript segments, as `token` (a member) reads them.
+pub(crate) async fn transcript_segments(app: &TestApp, room: i64, token: &str) -> Vec<Value> {
+    let (status, body) = json_of(
+        app.get(&format!("/api/v1/rooms/{room}/transcript"), Some(token))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["segments"].as_array().expect("segments").clone()
+}
+
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -233,16 +244,7 @@ async fn two_speakers_are_transcribed_live_and_stored_with_the_right_names_in_or
         .all(|p| *p == alice.participant_id));
 
     // The stored transcript: in time order, each sentence under the right user.
-    let (status, body) = json_of(
-        app.get(
-            &format!("/api/v1/rooms/{room}/transcript"),
-            Some(&tokens[0]),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let segments = body["segments"].as_array().expect("segments").clone();
+    let segments = transcript_segments(&app, room, &tokens[0]).await;
     let starts: Vec<i64> = segments
         .iter()
         .filter_map(|s| s["start_ms"].as_i64())
@@ -690,16 +692,7 @@ async fn a_speaker_who_rejoins_stays_one_speaker_and_nothing_is_lost_or_doubled(
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // One speaker, both sentences, each once, in order.
-    let (status, body) = json_of(
-        app.get(
-            &format!("/api/v1/rooms/{room}/transcript"),
-            Some(&tokens[0]),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let segments = body["segments"].as_array().expect("segments").clone();
+    let segments = transcript_segments(&app, room, &tokens[0]).await;
     assert!(
         segments
             .iter()
