@@ -44,21 +44,29 @@ impl TrackPipeline {
         payload: &[u8],
     ) -> Vec<Utterance> {
         let mut out = Vec::new();
+        if self.reorder.pass_in_order(sequence) {
+            self.decode(sequence, rtp_timestamp, payload, &mut out);
+            return out;
+        }
         let ready = self.reorder.push(RtpAudio {
             sequence,
             rtp_timestamp,
             payload: payload.to_vec(),
         });
-        for packet in ready {
-            self.decode(&packet, &mut out);
+        for p in ready {
+            self.decode(p.sequence, p.rtp_timestamp, &p.payload, &mut out);
         }
         out
     }
 
-    fn decode(&mut self, packet: &RtpAudio, out: &mut Vec<Utterance>) {
-        let decoded =
-            self.decoder
-                .handle_packet(packet.sequence, packet.rtp_timestamp, &packet.payload);
+    fn decode(
+        &mut self,
+        sequence: u16,
+        rtp_timestamp: u32,
+        payload: &[u8],
+        out: &mut Vec<Utterance>,
+    ) {
+        let decoded = self.decoder.handle_packet(sequence, rtp_timestamp, payload);
         self.concealed += u64::from(decoded.concealed);
         if decoded.skipped > 0 {
             out.extend(self.vad.skip(decoded.skipped / 3));
@@ -74,8 +82,8 @@ impl TrackPipeline {
     /// Decodes what the reorder buffer still holds behind a gap.
     fn drain_reorder(&mut self) -> Vec<Utterance> {
         let mut out = Vec::new();
-        for packet in self.reorder.drain() {
-            self.decode(&packet, &mut out);
+        for p in self.reorder.drain() {
+            self.decode(p.sequence, p.rtp_timestamp, &p.payload, &mut out);
         }
         out
     }

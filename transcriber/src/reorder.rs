@@ -54,6 +54,17 @@ impl ReorderBuffer {
         out
     }
 
+    /// Whether `sequence` is exactly the next packet with nothing held: the caller may then
+    /// decode it straight from its own buffer (the common case costs no copy). Counts it as
+    /// passed.
+    pub fn pass_in_order(&mut self, sequence: u16) -> bool {
+        let in_order = self.held.is_empty() && self.next.is_none_or(|n| n == sequence);
+        if in_order {
+            self.next = Some(sequence.wrapping_add(1));
+        }
+        in_order
+    }
+
     /// Everything held, in order (the track went quiet or ended).
     pub fn drain(&mut self) -> Vec<RtpAudio> {
         let out = std::mem::take(&mut self.held);
@@ -112,6 +123,17 @@ mod tests {
         assert_eq!(feed(&mut buffer, &[6]), vec![3, 4, 5, 6]);
         assert_eq!(feed(&mut buffer, &[2]), Vec::<u16>::new());
         assert_eq!(buffer.late(), 1);
+    }
+
+    #[test]
+    fn only_the_next_packet_with_nothing_held_passes_straight_through() {
+        let mut buffer = ReorderBuffer::default();
+        assert!(buffer.pass_in_order(1) && buffer.pass_in_order(2));
+        assert!(!buffer.pass_in_order(4), "a gap");
+        assert_eq!(feed(&mut buffer, &[4]), Vec::<u16>::new(), "held behind 3");
+        assert!(!buffer.pass_in_order(3), "something is held");
+        assert_eq!(feed(&mut buffer, &[3]), vec![3, 4]);
+        assert!(buffer.pass_in_order(5));
     }
 
     #[test]
