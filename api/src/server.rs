@@ -121,6 +121,7 @@ async fn start_media(settings: &Settings) -> Result<Media, StartError> {
         port: settings.media.udp_port,
         shards: settings.media.shards,
         disconnect_grace: settings.media.disconnect_grace,
+        forward_top: settings.media.forward_top,
         ..SfuConfig::default()
     };
     let sfu = Sfu::start(config)
@@ -418,6 +419,8 @@ impl Server {
             ctx.transcription.clone(),
             ctx.hub.shutdown_signal(),
         );
+        let upkeep =
+            crate::telemetry::run_metrics_upkeep(ctx.metrics.clone(), ctx.hub.shutdown_signal());
         // WebSockets outlive their HTTP request, so the HTTP drain doesn't cover them: the
         // hub's signal tells them to close, at the same moment accepting stops.
         let hub = ctx.hub.clone();
@@ -458,6 +461,7 @@ impl Server {
         let _ = sweeper.await;
         let _ = pusher.await;
         let _ = idle_stop.await;
+        let _ = upkeep.await;
         self.ctx.store.close().await;
         Ok(())
     }

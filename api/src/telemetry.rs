@@ -1,6 +1,7 @@
 //! Logs (JSON lines through `tracing`) and the process-wide Prometheus recorder.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -59,4 +60,28 @@ pub fn metrics_handle() -> PrometheusHandle {
             }
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their summaries when nobody scrapes.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every few seconds until `stop`.
+/// The recorder keeps every sample (the SFU records one per forwarded batch) until a scrape
+/// or an upkeep drains them; a server nobody scrapes, the default self-hosted setup, would
+/// otherwise grow without bound (`PrometheusBuilder::install` runs this for you; we build
+/// the recorder ourselves to share it between apps in one process).
+pub fn run_metrics_upkeep(
+    handle: PrometheusHandle,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => handle.run_upkeep(),
+                _ = stop.changed() => break,
+            }
+        }
+    })
 }

@@ -11,6 +11,9 @@ use serde_json::json;
 use super::{ms, percentile, populate_room};
 use crate::server_probe::cpu_seconds;
 
+/// RFC 6464 silence: a participant whose microphone is open while someone else talks.
+const SILENT_LEVEL: u8 = 127;
+
 #[derive(clap::Parser)]
 pub struct LoadArgs {
     /// The server, e.g. http://127.0.0.1:8080.
@@ -21,6 +24,11 @@ pub struct LoadArgs {
     /// Participants per room; each publishes a tone and receives everyone else.
     #[arg(long, default_value_t = 5)]
     participants: usize,
+    /// Talking participants per room (the first ones); the others keep their microphone open
+    /// in silence (packets announcing -127 dBov), as most of a large meeting does. Default:
+    /// everyone talks. Streams are checked (loss, stalls) only from those who talk.
+    #[arg(long)]
+    speakers: Option<usize>,
     /// How long audio flows once everyone has joined.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -61,20 +69,30 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     }
 
     // Everyone joins at once, as at the start of a meeting.
+    let speakers = args
+        .speakers
+        .unwrap_or(args.participants)
+        .min(args.participants);
     let mut joins = Vec::new();
     for (room_id, tokens) in &rooms {
         for (p, token) in tokens.iter().enumerate() {
             let (base, token, room_id) = (base.clone(), token.clone(), *room_id);
             joins.push(tokio::spawn(async move {
-                CallClient::join(&base, room_id, &token, 220.0 + 55.0 * p as f32)
-                    .await
-                    .map(|c| (room_id, c))
+                let client =
+                    CallClient::join(&base, room_id, &token, 220.0 + 55.0 * p as f32).await?;
+                if p >= speakers {
+                    client.rtc.set_audio_level(SILENT_LEVEL);
+                }
+                anyhow::Ok((room_id, client, p < speakers))
             }));
         }
     }
     let mut clients = Vec::new();
+    let mut talking = Vec::new();
     for join in joins {
-        clients.push(join.await??);
+        let (room, client, talks) = join.await??;
+        clients.push((room, client));
+        talking.push(talks);
     }
     // Wait until every media path is up, then measure a clean window.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -90,6 +108,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let window = Instant::now();
     // Sample every stream every 5 s: a call that works at second 2 and dies at second 5 is
     // broken, and only a per-slice check shows it.
+    let talking = &talking;
     let pairs: Vec<(usize, usize)> = clients
         .iter()
         .enumerate()
@@ -97,7 +116,9 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             clients
                 .iter()
                 .enumerate()
-                .filter(move |(_, (r, o))| r == room && o.participant_id != me.participant_id)
+                .filter(move |(j, (r, o))| {
+                    r == room && o.participant_id != me.participant_id && talking[*j]
+                })
                 .map(move |(j, _)| (i, j))
         })
         .collect();
@@ -127,14 +148,21 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let mut received = 0u64;
     let mut missing = 0u64;
     let mut min_rate = f64::MAX;
+    let mut from_silent = 0u64;
     for (i, (room, me)) in clients.iter().enumerate() {
-        for (_, other) in clients
+        for (j, (_, other)) in clients
             .iter()
-            .filter(|(r, o)| r == room && o.participant_id != me.participant_id)
+            .enumerate()
+            .filter(|(_, (r, o))| r == room && o.participant_id != me.participant_id)
         {
             let id = other.stream_id();
             let got = after[i].streams.get(&id).map_or(0, |s| s.packets)
                 - before[i].streams.get(&id).map_or(0, |s| s.packets);
+            if !talking[j] {
+                // Forwarded silence: the loudest-speaker selection should have held it back.
+                from_silent += got;
+                continue;
+            }
             let gaps = after[i].streams.get(&id).map_or(0, |s| s.missing)
                 - before[i].streams.get(&id).map_or(0, |s| s.missing);
             streams += 1;
@@ -143,6 +171,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             min_rate = min_rate.min(got as f64 / elapsed);
         }
     }
+    let forwarded_per_second = (received + from_silent) as f64 / elapsed;
     let mut join_times: Vec<Duration> = clients.iter().filter_map(|(_, c)| c.join_time()).collect();
     join_times.sort();
     let loss = if received + missing == 0 {
@@ -154,6 +183,10 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         (Some(a), Some(b)) => Some((b - a) / elapsed * 100.0),
         _ => None,
     };
+    // Server CPU per packet it sent to a subscriber (receiving, SRTP both ways, sending).
+    let cpu_us_per_forwarded = cpu
+        .filter(|_| forwarded_per_second > 0.0)
+        .map(|c| c / 100.0 / forwarded_per_second * 1e6);
     // A peer failed if the server closed its media or ever saw it go silent.
     let is_mine = |c: &CallClient, m: &serde_json::Value| {
         m["participant_id"].as_u64() == Some(c.participant_id)
@@ -174,6 +207,10 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         "stalled_streams": stalled.len(),
         "rooms": args.rooms,
         "participants_per_room": args.participants,
+        "speakers_per_room": speakers,
+        "forwarded_packets_per_second": forwarded_per_second.round(),
+        "packets_from_silent_publishers": from_silent,
+        "server_cpu_us_per_forwarded_packet": cpu_us_per_forwarded.map(|c| (c * 10.0).round() / 10.0),
         "window_seconds": (elapsed * 10.0).round() / 10.0,
         "subscriber_streams": streams,
         "packets_received": received,
@@ -190,7 +227,13 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             "rooms x participants:   {} x {}",
             args.rooms, args.participants
         );
-        println!("window:                 {elapsed:.1} s, {streams} subscriber streams");
+        println!("speakers per room:      {speakers}");
+        println!(
+            "window:                 {elapsed:.1} s, {streams} subscriber streams from speakers"
+        );
+        println!(
+            "forwarded:              {forwarded_per_second:.0} packets/s ({from_silent} packets of silence)"
+        );
         println!(
             "packets received:       {received} ({missing} missing, loss {:.4}%)",
             loss * 100.0
@@ -205,7 +248,10 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             report["join_ms"]["p50"], report["join_ms"]["p95"], report["join_ms"]["max"]
         );
         match cpu {
-            Some(c) => println!("server CPU:             {c:.1}% of one core"),
+            Some(c) => println!(
+                "server CPU:             {c:.1}% of one core ({} µs per forwarded packet)",
+                cpu_us_per_forwarded.map_or("-".to_owned(), |u| format!("{u:.1}"))
+            ),
             None => println!("server CPU:             (pass --server-pid to measure)"),
         }
     }

@@ -36,6 +36,9 @@ pub enum ClientError {
     Stopped,
 }
 
+/// The level a talking participant's packets announce: -20 dBov.
+pub const TALKING_LEVEL: u8 = 20;
+
 fn rtc_err(e: rtc::shared::error::Error) -> ClientError {
     ClientError::Rtc(e.to_string())
 }
@@ -71,6 +74,7 @@ enum Command {
     SetAnswer(String, oneshot::Sender<Result<(), ClientError>>),
     HandleOffer(String, oneshot::Sender<Result<String, ClientError>>),
     Publish(bool),
+    Level(u8),
     Offline(bool),
     Impair(Impairment),
     Rebind(oneshot::Sender<Result<SocketAddr, ClientError>>),
@@ -139,6 +143,7 @@ impl RtcClient {
             level_id,
             tone: source,
             publishing: true,
+            level: TALKING_LEVEL,
             offline: false,
             seq: rand::random(),
             timestamp: rand::random(),
@@ -187,6 +192,13 @@ impl RtcClient {
     /// Pauses or resumes sending the tone (the track stays).
     pub fn set_publishing(&self, on: bool) {
         let _ = self.commands.send(Command::Publish(on));
+    }
+
+    /// The audio level (RFC 6464, -dBov: 0 loudest, 127 silence) each packet announces from
+    /// now on; [`TALKING_LEVEL`] by default. 127 is a participant whose microphone is open in
+    /// a quiet room: packets flow, nobody speaks.
+    pub fn set_audio_level(&self, level: u8) {
+        let _ = self.commands.send(Command::Level(level.min(127)));
     }
 
     /// A second handle to the same client, for a task that answers server offers.
@@ -247,6 +259,8 @@ struct Driver {
     level_id: Option<u8>,
     tone: Box<dyn FrameSource>,
     publishing: bool,
+    /// RFC 6464 level each packet announces, -dBov.
+    level: u8,
     offline: bool,
     seq: u16,
     timestamp: u32,
@@ -301,6 +315,7 @@ impl Driver {
                         let _ = reply.send(self.answer(sdp));
                     }
                     Some(Command::Publish(on)) => self.publishing = on,
+                    Some(Command::Level(level)) => self.level = level,
                     Some(Command::Offline(on)) => self.offline = on,
                     Some(Command::Impair(impairment)) => {
                         self.outbound.impairment = impairment;
@@ -384,10 +399,11 @@ impl Driver {
             payload: Bytes::from(payload),
         };
         if let Some(id) = self.level_id {
-            // Voice flag + -20 dBov: a participant who is talking.
+            // The voice flag, when talking, and the level.
+            let voice = if self.level < 127 { 0x80 } else { 0 };
             let _ = packet
                 .header
-                .set_extension(id, Bytes::from_static(&[0x80 | 20]));
+                .set_extension(id, Bytes::from(vec![voice | self.level]));
         }
         if let Some(mut sender) = self.pc.rtp_sender(self.sender) {
             if sender.write_rtp(Instant::now(), packet).is_ok() {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bench::rtc_client::RtcClient;
+use bench::rtc_client::{RtcClient, TALKING_LEVEL};
 use sfu::{CloseReason, PeerEvent, PeerId, RoomId, Sfu, SfuConfig};
 
 static NEXT_PEER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -47,7 +47,13 @@ async fn start_sfu(config: SfuConfig) -> Sfu {
 
 /// Joins like a browser would through signaling: offer, answer, then answer every server offer.
 async fn join(sfu: &Sfu, room: RoomId, tone_hz: f32) -> Participant {
+    join_at_level(sfu, room, tone_hz, TALKING_LEVEL).await
+}
+
+/// As [`join`], announcing `level` (RFC 6464) in every packet from the first.
+async fn join_at_level(sfu: &Sfu, room: RoomId, tone_hz: f32, level: u8) -> Participant {
     let (client, offer) = RtcClient::start(tone_hz).await.expect("client");
+    client.set_audio_level(level);
     let (tx, mut rx) = sfu::event_channel();
     let peer = PeerId(NEXT_PEER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let answer = sfu.join(room, peer, offer, tx).await.expect("join");
@@ -450,4 +456,139 @@ async fn hostile_offers_and_datagrams_do_not_take_the_media_plane_down() {
         b.from(&a) >= 50 && a.from(&b) >= 50
     })
     .await;
+}
+
+/// Silence as RFC 6464 announces it: the microphone is open, nobody speaks.
+const SILENT: u8 = 127;
+
+/// Which of `others` `me` received at least `at_least` packets from between two snapshots.
+fn heard(
+    me: &Participant,
+    others: &[Participant],
+    before: &std::collections::HashMap<String, u64>,
+    at_least: u64,
+) -> Vec<u64> {
+    let stats = me.client.stats();
+    others
+        .iter()
+        .filter(|o| o.peer != me.peer)
+        .filter(|o| {
+            let now = stats.packets_from(&o.stream());
+            now - before.get(&o.stream()).copied().unwrap_or(0) >= at_least
+        })
+        .map(|o| o.peer.0)
+        .collect()
+}
+
+fn snapshot(me: &Participant) -> std::collections::HashMap<String, u64> {
+    me.client
+        .stats()
+        .streams
+        .iter()
+        .map(|(k, v)| (k.clone(), v.packets))
+        .collect()
+}
+
+/// A large room forwards only its loudest speakers: 20 participants, 3 talking. Every
+/// listener gets exactly those 3 and nothing of the 17 silent ones (whose packets still flow
+/// to the server and the transcriber); a new speaker is heard within 300 ms once a place is
+/// free; continuing speakers lose no packet across the switch, and a stream that resumes
+/// after a pause has no sequence gap (the browser sees a pause in speech, not loss).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_room_forwards_only_its_loudest_speakers_and_switches_to_a_new_one_quickly() {
+    let sfu = start_sfu(SfuConfig {
+        forward_top: Some(sfu::ForwardTop {
+            speakers: 3,
+            above: 12,
+        }),
+        ..SfuConfig::default()
+    })
+    .await;
+    let room = RoomId(20);
+    let mut tap = sfu.tap(room, 100_000);
+    let mut people = Vec::new();
+    for i in 0..20u8 {
+        let level = if i < 3 { TALKING_LEVEL } else { SILENT };
+        people.push(join_at_level(&sfu, room, 300.0 + f32::from(i) * 20.0, level).await);
+    }
+    let speakers: Vec<u64> = people[..3].iter().map(|p| p.peer.0).collect();
+    let everyone_connected = || {
+        people
+            .iter()
+            .all(|p| p.client.stats().connected_after.is_some())
+    };
+    wait_until("all 20 are connected", everyone_connected).await;
+    // Let the renegotiations of 20 joins settle and the selection start.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let before: Vec<_> = people.iter().map(snapshot).collect();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (me, before) in people.iter().zip(&before) {
+        let mut got = heard(me, &people, before, 1);
+        got.sort_unstable();
+        let mut want: Vec<u64> = speakers
+            .iter()
+            .copied()
+            .filter(|s| *s != me.peer.0)
+            .collect();
+        want.sort_unstable();
+        assert_eq!(
+            got, want,
+            "participant {} hears exactly the talking ones",
+            me.peer.0
+        );
+        // And all of them: 200 packets in 4 s.
+        assert_eq!(heard(me, &people, before, 190).len(), want.len());
+    }
+    // The transcriber's tap got the silent ones too.
+    let mut tapped = std::collections::HashSet::new();
+    while let Some(packet) = tap.try_recv() {
+        tapped.insert(packet.peer);
+    }
+    assert_eq!(tapped.len(), 20, "the tap receives every unmuted track");
+
+    // The third speaker stops; once the hangover is over a newcomer takes the place.
+    people[2].client.set_audio_level(SILENT);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let newcomer = &people[7];
+    let listeners: Vec<&Participant> = people.iter().filter(|p| p.peer != newcomer.peer).collect();
+    let at_start: Vec<u64> = listeners.iter().map(|l| l.from(newcomer)).collect();
+    let started = std::time::Instant::now();
+    newcomer.client.set_audio_level(TALKING_LEVEL);
+    let mut heard_after = vec![None; listeners.len()];
+    while started.elapsed() < Duration::from_secs(3) && heard_after.iter().any(Option::is_none) {
+        for (k, l) in listeners.iter().enumerate() {
+            if heard_after[k].is_none() && l.from(newcomer) > at_start[k] {
+                heard_after[k] = Some(started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let slowest = heard_after.iter().map(|h| h.unwrap_or(Duration::MAX)).max();
+    eprintln!("the new speaker was heard by every listener within {slowest:?}");
+    assert!(
+        slowest.is_some_and(|t| t <= Duration::from_millis(300)),
+        "{heard_after:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before: Vec<_> = people.iter().map(snapshot).collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let now_talking = [people[0].peer.0, people[1].peer.0, newcomer.peer.0];
+    for (me, before) in people.iter().zip(&before) {
+        let mut got = heard(me, &people, before, 1);
+        got.sort_unstable();
+        let mut want: Vec<u64> = now_talking
+            .iter()
+            .copied()
+            .filter(|s| *s != me.peer.0)
+            .collect();
+        want.sort_unstable();
+        assert_eq!(got, want, "participant {} hears the new three", me.peer.0);
+    }
+    for me in &people {
+        for (name, stream) in me.client.stats().streams {
+            assert_eq!(stream.missing, 0, "{} lost packets of {name}", me.peer.0);
+        }
+    }
 }

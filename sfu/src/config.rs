@@ -20,6 +20,26 @@ pub struct SfuConfig {
     /// ...and staying disconnected this long removes it (its place, subscriptions and SSRCs
     /// are kept until then, so a blip or an ICE restart resumes the call).
     pub disconnect_grace: Duration,
+    /// Large rooms forward only their loudest speakers; `None` forwards everyone always.
+    pub forward_top: Option<ForwardTop>,
+}
+
+/// In a room of more than `above` participants, each subscriber gets only the `speakers`
+/// loudest current speakers ([`crate::audible`]); the others' packets aren't forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardTop {
+    pub speakers: usize,
+    pub above: usize,
+}
+
+impl Default for ForwardTop {
+    /// Three voices at once is already more than people follow; twelve is a large meeting.
+    fn default() -> Self {
+        Self {
+            speakers: 3,
+            above: 12,
+        }
+    }
 }
 
 impl Default for SfuConfig {
@@ -32,6 +52,7 @@ impl Default for SfuConfig {
             connect_timeout: Duration::from_secs(20),
             ice_disconnected_timeout: Duration::from_secs(5),
             disconnect_grace: Duration::from_secs(20),
+            forward_top: Some(ForwardTop::default()),
         }
     }
 }

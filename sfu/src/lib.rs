@@ -19,6 +19,7 @@
 //! The [`Sfu`] handle is what signaling talks to: join with an SDP offer, answer server
 //! offers, leave, mute; each peer's [`PeerEvent`]s arrive on the channel given at join.
 
+pub mod audible;
 pub mod audio;
 mod config;
 pub mod ice_lite;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use config::SfuConfig;
+pub use config::{ForwardTop, SfuConfig};
 pub use rtc::peer_connection::transport::RTCIceCandidateInit as IceCandidate;
 pub use tap::{TapPacket, TapReceiver};
 

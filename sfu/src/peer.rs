@@ -642,7 +642,10 @@ impl Peer {
         let Some(sub) = self.subscriptions.get_mut(&publisher) else {
             return false;
         };
-        if sub.stage != SubscriptionStage::Live {
+        // Not live yet, or SRTP not keyed yet (DTLS still running): nothing to send it with.
+        if sub.stage != SubscriptionStage::Live
+            || matches!(self.state, PeerState::Connecting { .. })
+        {
             return true;
         }
         let (seq, ts) = sub.rewriter.rewrite(
@@ -671,6 +674,14 @@ impl Peer {
                 }
             },
             None => false,
+        }
+    }
+
+    /// The shard stops forwarding `publisher` to this peer for now (it isn't among a large
+    /// room's loudest); the stream resumes later without a sequence gap.
+    pub fn pause_stream(&mut self, publisher: PeerId) {
+        if let Some(sub) = self.subscriptions.get_mut(&publisher) {
+            sub.rewriter.pause();
         }
     }
 

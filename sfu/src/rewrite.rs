@@ -3,12 +3,17 @@
 //! Every subscription sends under its own SSRC, so a receiver sees one continuous stream per
 //! m-line no matter when it joined. When the publisher's stream restarts (new SSRC, or a jump
 //! from a restarted encoder), the output continues from where it was instead of jumping, which
-//! would make the receiver's jitter buffer discard or stall.
+//! would make the receiver's jitter buffer discard or stall. When the SFU stops forwarding a
+//! stream for a while (a large room forwards only its loudest speakers), the output resumes
+//! with the next sequence number and the real timestamp: to the receiver that is a pause in
+//! speech (as with DTX), not lost packets to conceal.
 
 /// Maps a publisher's (ssrc, seq, timestamp) into one subscriber's continuous stream.
 #[derive(Debug, Clone)]
 pub struct SequenceRewriter {
     state: Option<State>,
+    /// Packets were withheld on purpose since the last one sent ([`SequenceRewriter::pause`]).
+    paused: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +39,16 @@ impl Default for SequenceRewriter {
 
 impl SequenceRewriter {
     pub fn new() -> Self {
-        Self { state: None }
+        Self {
+            state: None,
+            paused: false,
+        }
+    }
+
+    /// The SFU stops forwarding this stream for now; when it resumes, the output continues
+    /// at the next sequence number so the gap doesn't read as loss.
+    pub fn pause(&mut self) {
+        self.paused = true;
     }
 
     /// Rewrites one packet's header fields. `first_seq`/`first_ts` pick where a fresh output
@@ -71,11 +85,20 @@ impl SequenceRewriter {
                         last_in_seq: seq.wrapping_sub(1),
                         ..s
                     }
+                } else if self.paused {
+                    // Same source, packets withheld: close the sequence gap, keep the time.
+                    let next_seq = s.last_out_seq.wrapping_add(1);
+                    State {
+                        seq_offset: next_seq.wrapping_sub(seq),
+                        last_in_seq: seq.wrapping_sub(1),
+                        ..s
+                    }
                 } else {
                     s
                 }
             }
         };
+        self.paused = false;
         let out_seq = seq.wrapping_add(state.seq_offset);
         let out_ts = ts.wrapping_add(state.ts_offset);
         // Only advance "last" on packets that move forward; a late (reordered) packet keeps
@@ -127,6 +150,17 @@ mod tests {
         assert_eq!(r.rewrite(2, 40_001, 124_416, 0, 0), (3, 2880));
         // Same SSRC but a huge jump (encoder restart).
         assert_eq!(r.rewrite(2, 10, 5, 0, 0), (4, 3840));
+    }
+
+    #[test]
+    fn a_paused_stream_resumes_without_a_sequence_gap_and_with_its_real_timing() {
+        let mut r = SequenceRewriter::new();
+        assert_eq!(r.rewrite(1, 100, 0, 0, 0), (0, 0));
+        assert_eq!(r.rewrite(1, 101, 960, 0, 0), (1, 960));
+        r.pause();
+        // 2 s (100 packets) withheld: the next one follows on, 2 s later in time.
+        assert_eq!(r.rewrite(1, 202, 97_920, 0, 0), (2, 97_920));
+        assert_eq!(r.rewrite(1, 203, 98_880, 0, 0), (3, 98_880));
     }
 
     #[test]

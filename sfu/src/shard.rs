@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::audible::{AudibleSpeakers, Candidate};
 use crate::peer::{InboundRtp, Peer, PeerState};
 use crate::speaking::ActiveSpeaker;
 use crate::tap::{TapPacket, TapSender};
@@ -38,6 +39,19 @@ struct PeerEntry {
 struct RoomState {
     peers: Vec<PeerId>,
     active_speaker: ActiveSpeaker<PeerId>,
+    /// The loudest speakers, kept up to date in every room so a room that grows past the
+    /// limit starts from who is talking.
+    audible: AudibleSpeakers<PeerId>,
+    /// The publishers forwarded right now: `None` is everyone (a room within the limit).
+    forwarded: Option<Vec<PeerId>>,
+}
+
+impl RoomState {
+    fn forwards(&self, publisher: PeerId) -> bool {
+        self.forwarded
+            .as_ref()
+            .is_none_or(|list| list.contains(&publisher))
+    }
 }
 
 /// The state of one shard, without I/O.
@@ -192,6 +206,7 @@ impl ShardCore {
                             speaking: false,
                         },
                     );
+                    self.reselect(now, room);
                 }
             }
             Command::Tap { sender } => {
@@ -265,6 +280,7 @@ impl ShardCore {
         if !publishers.is_empty() {
             self.negotiate(now, id);
         }
+        self.reselect(now, room);
         tracing::info!(room = room.0, peer = id.0, "peer joined the media plane");
         Ok(answer)
     }
@@ -323,6 +339,7 @@ impl ShardCore {
         if let Some(state) = self.rooms.get_mut(&room) {
             state.peers.retain(|p| *p != id);
             state.active_speaker.remove(id);
+            state.audible.remove(id);
             others = state.peers.clone();
             if state.peers.is_empty() {
                 self.rooms.remove(&room);
@@ -339,6 +356,7 @@ impl ShardCore {
                 }
             }
         }
+        self.reselect(now, room);
         tracing::info!(
             room = room.0,
             peer = id.0,
@@ -455,26 +473,35 @@ impl ShardCore {
         inbound: &mut [InboundRtp],
     ) {
         let started = Instant::now();
-        let subscribers: Vec<PeerId> = match self.rooms.get(&room) {
-            Some(r) => r
-                .peers
-                .iter()
-                .copied()
-                .filter(|p| *p != publisher)
-                .collect(),
+        let (subscribers, mut forwarded): (Vec<PeerId>, bool) = match self.rooms.get(&room) {
+            Some(r) => (
+                r.peers
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != publisher)
+                    .collect(),
+                r.forwards(publisher),
+            ),
             None => return,
         };
+        let mut paused = 0u64;
         for rtp in inbound.iter() {
             if let Some(level) = rtp.audio_level {
-                if !muted {
-                    self.update_speaking(now, room, publisher, level);
+                if !muted && self.update_speaking(now, room, publisher, level) {
+                    // Speech started or stopped: this publisher may have gained or lost a place.
+                    forwarded = self.rooms.get(&room).is_some_and(|r| r.forwards(publisher));
                 }
             }
             if muted {
                 metrics::counter!("sfu_packets_dropped_total", "reason" => "muted").increment(1);
                 continue;
             }
+            // The transcriber hears everyone, forwarded or not.
             self.offer_to_taps(now, room, publisher, &rtp.packet);
+            if !forwarded {
+                paused += 1;
+                continue;
+            }
             for sub in &subscribers {
                 if let Some(entry) = self.peers.get_mut(sub) {
                     if !entry.peer.forward(now, publisher, &rtp.packet) {
@@ -489,6 +516,10 @@ impl ShardCore {
                     self.transmits.push_back(t);
                 }
             }
+        }
+        if paused > 0 {
+            metrics::counter!("sfu_packets_dropped_total", "reason" => "not_loudest")
+                .increment(paused);
         }
         metrics::histogram!("sfu_forward_duration_seconds").record(started.elapsed().as_secs_f64());
     }
@@ -532,15 +563,74 @@ impl ShardCore {
         });
     }
 
-    fn update_speaking(&mut self, now: Instant, room: RoomId, peer: PeerId, level: u8) {
+    /// Feeds one packet's audio level; returns whether speaking started or stopped (and the
+    /// room's forwarded speakers were chosen again).
+    fn update_speaking(&mut self, now: Instant, room: RoomId, peer: PeerId, level: u8) -> bool {
         let changed = self
             .peers
             .get_mut(&peer)
             .and_then(|e| e.peer.speaking.handle_level(now, level));
         if let Some(speaking) = changed {
             self.broadcast(room, &PeerEvent::Speaking { peer, speaking });
+            self.reselect(now, room);
         }
         self.update_active_speaker(now, room);
+        changed.is_some()
+    }
+
+    /// Chooses again which publishers a large room forwards (on speech starting or stopping,
+    /// joins, leaves and each tick; never per packet). Subscribers of a publisher that stops
+    /// being forwarded are told, so its stream resumes later without a sequence gap.
+    fn reselect(&mut self, now: Instant, room: RoomId) {
+        let Some(top) = self.config.forward_top else {
+            return;
+        };
+        let Some(state) = self.rooms.get(&room) else {
+            return;
+        };
+        let candidates: Vec<Candidate<PeerId>> = state
+            .peers
+            .iter()
+            .filter_map(|p| {
+                self.peers.get(p).map(|e| Candidate {
+                    key: *p,
+                    speaking: e.peer.speaking.is_speaking() && !e.peer.muted,
+                    level: e.peer.speaking.level(),
+                })
+            })
+            .collect();
+        let Some(state) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let changed = state.audible.update(now, top.speakers, &candidates);
+        let limited = state.peers.len() > top.above;
+        if !changed && limited == state.forwarded.is_some() {
+            return;
+        }
+        let forwarded: Option<Vec<PeerId>> = limited.then(|| state.audible.selected().collect());
+        let was = |p: &PeerId| state.forwarded.as_ref().is_none_or(|list| list.contains(p));
+        let now_paused: Vec<PeerId> = match &forwarded {
+            None => Vec::new(),
+            Some(list) => state
+                .peers
+                .iter()
+                .copied()
+                .filter(|p| was(p) && !list.contains(p))
+                .collect(),
+        };
+        if limited {
+            let newly = forwarded.iter().flatten().filter(|p| !was(p)).count();
+            metrics::counter!("sfu_loudest_switches_total").increment(newly as u64);
+        }
+        state.forwarded = forwarded;
+        let members = state.peers.clone();
+        for publisher in now_paused {
+            for member in &members {
+                if let Some(entry) = self.peers.get_mut(member) {
+                    entry.peer.pause_stream(publisher);
+                }
+            }
+        }
     }
 
     fn update_active_speaker(&mut self, now: Instant, room: RoomId) {
@@ -589,8 +679,17 @@ impl ShardCore {
             let room = entry.peer.room;
             if let Some(speaking) = entry.peer.speaking.handle_timeout(now) {
                 self.broadcast(room, &PeerEvent::Speaking { peer: id, speaking });
+                self.reselect(now, room);
             }
             self.drain_peer(now, id);
+        }
+        // A louder voice displaces a speaking one only after a hold: time alone can change
+        // the choice.
+        if self.config.forward_top.is_some() {
+            let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+            for room in rooms {
+                self.reselect(now, room);
+            }
         }
     }
 

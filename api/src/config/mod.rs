@@ -65,6 +65,10 @@ pub struct MediaSettings {
     /// `SFU_DISCONNECT_GRACE_SECS`: how long a participant whose network went silent keeps
     /// its place in the call (ICE restart or a blip resumes it); default 20 s.
     pub disconnect_grace: std::time::Duration,
+    /// `SFU_AUDIO_FORWARD_TOP` (default 3; 0 forwards everyone) and `SFU_AUDIO_FORWARD_ABOVE`
+    /// (default 12): in a room of more than ABOVE participants each one hears only the TOP
+    /// loudest current speakers, so a large room costs N x TOP instead of N².
+    pub forward_top: Option<sfu::ForwardTop>,
 }
 
 /// STUN/TURN servers handed to clients so they can reach the SFU.
@@ -612,12 +616,32 @@ fn media_settings(
             "must be between 1 and 600",
         ));
     }
+    let defaults = sfu::ForwardTop::default();
+    let speakers = parse_or(
+        "SFU_AUDIO_FORWARD_TOP",
+        get("SFU_AUDIO_FORWARD_TOP"),
+        defaults.speakers,
+        "a number of speakers (0 = forward everyone)",
+    )?;
+    let above = parse_or(
+        "SFU_AUDIO_FORWARD_ABOVE",
+        get("SFU_AUDIO_FORWARD_ABOVE"),
+        defaults.above,
+        "a number of participants",
+    )?;
+    if speakers > 0 && above < speakers {
+        return Err(invalid(
+            "SFU_AUDIO_FORWARD_ABOVE",
+            "must be at least SFU_AUDIO_FORWARD_TOP",
+        ));
+    }
     Ok(MediaSettings {
         bind: media_bind,
         public_ip,
         udp_port,
         shards,
         disconnect_grace: std::time::Duration::from_secs(grace_secs),
+        forward_top: (speakers > 0).then_some(sfu::ForwardTop { speakers, above }),
     })
 }
 
@@ -696,6 +720,16 @@ mod tests {
         assert!(s.summary.model.is_none(), "heuristic summaries by default");
         assert_eq!((s.summary.max_messages, s.summary.min_chars), (200, 60));
         assert!(s.telegram.is_none());
+        assert_eq!(
+            s.media.forward_top,
+            Some(sfu::ForwardTop {
+                speakers: 3,
+                above: 12
+            }),
+            "large rooms forward their 3 loudest speakers"
+        );
+        let everyone = settings(&[("SFU_AUDIO_FORWARD_TOP", "0")]).expect("valid");
+        assert_eq!(everyone.media.forward_top, None);
     }
 
     #[test]
@@ -808,6 +842,17 @@ mod tests {
             (
                 &[("SFU_DISCONNECT_GRACE_SECS", "soon")],
                 "SFU_DISCONNECT_GRACE_SECS",
+            ),
+            (
+                &[("SFU_AUDIO_FORWARD_TOP", "three")],
+                "SFU_AUDIO_FORWARD_TOP",
+            ),
+            (
+                &[
+                    ("SFU_AUDIO_FORWARD_TOP", "5"),
+                    ("SFU_AUDIO_FORWARD_ABOVE", "2"),
+                ],
+                "SFU_AUDIO_FORWARD_ABOVE",
             ),
             (&[("RATE_LIMIT_CHAT", "-1")], "RATE_LIMIT_CHAT"),
             (&[("WS_IDLE_TIMEOUT_SECS", "0")], "WS_IDLE_TIMEOUT_SECS"),
