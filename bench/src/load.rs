@@ -29,6 +29,10 @@ pub struct LoadArgs {
     /// everyone talks. Streams are checked (loss, stalls) only from those who talk.
     #[arg(long)]
     speakers: Option<usize>,
+    /// Milliseconds between two joins; 0 (default) joins everyone at once, as at the start
+    /// of a meeting. Large rooms fill over time: `--join-every-ms 200` is 5 joins a second.
+    #[arg(long, default_value_t = 0)]
+    join_every_ms: u64,
     /// How long audio flows once everyone has joined.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -68,7 +72,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         );
     }
 
-    // Everyone joins at once, as at the start of a meeting.
+    // Everyone joins at once, as at the start of a meeting, unless spaced out.
     let speakers = args
         .speakers
         .unwrap_or(args.participants)
@@ -85,6 +89,9 @@ pub async fn run(args: LoadArgs) -> Result<()> {
                 }
                 anyhow::Ok((room_id, client, p < speakers))
             }));
+            if args.join_every_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.join_every_ms)).await;
+            }
         }
     }
     let mut clients = Vec::new();
@@ -98,7 +105,11 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while clients.iter().any(|(_, c)| c.join_time().is_none()) {
         if Instant::now() > deadline {
-            bail!("not every participant connected within 30 s");
+            let missing = clients
+                .iter()
+                .filter(|(_, c)| c.join_time().is_none())
+                .count();
+            bail!("{missing} participants did not connect within 30 s after the last join");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
