@@ -12,18 +12,12 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$root/target}
-pick() { if [ -x "$target/release/$1" ]; then echo "$target/release/$1"; else echo "$target/debug/$1"; fi; }
-bin=${WEBCALL_BIN:-$(pick webcall)}
-bench=${WEBCALL_BENCH_BIN:-$(pick webcall-bench)}
-for b in "$bin" "$bench"; do
-    [ -x "$b" ] || { echo "missing $b (cargo build -p api --bin webcall -p bench --bin webcall-bench)" >&2; exit 2; }
-done
+. "$root/scripts/lib/serve.sh"
+pick_binaries
 [ "${1:-}" = "--" ] && shift
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 pin() { if [ -n "${1:-}" ]; then echo taskset -c "$1"; fi; }
-. "$root/scripts/lib/serve.sh"
 port=$(free_port)
 secret=load-registration-secret
 passthrough=()

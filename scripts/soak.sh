@@ -14,13 +14,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$root/target}
-pick() { if [ -x "$target/release/$1" ]; then echo "$target/release/$1"; else echo "$target/debug/$1"; fi; }
-bin=${WEBCALL_BIN:-$(pick webcall)}
-bench=${WEBCALL_BENCH_BIN:-$(pick webcall-bench)}
-for b in "$bin" "$bench"; do
-    [ -x "$b" ] || { echo "missing $b (cargo build -p api --bin webcall -p bench --bin webcall-bench)" >&2; exit 2; }
-done
+. "$root/scripts/lib/serve.sh"
+pick_binaries
 
 args=()
 if [ "${1:-}" = "--short" ]; then
@@ -33,7 +28,6 @@ args+=("$@")
 # A thousand sockets and their peers need more descriptors than a login shell's default.
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-. "$root/scripts/lib/serve.sh"
 port=$(free_port)
 base="http://127.0.0.1:$port"
 secret=soak-registration-secret

@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 use sfu::{Sfu, SfuConfig};
+use signaling::ice::{IceServers, TurnRest};
 use signaling::protocol::IceServer;
 use signaling::{Bus, Hub, HubConfig, LocalBus, Media};
 
@@ -128,27 +129,37 @@ async fn start_media(settings: &Settings) -> Result<Media, StartError> {
         .await
         .map_err(|e| StartError::Media(e.to_string()))?;
     let ice = &settings.ice;
-    let mut ice_servers = Vec::new();
+    let mut fixed = Vec::new();
     if !ice.stun_urls.is_empty() {
-        ice_servers.push(IceServer {
+        fixed.push(IceServer {
             urls: ice.stun_urls.clone(),
             username: None,
             credential: None,
         });
     }
+    let mut turn_rest = None;
     if !ice.turn_urls.is_empty() {
-        ice_servers.push(IceServer {
-            urls: ice.turn_urls.clone(),
-            username: ice.turn_username.clone(),
-            credential: ice
-                .turn_password
-                .as_ref()
-                .map(|p| secrecy::ExposeSecret::expose_secret(p).to_owned()),
-        });
+        match &ice.turn_shared_secret {
+            Some(secret) => {
+                turn_rest = Some(TurnRest {
+                    urls: ice.turn_urls.clone(),
+                    secret: secret.clone(),
+                    ttl: ice.turn_credential_ttl,
+                });
+            }
+            None => fixed.push(IceServer {
+                urls: ice.turn_urls.clone(),
+                username: ice.turn_username.clone(),
+                credential: ice
+                    .turn_password
+                    .as_ref()
+                    .map(|p| secrecy::ExposeSecret::expose_secret(p).to_owned()),
+            }),
+        }
     }
     Ok(Media {
         sfu,
-        ice_servers: Arc::new(ice_servers),
+        ice: Arc::new(IceServers { fixed, turn_rest }),
     })
 }
 

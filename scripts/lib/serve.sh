@@ -41,3 +41,15 @@ start_webcall() {
     done
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null
 }
+
+# pick_binaries: sets $bin (webcall) and $bench (webcall-bench) for the bench scripts:
+# WEBCALL_BIN / WEBCALL_BENCH_BIN, else target/release, else target/debug (under $root).
+pick_binaries() {
+    local target=${CARGO_TARGET_DIR:-$root/target} b
+    pick() { if [ -x "$target/release/$1" ]; then echo "$target/release/$1"; else echo "$target/debug/$1"; fi; }
+    bin=${WEBCALL_BIN:-$(pick webcall)}
+    bench=${WEBCALL_BENCH_BIN:-$(pick webcall-bench)}
+    for b in "$bin" "$bench"; do
+        [ -x "$b" ] || { echo "missing $b (cargo build -p api --bin webcall -p bench --bin webcall-bench)" >&2; exit 2; }
+    done
+}

@@ -14,6 +14,7 @@
 pub mod bus;
 pub mod connection;
 pub mod hub;
+pub mod ice;
 pub mod limits;
 pub mod media;
 pub mod nodes;

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::protocol::{
-    IceServer, MediaCloseReason, MediaState, ParticipantId, RoomId, ServerMessage,
-};
+use crate::protocol::{MediaCloseReason, MediaState, ParticipantId, RoomId, ServerMessage};
 
 /// What the media plane must enforce. Called on the node that holds the participant's
 /// connection, after the change is decided and broadcast.
@@ -30,7 +28,7 @@ impl MediaControl for NoMedia {
 #[derive(Debug, Clone)]
 pub struct Media {
     pub sfu: sfu::Sfu,
-    pub ice_servers: Arc<Vec<IceServer>>,
+    pub ice: Arc<crate::ice::IceServers>,
 }
 
 pub fn peer_of(participant: ParticipantId) -> sfu::PeerId {

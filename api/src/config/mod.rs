@@ -78,6 +78,12 @@ pub struct IceServers {
     pub turn_urls: Vec<String>,
     pub turn_username: Option<String>,
     pub turn_password: Option<SecretString>,
+    /// `TURN_SHARED_SECRET`: coturn's `static-auth-secret`; each join then gets its own
+    /// time-limited credential (TURN REST convention) instead of the static password.
+    pub turn_shared_secret: Option<SecretString>,
+    /// `TURN_CREDENTIAL_TTL_SECS`: how long such a credential works; default 24 h (an
+    /// allocation is refreshed with it, so it must outlast the longest call).
+    pub turn_credential_ttl: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -379,12 +385,40 @@ impl Settings {
             turn_urls: url_list("TURN_URLS", get("TURN_URLS"), &["turn:", "turns:"])?,
             turn_username: get("TURN_USERNAME"),
             turn_password: get("TURN_PASSWORD").map(SecretString::from),
+            turn_shared_secret: get("TURN_SHARED_SECRET").map(SecretString::from),
+            turn_credential_ttl: std::time::Duration::from_secs(parse_or(
+                "TURN_CREDENTIAL_TTL_SECS",
+                get("TURN_CREDENTIAL_TTL_SECS"),
+                86_400u64,
+                "a number of seconds",
+            )?),
         };
-        if !ice.turn_urls.is_empty() && (ice.turn_username.is_none() || ice.turn_password.is_none())
+        let static_credential = ice.turn_username.is_some() || ice.turn_password.is_some();
+        if ice.turn_shared_secret.is_some() && static_credential {
+            return Err(invalid(
+                "TURN_SHARED_SECRET",
+                "use either TURN_SHARED_SECRET or TURN_USERNAME/TURN_PASSWORD, not both",
+            ));
+        }
+        if ice.turn_shared_secret.is_some() && ice.turn_urls.is_empty() {
+            return Err(invalid(
+                "TURN_SHARED_SECRET",
+                "is set but TURN_URLS is empty: the secret is for those servers",
+            ));
+        }
+        if !ice.turn_urls.is_empty()
+            && ice.turn_shared_secret.is_none()
+            && (ice.turn_username.is_none() || ice.turn_password.is_none())
         {
             return Err(invalid(
                 "TURN_USERNAME",
-                "TURN_URLS is set, so TURN_USERNAME and TURN_PASSWORD must be set too",
+                "TURN_URLS is set, so TURN_SHARED_SECRET (or TURN_USERNAME and TURN_PASSWORD) must be set too",
+            ));
+        }
+        if !(60..=7 * 86_400).contains(&ice.turn_credential_ttl.as_secs()) {
+            return Err(invalid(
+                "TURN_CREDENTIAL_TTL_SECS",
+                "must be between 60 and 604800 (7 days)",
             ));
         }
 
@@ -828,6 +862,23 @@ mod tests {
             (&[("REDIS_URL", "localhost")], "REDIS_URL"),
             (&[("STUN_SERVERS", "stun:a:3478,http://b")], "STUN_SERVERS"),
             (&[("TURN_URLS", "turn:t:3478")], "TURN_USERNAME"),
+            (&[("TURN_SHARED_SECRET", "s")], "TURN_SHARED_SECRET"),
+            (
+                &[
+                    ("TURN_URLS", "turn:t:3478"),
+                    ("TURN_SHARED_SECRET", "s"),
+                    ("TURN_PASSWORD", "p"),
+                ],
+                "TURN_SHARED_SECRET",
+            ),
+            (
+                &[
+                    ("TURN_URLS", "turn:t:3478"),
+                    ("TURN_SHARED_SECRET", "s"),
+                    ("TURN_CREDENTIAL_TTL_SECS", "5"),
+                ],
+                "TURN_CREDENTIAL_TTL_SECS",
+            ),
             (&[("CORS_ORIGINS", "https://a.example/")], "CORS_ORIGINS"),
             (&[("BCRYPT_COST", "40")], "BCRYPT_COST"),
             (&[("RATE_LIMIT_LOGIN", "0")], "RATE_LIMIT_LOGIN"),

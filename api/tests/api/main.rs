@@ -28,3 +28,4 @@ mod standin;
 mod static_files;
 mod telegram;
 mod transcription;
+mod turn;

@@ -526,7 +526,10 @@ where
     });
     let ice_servers = hub
         .media_plane()
-        .map(|m| m.ice_servers.as_ref().clone())
+        .map(|m| {
+            m.ice
+                .for_user(session.user_id, std::time::SystemTime::now())
+        })
         .unwrap_or_default();
     conn.send(&ServerMessage::Joined {
         request_id,
