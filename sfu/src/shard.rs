@@ -679,12 +679,11 @@ impl ShardCore {
             let room = entry.peer.room;
             if let Some(speaking) = entry.peer.speaking.handle_timeout(now) {
                 self.broadcast(room, &PeerEvent::Speaking { peer: id, speaking });
-                self.reselect(now, room);
             }
             self.drain_peer(now, id);
         }
-        // A louder voice displaces a speaking one only after a hold: time alone can change
-        // the choice.
+        // Once per tick, after the hangovers above: speech that ended frees a place, and a
+        // louder voice displaces a speaking one only after a hold (time alone can change it).
         if self.config.forward_top.is_some() {
             let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
             for room in rooms {

@@ -12,6 +12,20 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Whether a server the test started accepts TCP on 127.0.0.1:`port` within 5 s.
+pub async fn listening(port: u16) -> bool {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 pub struct PrivateRedis {
     child: tokio::process::Child,
     pub port: u16,
@@ -32,16 +46,7 @@ impl PrivateRedis {
             .kill_on_drop(true)
             .spawn()
             .ok()?;
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Some(Self { child, port });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        listening(port).await.then_some(Self { child, port })
     }
 
     pub fn url(&self) -> String {

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::helpers::spawn_with;
-use crate::private_redis::free_port;
+use crate::private_redis::{free_port, listening};
 
 const SECRET: &str = "a-secret-shared-with-coturn";
 
@@ -35,19 +35,10 @@ impl Coturn {
             .kill_on_drop(true)
             .spawn()
             .ok()?;
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Some(Self {
-                    _child: child,
-                    port,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        listening(port).await.then_some(Self {
+            _child: child,
+            port,
+        })
     }
 
     /// Allocates with (username, password) and relays 5 messages to a peer of its own
