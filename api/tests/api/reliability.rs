@@ -163,6 +163,7 @@ async fn a_flood_of_joins_is_refused_with_rate_limited_and_counted() {
     let (room, tokens) = app.room_with(&["alice", "bob"]).await;
     let mut alice = app.room_ws(&tokens[0], room).await;
     let mut codes = Vec::new();
+    let started = Instant::now();
     for i in 0..15 {
         alice
             .send(json!({"type": "join", "request_id": format!("j{i}")}))
@@ -178,16 +179,24 @@ async fn a_flood_of_joins_is_refused_with_rate_limited_and_counted() {
         }
         codes.push(code);
     }
-    assert_eq!(
-        codes.iter().filter(|c| *c == "joined").count(),
-        10,
-        "{codes:?}"
+    // The join budget is a burst of 10 refilled at one every 2 s: on a loaded machine the
+    // 15 round trips (each join touches the database) may earn a refill or two, never more.
+    let refills = (started.elapsed().as_secs_f64() / 2.0).floor() as usize;
+    let joined = codes.iter().filter(|c| *c == "joined").count();
+    assert!(
+        (10..=10 + refills).contains(&joined),
+        "{joined} joins in {:?}: {codes:?}",
+        started.elapsed()
     );
+    assert!(codes[..10].iter().all(|c| c == "joined"), "{codes:?}");
     assert_eq!(
         codes.iter().filter(|c| *c == "rate_limited").count(),
-        5,
+        15 - joined,
         "{codes:?}"
     );
+    if refills < 5 {
+        assert!(codes.contains(&"rate_limited".to_owned()), "{codes:?}");
+    }
     // Bob's budget is his own.
     let mut bob = app.room_ws(&tokens[1], room).await;
     assert_eq!(bob.join().await["type"], "joined");
