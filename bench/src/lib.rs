@@ -4,12 +4,14 @@
 //!   offers one Opus track, answers server offers, publishes a tone, counts what it receives
 //!   per remote participant.
 //! - [`call_client`]: a participant as a browser is one: room WebSocket + `RtcClient`.
+//! - [`janus`]: the same participant in a Janus VideoRoom, for the side-by-side bench.
 //! - [`impair`]: a lossy, reordering link for a client's media.
 //! - [`tone`]: Opus frame sources, 20 ms per packet: a test tone, or PCM (speech from a WAV).
 //! - [`ws_request`]: a room WebSocket request with the bearer header.
 
 pub mod call_client;
 pub mod impair;
+pub mod janus;
 pub mod rtc_client;
 pub mod tone;
 

@@ -9,7 +9,7 @@ use bench::call_client::CallClient;
 use serde_json::json;
 
 use super::{ms, percentile, populate_room};
-use crate::server_probe::cpu_seconds;
+use crate::server_probe::{merge, CostWindow};
 
 /// RFC 6464 silence: a participant whose microphone is open while someone else talks.
 const SILENT_LEVEL: u8 = 127;
@@ -45,6 +45,9 @@ pub struct LoadArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// A name for this run, copied into the JSON (`scenario`), for reports of many runs.
+    #[arg(long, default_value = "")]
+    label: String,
 }
 
 pub async fn run(args: LoadArgs) -> Result<()> {
@@ -114,7 +117,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let cpu_before = args.server_pid.and_then(cpu_seconds);
+    let cost = CostWindow::start(args.server_pid);
     let before: Vec<_> = clients.iter().map(|(_, c)| c.stats()).collect();
     let window = Instant::now();
     // Sample every stream every 5 s: a call that works at second 2 and dies at second 5 is
@@ -151,7 +154,6 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         }
     }
     let elapsed = window.elapsed().as_secs_f64();
-    let cpu_after = args.server_pid.and_then(cpu_seconds);
     let after: Vec<_> = clients.iter().map(|(_, c)| c.stats()).collect();
 
     // Per (subscriber, publisher) stream: packets and sequence gaps within the window.
@@ -190,14 +192,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     } else {
         missing as f64 / (received + missing) as f64
     };
-    let cpu = match (cpu_before, cpu_after) {
-        (Some(a), Some(b)) => Some((b - a) / elapsed * 100.0),
-        _ => None,
-    };
-    // Server CPU per packet it sent to a subscriber (receiving, SRTP both ways, sending).
-    let cpu_us_per_forwarded = cpu
-        .filter(|_| forwarded_per_second > 0.0)
-        .map(|c| c / 100.0 / forwarded_per_second * 1e6);
+    let costs = cost.finish(forwarded_per_second, clients.len());
     // A peer failed if the server closed its media or ever saw it go silent.
     let is_mine = |c: &CallClient, m: &serde_json::Value| {
         m["participant_id"].as_u64() == Some(c.participant_id)
@@ -212,7 +207,9 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             c.saw(|m| m["type"] == "media_state" && m["state"] == "disconnected" && is_mine(c, m))
         })
         .count();
-    let report = json!({
+    let mut report = json!({
+        "sfu": "webcall",
+        "scenario": args.label,
         "failed_peers": failed_peers,
         "peers_seen_disconnected": disconnects,
         "stalled_streams": stalled.len(),
@@ -221,7 +218,6 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         "speakers_per_room": speakers,
         "forwarded_packets_per_second": forwarded_per_second.round(),
         "packets_from_silent_publishers": from_silent,
-        "server_cpu_us_per_forwarded_packet": cpu_us_per_forwarded.map(|c| (c * 10.0).round() / 10.0),
         "window_seconds": (elapsed * 10.0).round() / 10.0,
         "subscriber_streams": streams,
         "packets_received": received,
@@ -229,8 +225,8 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         "loss_ratio": loss,
         "min_packets_per_second_per_stream": (min_rate * 10.0).round() / 10.0,
         "join_ms": {"p50": ms(percentile(&join_times, 50.0)), "p95": ms(percentile(&join_times, 95.0)), "max": ms(join_times.last().copied().unwrap_or_default())},
-        "server_cpu_percent_of_one_core": cpu.map(|c| (c * 10.0).round() / 10.0),
     });
+    merge(&mut report, costs);
     if args.json {
         println!("{report}");
     } else {
@@ -258,13 +254,18 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             "join (socket -> media): p50 {} ms, p95 {} ms, max {} ms",
             report["join_ms"]["p50"], report["join_ms"]["p95"], report["join_ms"]["max"]
         );
-        match cpu {
+        match report["server_cpu_percent_of_one_core"].as_f64() {
             Some(c) => println!(
-                "server CPU:             {c:.1}% of one core ({} µs per forwarded packet)",
-                cpu_us_per_forwarded.map_or("-".to_owned(), |u| format!("{u:.1}"))
+                "server CPU:             {c:.1}% of one core ({} µs per forwarded packet, {} KiB RSS per participant)",
+                report["server_cpu_us_per_forwarded_packet"],
+                report["server_rss_kib_per_participant"]
             ),
             None => println!("server CPU:             (pass --server-pid to measure)"),
         }
+        println!(
+            "bench CPU:              {}% of one core",
+            report["client_cpu_percent_of_one_core"]
+        );
     }
     for (_, c) in &clients {
         c.leave();

@@ -34,13 +34,19 @@ enum Command {
     ChatFanout(FanoutArgs),
     /// Calls: R rooms x P WebRTC participants publishing Opus; loss, join time, server CPU.
     Load(load::LoadArgs),
+    /// The `load` scenario against a Janus VideoRoom (the side-by-side report).
+    JanusLoad(janus_load::JanusLoadArgs),
+    /// The Markdown report and plots of `scripts/side-by-side.sh`'s runs.
+    SideBySideReport(side_by_side_report::ReportArgs),
     /// Soak: many room sockets and media participants held for minutes with churn and chat;
     /// fails on anything a user would notice and on a server that doesn't return to idle.
     Soak(soak::SoakArgs),
 }
 
+mod janus_load;
 mod load;
 mod server_probe;
+mod side_by_side_report;
 mod soak;
 
 #[derive(Parser)]
@@ -73,6 +79,8 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::ChatFanout(args) => chat_fanout(args).await,
         Command::Load(args) => load::run(args).await,
+        Command::JanusLoad(args) => janus_load::run(args).await,
+        Command::SideBySideReport(args) => side_by_side_report::run(args),
         Command::Soak(args) => soak::run(args).await,
     }
 }

@@ -138,7 +138,7 @@ impl RtcClient {
             pc,
             socket,
             local_addr,
-            sender,
+            sender: Some(sender),
             ssrc,
             level_id,
             tone: source,
@@ -151,6 +151,7 @@ impl RtcClient {
             stats: stats.clone(),
             track_streams: HashMap::new(),
             ssrc_streams: HashMap::new(),
+            key_by_ssrc: false,
             outbound: ImpairedLink::default(),
             inbound: ImpairedLink::default(),
         };
@@ -163,6 +164,55 @@ impl RtcClient {
             },
             offer_sdp,
         ))
+    }
+
+    /// A client that only receives: no track and no offer of its own; it answers the offers
+    /// a server makes (a Janus VideoRoom subscriber, say) with [`RtcClient::handle_offer`].
+    ///
+    /// # Errors
+    /// When the socket can't be bound.
+    pub async fn receive_only() -> Result<Self, ClientError> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        let local_addr = socket.local_addr()?;
+        let now = Instant::now();
+        let (media, registry) = audio_engine().map_err(rtc_err)?;
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .build(now)
+            .map_err(rtc_err)?;
+        pc.add_local_candidate(host_candidate(local_addr).map_err(rtc_err)?)
+            .map_err(rtc_err)?;
+        let stats = Arc::new(Mutex::new(ClientStats::default()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            pc,
+            socket,
+            local_addr,
+            sender: None,
+            ssrc: 0,
+            level_id: None,
+            tone: Box::new(crate::tone::SilenceSource),
+            publishing: false,
+            level: TALKING_LEVEL,
+            offline: false,
+            seq: 0,
+            timestamp: 0,
+            started: now,
+            stats: stats.clone(),
+            track_streams: HashMap::new(),
+            ssrc_streams: HashMap::new(),
+            key_by_ssrc: true,
+            outbound: ImpairedLink::default(),
+            inbound: ImpairedLink::default(),
+        };
+        tokio::spawn(driver.run(rx));
+        Ok(Self {
+            commands: tx,
+            stats,
+            local_addr,
+        })
     }
 
     /// The server's answer to our offer.
@@ -254,7 +304,8 @@ struct Driver {
     pc: RTCPeerConnection,
     socket: UdpSocket,
     local_addr: SocketAddr,
-    sender: RTCRtpSenderId,
+    /// `None` for a receive-only client.
+    sender: Option<RTCRtpSenderId>,
     ssrc: u32,
     level_id: Option<u8>,
     tone: Box<dyn FrameSource>,
@@ -270,6 +321,9 @@ struct Driver {
     /// `a=ssrc:<ssrc> msid:<stream> <track>` of the latest remote description: the SFU may
     /// reuse an m-line (and its SSRC) for another participant, and says so in the SDP.
     ssrc_streams: HashMap<u32, String>,
+    /// Count each SSRC as its own stream (a receive-only client of another SFU, whose SDP
+    /// may give every stream the same msid).
+    key_by_ssrc: bool,
     outbound: ImpairedLink<TaggedBytesMut>,
     inbound: ImpairedLink<(BytesMut, SocketAddr)>,
 }
@@ -405,7 +459,10 @@ impl Driver {
                 .header
                 .set_extension(id, Bytes::from(vec![voice | self.level]));
         }
-        if let Some(mut sender) = self.pc.rtp_sender(self.sender) {
+        let Some(sender) = self.sender else {
+            return;
+        };
+        if let Some(mut sender) = self.pc.rtp_sender(sender) {
             if sender.write_rtp(Instant::now(), packet).is_ok() {
                 if let Ok(mut s) = self.stats.lock() {
                     s.sent_packets += 1;
@@ -441,12 +498,15 @@ impl Driver {
         }
         while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
             if let RTCMessage::RtpPacket(track, packet) = message {
-                let stream = self
-                    .ssrc_streams
-                    .get(&packet.header.ssrc)
-                    .or_else(|| self.track_streams.get(&track))
-                    .cloned()
-                    .unwrap_or(track);
+                let stream = if self.key_by_ssrc {
+                    format!("ssrc{}", packet.header.ssrc)
+                } else {
+                    self.ssrc_streams
+                        .get(&packet.header.ssrc)
+                        .or_else(|| self.track_streams.get(&track))
+                        .cloned()
+                        .unwrap_or(track)
+                };
                 let Ok(mut stats) = self.stats.lock() else {
                     continue;
                 };

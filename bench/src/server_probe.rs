@@ -80,3 +80,63 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
 }
+
+/// The server's and the bench's own CPU over a measuring window, and the server's memory at
+/// its end: the cost columns every load report (WebCall's and Janus's) shares.
+pub struct CostWindow {
+    server: Option<ServerProbe>,
+    server_cpu: Option<f64>,
+    own_cpu: Option<f64>,
+    started: std::time::Instant,
+}
+
+impl CostWindow {
+    /// Starts the window; without `server_pid` only the bench's own CPU is measured.
+    pub fn start(server_pid: Option<u32>) -> Self {
+        let server = server_pid.map(ServerProbe::new);
+        Self {
+            server_cpu: server_pid.and_then(cpu_seconds),
+            own_cpu: cpu_seconds(std::process::id()),
+            server,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Ends the window: the JSON cost fields for `forwarded_per_second` packets forwarded
+    /// on average and `participants` connected.
+    pub fn finish(&self, forwarded_per_second: f64, participants: usize) -> Value {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let percent = |before: Option<f64>, pid: Option<u32>| -> Option<f64> {
+            let after = cpu_seconds(pid?)?;
+            Some((after - before?) / elapsed * 100.0)
+        };
+        let server_cpu = percent(self.server_cpu, self.server.as_ref().map(|s| s.pid));
+        let own_cpu = percent(self.own_cpu, Some(std::process::id()));
+        let rss = self
+            .server
+            .as_ref()
+            .and_then(ServerProbe::sample)
+            .map(|s| s.rss_kib);
+        let round1 = |v: f64| (v * 10.0).round() / 10.0;
+        json!({
+            "server_cpu_percent_of_one_core": server_cpu.map(round1),
+            // Receiving, SRTP both ways and sending, per packet a subscriber got.
+            "server_cpu_us_per_forwarded_packet": server_cpu
+                .filter(|_| forwarded_per_second > 0.0)
+                .map(|c| round1(c / 100.0 / forwarded_per_second * 1e6)),
+            // The generator must not be the bottleneck: near 100 % it is.
+            "client_cpu_percent_of_one_core": own_cpu.map(round1),
+            "server_rss_kib": rss,
+            "server_rss_kib_per_participant": rss
+                .filter(|_| participants > 0)
+                .map(|r| round1(r as f64 / participants as f64)),
+        })
+    }
+}
+
+/// Adds every field of `extra` (an object) to `report` (an object).
+pub fn merge(report: &mut Value, extra: Value) {
+    if let (Some(report), Value::Object(extra)) = (report.as_object_mut(), extra) {
+        report.extend(extra);
+    }
+}

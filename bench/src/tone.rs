@@ -58,6 +58,15 @@ impl FrameSource for ToneSource {
     }
 }
 
+/// No sound at all: the source of a receive-only client, which never sends a frame.
+pub struct SilenceSource;
+
+impl FrameSource for SilenceSource {
+    fn next_frame(&mut self) -> Result<Vec<u8>, opus::Error> {
+        Ok(Vec::new())
+    }
+}
+
 /// Controls a [`PcmSource`] from outside the client: start playing, see when it started.
 #[derive(Debug, Clone, Default)]
 pub struct PcmHandle {

@@ -1,0 +1,199 @@
+//! `janus-load`: the `load` scenario against a Janus VideoRoom, for the side-by-side report
+//! (scripts/side-by-side.sh): R rooms x P participants, each publishing a tone and receiving
+//! everyone else, the same clients and the same measures as `load` against WebCall.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use bench::janus::{create_room, JanusParticipant, JanusSession};
+use bench::rtc_client::ClientStats;
+use serde_json::json;
+
+use super::{ms, percentile};
+use crate::server_probe::{merge, CostWindow};
+
+/// RFC 6464 silence, as in `load`.
+const SILENT_LEVEL: u8 = 127;
+
+#[derive(clap::Parser)]
+pub struct JanusLoadArgs {
+    /// Janus's HTTP API.
+    #[arg(long, default_value = "http://127.0.0.1:8088/janus")]
+    url: String,
+    #[arg(long, default_value_t = 2)]
+    rooms: usize,
+    #[arg(long, default_value_t = 5)]
+    participants: usize,
+    /// Talking participants per room; the others send packets announcing silence (Janus
+    /// forwards them all the same).
+    #[arg(long)]
+    speakers: Option<usize>,
+    /// Milliseconds between two publishers joining.
+    #[arg(long, default_value_t = 0)]
+    join_every_ms: u64,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Janus's process id, for its CPU over the window.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[arg(long)]
+    json: bool,
+    /// A name for this run, copied into the JSON (`scenario`).
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+/// Packets and sequence gaps summed over every stream a subscriber received.
+fn totals(stats: &ClientStats) -> (u64, u64) {
+    stats
+        .streams
+        .values()
+        .fold((0, 0), |(p, m), s| (p + s.packets, m + s.missing))
+}
+
+pub async fn run(args: JanusLoadArgs) -> Result<()> {
+    if args.rooms == 0 || args.participants < 2 || args.seconds == 0 {
+        bail!("--rooms >= 1, --participants >= 2 and --seconds >= 1");
+    }
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let control = JanusSession::create(&http, &args.url).await?;
+    let first_room = 1_000_000 + u64::from(rand::random::<u16>()) * 100;
+    let rooms: Vec<u64> = (0..args.rooms as u64).map(|r| first_room + r).collect();
+    for &room in &rooms {
+        create_room(&control, room, args.participants + 1).await?;
+    }
+    let speakers = args
+        .speakers
+        .unwrap_or(args.participants)
+        .min(args.participants);
+
+    // Everyone publishes, then everyone subscribes to the others of their room on one
+    // PeerConnection (Janus's multistream subscriber).
+    let mut joins = Vec::new();
+    for &room in &rooms {
+        for p in 0..args.participants {
+            let (http, url) = (http.clone(), args.url.clone());
+            let feed = (p + 1) as u64;
+            joins.push(tokio::spawn(async move {
+                let tone = 220.0 + 55.0 * p as f32;
+                let participant = JanusParticipant::publish(&http, &url, room, feed, tone).await?;
+                if p >= speakers {
+                    participant.publisher.set_audio_level(SILENT_LEVEL);
+                }
+                anyhow::Ok((room, participant))
+            }));
+            if args.join_every_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.join_every_ms)).await;
+            }
+        }
+    }
+    let mut participants = Vec::new();
+    for join in joins {
+        participants.push(join.await??);
+    }
+    let mut subscribes = Vec::new();
+    for (room, mut participant) in participants {
+        let feeds: Vec<u64> = (1..=args.participants as u64)
+            .filter(|f| *f != participant.feed)
+            .collect();
+        subscribes.push(tokio::spawn(async move {
+            participant.subscribe(room, &feeds).await?;
+            anyhow::Ok(participant)
+        }));
+    }
+    let mut clients = Vec::new();
+    for subscribe in subscribes {
+        clients.push(subscribe.await??);
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while clients.iter().any(|c| !c.connected()) {
+        if Instant::now() > deadline {
+            let missing = clients.iter().filter(|c| !c.connected()).count();
+            bail!("{missing} participants did not connect within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let cost = CostWindow::start(args.server_pid);
+    let before: Vec<_> = clients.iter().map(JanusParticipant::received).collect();
+    let window = Instant::now();
+    let mut stalled = 0usize;
+    let mut last = before.clone();
+    let end = window + Duration::from_secs(args.seconds);
+    while Instant::now() < end {
+        let slice = Duration::from_secs(5).min(end.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(slice).await;
+        for (i, c) in clients.iter().enumerate() {
+            let now = c.received();
+            if slice >= Duration::from_secs(1) {
+                stalled += now
+                    .streams
+                    .iter()
+                    .filter(|(k, s)| last[i].streams.get(*k).map(|o| o.packets) == Some(s.packets))
+                    .count();
+            }
+            last[i] = now;
+        }
+    }
+    let elapsed = window.elapsed().as_secs_f64();
+
+    let mut received = 0u64;
+    let mut missing = 0u64;
+    let mut streams = 0usize;
+    let mut min_rate = f64::MAX;
+    for (i, c) in clients.iter().enumerate() {
+        let after = c.received();
+        let (p1, m1) = totals(&after);
+        let (p0, m0) = totals(&before[i]);
+        received += p1 - p0;
+        missing += m1 - m0;
+        for (key, s) in &after.streams {
+            let got = s.packets - before[i].streams.get(key).map_or(0, |b| b.packets);
+            streams += 1;
+            min_rate = min_rate.min(got as f64 / elapsed);
+        }
+    }
+    let expected_streams = args.rooms * args.participants * (args.participants - 1);
+    if streams < expected_streams {
+        min_rate = 0.0;
+    }
+    let forwarded_per_second = received as f64 / elapsed;
+    let loss = if received + missing == 0 {
+        1.0
+    } else {
+        missing as f64 / (received + missing) as f64
+    };
+    let costs = cost.finish(forwarded_per_second, clients.len());
+    let mut join_times: Vec<Duration> = clients.iter().filter_map(|c| c.join_time()).collect();
+    join_times.sort();
+    let mut report = json!({
+        "sfu": "janus",
+        "scenario": args.label,
+        "stalled_streams": stalled,
+        "rooms": args.rooms,
+        "participants_per_room": args.participants,
+        "speakers_per_room": speakers,
+        "forwarded_packets_per_second": forwarded_per_second.round(),
+        "window_seconds": (elapsed * 10.0).round() / 10.0,
+        "subscriber_streams": streams,
+        "expected_subscriber_streams": expected_streams,
+        "packets_received": received,
+        "packets_missing": missing,
+        "loss_ratio": loss,
+        "min_packets_per_second_per_stream": (min_rate * 10.0).round() / 10.0,
+        "join_ms": {"p50": ms(percentile(&join_times, 50.0)), "p95": ms(percentile(&join_times, 95.0)), "max": ms(join_times.last().copied().unwrap_or_default())},
+    });
+    merge(&mut report, costs);
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    for c in &clients {
+        c.leave().await;
+    }
+    control.destroy().await;
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! `side-by-side-report`: turns the JSON lines of `scripts/side-by-side.sh` (one `load` and
+//! one `janus-load` result per scenario) into a Markdown report with the ratio of the two
+//! SFUs' costs, and SVG plots of server CPU against load.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+use serde_json::Value;
+
+/// The loss above which a scenario is past an SFU's capacity (the issue's knee).
+const KNEE_LOSS: f64 = 0.005;
+
+#[derive(clap::Parser)]
+pub struct ReportArgs {
+    /// The JSON lines the runs printed.
+    #[arg(long)]
+    runs: PathBuf,
+    /// Where side-by-side.md and the plots go.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// One scenario's two results.
+#[derive(Default)]
+struct Pair {
+    webcall: Option<Value>,
+    janus: Option<Value>,
+}
+
+fn num(run: &Value, field: &str) -> Option<f64> {
+    run[field].as_f64()
+}
+
+fn cell(run: Option<&Value>, field: &str, decimals: usize) -> String {
+    run.and_then(|r| num(r, field))
+        .map_or("-".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+/// Whether a run kept every stream flowing with loss under the knee.
+fn healthy(run: &Value) -> bool {
+    num(run, "loss_ratio").is_some_and(|l| l <= KNEE_LOSS)
+        && run["stalled_streams"].as_u64() == Some(0)
+        && run["failed_peers"].as_u64().unwrap_or(0) == 0
+}
+
+/// Participants of a conference scenario (`conference 1xP`), for the capacity sweep.
+fn sweep_size(label: &str) -> Option<u32> {
+    label.strip_prefix("conference 1x")?.parse().ok()
+}
+
+pub fn run(args: ReportArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.runs)
+        .with_context(|| format!("reading {}", args.runs.display()))?;
+    let mut order = Vec::new();
+    let mut pairs: BTreeMap<String, Pair> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let run: Value = serde_json::from_str(line).context("a run's JSON")?;
+        let label = run["scenario"].as_str().unwrap_or_default().to_owned();
+        if !pairs.contains_key(&label) {
+            order.push(label.clone());
+        }
+        let pair = pairs.entry(label).or_default();
+        match run["sfu"].as_str() {
+            Some("janus") => pair.janus = Some(run),
+            _ => pair.webcall = Some(run),
+        }
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let markdown = render_markdown(&order, &pairs);
+    std::fs::write(args.out.join("side-by-side.md"), &markdown)?;
+    plot_cpu(&order, &pairs, &args.out.join("side-by-side-cpu.svg"))?;
+    print!("{markdown}");
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    format!("{cpu}, {cores} cores, Linux {kernel}")
+}
+
+fn render_markdown(order: &[String], pairs: &BTreeMap<String, Pair>) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# WebCall and Janus side by side\n");
+    let _ = writeln!(
+        md,
+        "Written by `scripts/side-by-side.sh` (`webcall-bench side-by-side-report`). Machine: {}. \
+         Each scenario ran once on each SFU, back to back in one run: the server alone on one core \
+         (`taskset`, WebCall with `SFU_SHARDS=1`), the bench's WebRTC clients on the other, all on \
+         127.0.0.1 in a private network namespace. Janus is Debian's 1.1.2 VideoRoom (each \
+         participant publishes on one PeerConnection and receives the others on one multistream \
+         subscriber PeerConnection, as Janus's demo does); WebCall is the release build. Cost is \
+         server CPU time over a 20 s window divided by the packets subscribers received. \
+         The ratio is WebCall's cost over Janus's: below 1 WebCall is cheaper.\n",
+        machine()
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | µs/packet WebCall | µs/packet Janus | ratio | packets/s WebCall | packets/s Janus | loss WebCall | loss Janus | server CPU % WebCall | server CPU % Janus | join p50 ms WebCall | join p50 ms Janus | KiB RSS/participant WebCall | KiB RSS/participant Janus | bench CPU % |"
+    );
+    let _ = writeln!(md, "|{}", "---|".repeat(15));
+    for label in order {
+        let pair = &pairs[label];
+        let (w, j) = (pair.webcall.as_ref(), pair.janus.as_ref());
+        let cost = |r: Option<&Value>| r.and_then(|r| num(r, "server_cpu_us_per_forwarded_packet"));
+        let ratio = match (cost(w), cost(j)) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".to_owned(),
+        };
+        let loss = |r: Option<&Value>| {
+            r.and_then(|r| num(r, "loss_ratio"))
+                .map_or("-".to_owned(), |l| format!("{:.2} %", l * 100.0))
+        };
+        let join = |r: Option<&Value>| {
+            r.and_then(|r| r["join_ms"]["p50"].as_f64())
+                .map_or("-".to_owned(), |v| format!("{v:.0}"))
+        };
+        let bench_cpu = [w, j]
+            .iter()
+            .map(|r| cell(*r, "client_cpu_percent_of_one_core", 0))
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {ratio} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {bench_cpu} |",
+            cell(w, "server_cpu_us_per_forwarded_packet", 1),
+            cell(j, "server_cpu_us_per_forwarded_packet", 1),
+            cell(w, "forwarded_packets_per_second", 0),
+            cell(j, "forwarded_packets_per_second", 0),
+            loss(w),
+            loss(j),
+            cell(w, "server_cpu_percent_of_one_core", 0),
+            cell(j, "server_cpu_percent_of_one_core", 0),
+            join(w),
+            join(j),
+            cell(w, "server_rss_kib_per_participant", 0),
+            cell(j, "server_rss_kib_per_participant", 0),
+        );
+    }
+    let knee = |pick: fn(&Pair) -> Option<&Value>| -> String {
+        let mut last_good = None;
+        for label in order {
+            let Some(size) = sweep_size(label) else {
+                continue;
+            };
+            match pick(&pairs[label]) {
+                Some(run) if healthy(run) => last_good = Some((size, run)),
+                Some(_) => {
+                    return last_good.map_or(format!("below 1x{size}"), |(s, r)| {
+                        format!(
+                            "1x{s} ({} packets/s); 1x{size} lost more than {} % or stalled",
+                            cell(Some(r), "forwarded_packets_per_second", 0),
+                            KNEE_LOSS * 100.0
+                        )
+                    })
+                }
+                None => {}
+            }
+        }
+        last_good.map_or("not measured".to_owned(), |(s, r)| {
+            format!(
+                "not reached: 1x{s} was clean ({} packets/s)",
+                cell(Some(r), "forwarded_packets_per_second", 0)
+            )
+        })
+    };
+    let _ = writeln!(
+        md,
+        "\nCapacity (the largest conference 1xP with loss ≤ {} % and no stalled stream): \
+         WebCall {}; Janus {}. The bench's clients share one core; `bench CPU %` near 100 means \
+         the generator, not the server, was the limit.\n",
+        KNEE_LOSS * 100.0,
+        knee(|p| p.webcall.as_ref()),
+        knee(|p| p.janus.as_ref())
+    );
+    let _ = writeln!(
+        md,
+        "![server CPU against forwarded packets](side-by-side-cpu.svg)\n\nRaw results: \
+         `side-by-side.jsonl` (one `load` / `janus-load` JSON object per run)."
+    );
+    md
+}
+
+/// Server CPU (% of one core) against forwarded packets/s, one line per SFU, over every run.
+fn plot_cpu(order: &[String], pairs: &BTreeMap<String, Pair>, path: &Path) -> Result<()> {
+    let series = |pick: fn(&Pair) -> Option<&Value>| -> Vec<(f64, f64)> {
+        let mut points: Vec<(f64, f64)> = order
+            .iter()
+            .filter_map(|l| pick(&pairs[l]))
+            .filter_map(|r| {
+                Some((
+                    num(r, "forwarded_packets_per_second")?,
+                    num(r, "server_cpu_percent_of_one_core")?,
+                ))
+            })
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        points
+    };
+    let webcall = series(|p| p.webcall.as_ref());
+    let janus = series(|p| p.janus.as_ref());
+    let max_x = webcall
+        .iter()
+        .chain(&janus)
+        .map(|p| p.0)
+        .fold(1000.0, f64::max);
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Server CPU against forwarded audio packets",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..max_x * 1.05, 0.0..110.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("packets/s received by subscribers")
+        .y_desc("server CPU, % of one core")
+        .draw()?;
+    for (name, points, color) in [("WebCall", &webcall, &BLUE), ("Janus 1.1.2", &janus, &RED)] {
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
