@@ -93,7 +93,7 @@ both() {
 
 if $short; then
     both "short 1x4" "" --rooms 1 --participants 4 --seconds 5
-    "$bench" side-by-side-report --runs "$runs" --out "$out" >/dev/null
+    "$bench" side-by-side-report --runs "$runs" --out "$out"
     test "$(wc -l < "$runs")" -eq 2
     exit 0
 fi

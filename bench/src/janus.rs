@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::latency::LatencyHistogram;
 use crate::rtc_client::{ClientStats, RtcClient};
 use crate::tone::ToneSource;
 
@@ -288,6 +289,14 @@ impl JanusParticipant {
         self.subscriber
             .as_ref()
             .map(RtcClient::stats)
+            .unwrap_or_default()
+    }
+
+    /// Delays of the stamped packets the subscriber received.
+    pub fn latency(&self) -> LatencyHistogram {
+        self.subscriber
+            .as_ref()
+            .map(RtcClient::latency)
             .unwrap_or_default()
     }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use bench::janus::{create_room, JanusParticipant, JanusSession};
+use bench::latency::LatencyHistogram;
 use bench::rtc_client::ClientStats;
 use serde_json::json;
 
@@ -55,6 +56,7 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
     if args.rooms == 0 || args.participants < 2 || args.seconds == 0 {
         bail!("--rooms >= 1, --participants >= 2 and --seconds >= 1");
     }
+    let idle_rss = CostWindow::idle_rss(args.server_pid);
     let http = reqwest::Client::builder().no_proxy().build()?;
     let control = JanusSession::create(&http, &args.url).await?;
     let first_room = 1_000_000 + u64::from(rand::random::<u16>()) * 100;
@@ -80,6 +82,7 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
                 if p >= speakers {
                     participant.publisher.set_audio_level(SILENT_LEVEL);
                 }
+                participant.publisher.stamp_send_times();
                 anyhow::Ok((room, participant))
             }));
             if args.join_every_ms > 0 {
@@ -91,13 +94,35 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
     for join in joins {
         participants.push(join.await??);
     }
+    // Janus offers a feed to subscribers only once its publisher's PeerConnection is up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while participants
+        .iter()
+        .any(|(_, p)| p.publisher.stats().connected_after.is_none())
+    {
+        if Instant::now() > deadline {
+            bail!("publishers did not connect to Janus within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut subscribes = Vec::new();
     for (room, mut participant) in participants {
         let feeds: Vec<u64> = (1..=args.participants as u64)
             .filter(|f| *f != participant.feed)
             .collect();
         subscribes.push(tokio::spawn(async move {
-            participant.subscribe(room, &feeds).await?;
+            // A feed whose publisher Janus hasn't marked active yet is refused for a moment.
+            let mut tries = 0;
+            loop {
+                match participant.subscribe(room, &feeds).await {
+                    Ok(()) => break,
+                    Err(e) if tries < 25 && e.to_string().contains("No such feed") => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             anyhow::Ok(participant)
         }));
     }
@@ -116,8 +141,9 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let cost = CostWindow::start(args.server_pid);
+    let cost = CostWindow::start(args.server_pid, idle_rss);
     let before: Vec<_> = clients.iter().map(JanusParticipant::received).collect();
+    let latency_before: Vec<_> = clients.iter().map(JanusParticipant::latency).collect();
     let window = Instant::now();
     let mut stalled = 0usize;
     let mut last = before.clone();
@@ -138,6 +164,8 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
         }
     }
     let elapsed = window.elapsed().as_secs_f64();
+    let latency_after: Vec<_> = clients.iter().map(JanusParticipant::latency).collect();
+    let latency = LatencyHistogram::window(&latency_before, &latency_after);
 
     let mut received = 0u64;
     let mut missing = 0u64;
@@ -171,6 +199,7 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
     let mut report = json!({
         "sfu": "janus",
         "scenario": args.label,
+        "latency_ms": latency.summary(),
         "stalled_streams": stalled,
         "rooms": args.rooms,
         "participants_per_room": args.participants,

@@ -5,6 +5,7 @@
 //!   per remote participant.
 //! - [`call_client`]: a participant as a browser is one: room WebSocket + `RtcClient`.
 //! - [`janus`]: the same participant in a Janus VideoRoom, for the side-by-side bench.
+//! - [`latency`]: send-time stamps in load runs' payloads and the receivers' delay histogram.
 //! - [`impair`]: a lossy, reordering link for a client's media.
 //! - [`tone`]: Opus frame sources, 20 ms per packet: a test tone, or PCM (speech from a WAV).
 //! - [`ws_request`]: a room WebSocket request with the bearer header.
@@ -12,6 +13,7 @@
 pub mod call_client;
 pub mod impair;
 pub mod janus;
+pub mod latency;
 pub mod rtc_client;
 pub mod tone;
 

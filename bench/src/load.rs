@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use bench::call_client::CallClient;
+use bench::latency::LatencyHistogram;
 use serde_json::json;
 
 use super::{ms, percentile, populate_room};
@@ -54,6 +55,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     if args.rooms == 0 || args.participants < 2 || args.seconds == 0 {
         bail!("--rooms >= 1, --participants >= 2 and --seconds >= 1");
     }
+    let idle_rss = CostWindow::idle_rss(args.server_pid);
     let http = reqwest::Client::builder().no_proxy().build()?;
     let base = args.url.trim_end_matches('/').to_owned();
     let api = format!("{base}/api/v1");
@@ -90,6 +92,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
                 if p >= speakers {
                     client.rtc.set_audio_level(SILENT_LEVEL);
                 }
+                client.rtc.stamp_send_times();
                 anyhow::Ok((room_id, client, p < speakers))
             }));
             if args.join_every_ms > 0 {
@@ -117,8 +120,9 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let cost = CostWindow::start(args.server_pid);
+    let cost = CostWindow::start(args.server_pid, idle_rss);
     let before: Vec<_> = clients.iter().map(|(_, c)| c.stats()).collect();
+    let latency_before: Vec<_> = clients.iter().map(|(_, c)| c.rtc.latency()).collect();
     let window = Instant::now();
     // Sample every stream every 5 s: a call that works at second 2 and dies at second 5 is
     // broken, and only a per-slice check shows it.
@@ -154,6 +158,8 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         }
     }
     let elapsed = window.elapsed().as_secs_f64();
+    let latency_after: Vec<_> = clients.iter().map(|(_, c)| c.rtc.latency()).collect();
+    let latency = LatencyHistogram::window(&latency_before, &latency_after);
     let after: Vec<_> = clients.iter().map(|(_, c)| c.stats()).collect();
 
     // Per (subscriber, publisher) stream: packets and sequence gaps within the window.
@@ -210,6 +216,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let mut report = json!({
         "sfu": "webcall",
         "scenario": args.label,
+        "latency_ms": latency.summary(),
         "failed_peers": failed_peers,
         "peers_seen_disconnected": disconnects,
         "stalled_streams": stalled.len(),
@@ -262,6 +269,13 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             ),
             None => println!("server CPU:             (pass --server-pid to measure)"),
         }
+        println!(
+            "latency (send -> recv): p50 {} ms, p99 {} ms, p99.9 {} ms ({} packets)",
+            report["latency_ms"]["p50"],
+            report["latency_ms"]["p99"],
+            report["latency_ms"]["p999"],
+            report["latency_ms"]["samples"]
+        );
         println!(
             "bench CPU:              {}% of one core",
             report["client_cpu_percent_of_one_core"]

@@ -22,6 +22,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::impair::{is_media, ImpairedLink, Impairment};
+use crate::latency::{self, LatencyHistogram};
 use crate::tone::{FrameSource, ToneSource, FRAME_SAMPLES};
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +76,7 @@ enum Command {
     HandleOffer(String, oneshot::Sender<Result<String, ClientError>>),
     Publish(bool),
     Level(u8),
+    StampSendTimes,
     Offline(bool),
     Impair(Impairment),
     Rebind(oneshot::Sender<Result<SocketAddr, ClientError>>),
@@ -86,6 +88,8 @@ enum Command {
 pub struct RtcClient {
     commands: mpsc::UnboundedSender<Command>,
     stats: Arc<Mutex<ClientStats>>,
+    /// Kept apart from `stats`, which is copied often: this is 40 KB.
+    latency: Arc<Mutex<LatencyHistogram>>,
     pub local_addr: SocketAddr,
 }
 
@@ -133,6 +137,7 @@ impl RtcClient {
         let level_id = extmap_id(&offer_sdp, AUDIO_LEVEL_URI);
 
         let stats = Arc::new(Mutex::new(ClientStats::default()));
+        let latency = Arc::new(Mutex::new(LatencyHistogram::default()));
         let (tx, rx) = mpsc::unbounded_channel();
         let driver = Driver {
             pc,
@@ -149,6 +154,8 @@ impl RtcClient {
             timestamp: rand::random(),
             started: now,
             stats: stats.clone(),
+            latency: latency.clone(),
+            stamp: false,
             track_streams: HashMap::new(),
             ssrc_streams: HashMap::new(),
             key_by_ssrc: false,
@@ -160,6 +167,7 @@ impl RtcClient {
             Self {
                 commands: tx,
                 stats,
+                latency,
                 local_addr,
             },
             offer_sdp,
@@ -185,6 +193,7 @@ impl RtcClient {
         pc.add_local_candidate(host_candidate(local_addr).map_err(rtc_err)?)
             .map_err(rtc_err)?;
         let stats = Arc::new(Mutex::new(ClientStats::default()));
+        let latency = Arc::new(Mutex::new(LatencyHistogram::default()));
         let (tx, rx) = mpsc::unbounded_channel();
         let driver = Driver {
             pc,
@@ -201,6 +210,8 @@ impl RtcClient {
             timestamp: 0,
             started: now,
             stats: stats.clone(),
+            latency: latency.clone(),
+            stamp: false,
             track_streams: HashMap::new(),
             ssrc_streams: HashMap::new(),
             key_by_ssrc: true,
@@ -211,6 +222,7 @@ impl RtcClient {
         Ok(Self {
             commands: tx,
             stats,
+            latency,
             local_addr,
         })
     }
@@ -251,11 +263,23 @@ impl RtcClient {
         let _ = self.commands.send(Command::Level(level.min(127)));
     }
 
+    /// From now on, every payload sent carries its send time and no longer decodes as Opus:
+    /// for load runs that measure forwarding latency ([`crate::latency`]).
+    pub fn stamp_send_times(&self) {
+        let _ = self.commands.send(Command::StampSendTimes);
+    }
+
+    /// The delays of stamped packets received so far (all streams together).
+    pub fn latency(&self) -> LatencyHistogram {
+        self.latency.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
     /// A second handle to the same client, for a task that answers server offers.
     pub fn clone_handle(&self) -> RtcClient {
         RtcClient {
             commands: self.commands.clone(),
             stats: self.stats.clone(),
+            latency: self.latency.clone(),
             local_addr: self.local_addr,
         }
     }
@@ -317,6 +341,9 @@ struct Driver {
     timestamp: u32,
     started: Instant,
     stats: Arc<Mutex<ClientStats>>,
+    latency: Arc<Mutex<LatencyHistogram>>,
+    /// Stamp each payload with its send time (load runs; the audio no longer decodes).
+    stamp: bool,
     track_streams: HashMap<String, String>,
     /// `a=ssrc:<ssrc> msid:<stream> <track>` of the latest remote description: the SFU may
     /// reuse an m-line (and its SSRC) for another participant, and says so in the SDP.
@@ -370,6 +397,7 @@ impl Driver {
                     }
                     Some(Command::Publish(on)) => self.publishing = on,
                     Some(Command::Level(level)) => self.level = level,
+                    Some(Command::StampSendTimes) => self.stamp = true,
                     Some(Command::Offline(on)) => self.offline = on,
                     Some(Command::Impair(impairment)) => {
                         self.outbound.impairment = impairment;
@@ -436,9 +464,12 @@ impl Driver {
         if !self.publishing {
             return;
         }
-        let Ok(payload) = self.tone.next_frame() else {
+        let Ok(mut payload) = self.tone.next_frame() else {
             return;
         };
+        if self.stamp {
+            latency::stamp(&mut payload, Instant::now());
+        }
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
         let mut packet = rtc::rtp::Packet {
@@ -498,6 +529,11 @@ impl Driver {
         }
         while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
             if let RTCMessage::RtpPacket(track, packet) = message {
+                if let Some(delay) = latency::delay(&packet.payload, Instant::now()) {
+                    if let Ok(mut histogram) = self.latency.lock() {
+                        histogram.record(delay);
+                    }
+                }
                 let stream = if self.key_by_ssrc {
                     format!("ssrc{}", packet.header.ssrc)
                 } else {

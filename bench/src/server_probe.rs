@@ -87,14 +87,21 @@ pub struct CostWindow {
     server: Option<ServerProbe>,
     server_cpu: Option<f64>,
     own_cpu: Option<f64>,
+    idle_rss_kib: Option<u64>,
     started: std::time::Instant,
 }
 
 impl CostWindow {
+    /// The server's resident memory before anyone joined, for the memory per participant.
+    pub fn idle_rss(server_pid: Option<u32>) -> Option<u64> {
+        ServerProbe::new(server_pid?).sample().map(|s| s.rss_kib)
+    }
+
     /// Starts the window; without `server_pid` only the bench's own CPU is measured.
-    pub fn start(server_pid: Option<u32>) -> Self {
+    pub fn start(server_pid: Option<u32>, idle_rss_kib: Option<u64>) -> Self {
         let server = server_pid.map(ServerProbe::new);
         Self {
+            idle_rss_kib,
             server_cpu: server_pid.and_then(cpu_seconds),
             own_cpu: cpu_seconds(std::process::id()),
             server,
@@ -127,9 +134,12 @@ impl CostWindow {
             // The generator must not be the bottleneck: near 100 % it is.
             "client_cpu_percent_of_one_core": own_cpu.map(round1),
             "server_rss_kib": rss,
+            "server_idle_rss_kib": self.idle_rss_kib,
+            // What each connected participant costs above the idle server.
             "server_rss_kib_per_participant": rss
+                .zip(self.idle_rss_kib)
                 .filter(|_| participants > 0)
-                .map(|r| round1(r as f64 / participants as f64)),
+                .map(|(r, idle)| round1(r.saturating_sub(idle) as f64 / participants as f64)),
         })
     }
 }

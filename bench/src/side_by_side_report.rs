@@ -72,6 +72,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
     let markdown = render_markdown(&order, &pairs);
     std::fs::write(args.out.join("side-by-side.md"), &markdown)?;
     plot_cpu(&order, &pairs, &args.out.join("side-by-side-cpu.svg"))?;
+    plot_latency(&order, &pairs, &args.out.join("side-by-side-latency.svg"))?;
     print!("{markdown}");
     Ok(())
 }
@@ -110,9 +111,9 @@ fn render_markdown(order: &[String], pairs: &BTreeMap<String, Pair>) -> String {
     );
     let _ = writeln!(
         md,
-        "| scenario | µs/packet WebCall | µs/packet Janus | ratio | packets/s WebCall | packets/s Janus | loss WebCall | loss Janus | server CPU % WebCall | server CPU % Janus | join p50 ms WebCall | join p50 ms Janus | KiB RSS/participant WebCall | KiB RSS/participant Janus | bench CPU % |"
+        "| scenario | µs/packet WebCall | µs/packet Janus | ratio | packets/s WebCall | packets/s Janus | loss WebCall | loss Janus | server CPU % WebCall | server CPU % Janus | latency p50 / p99 ms WebCall | latency p50 / p99 ms Janus | join p50 ms WebCall | join p50 ms Janus | KiB RSS/participant above idle WebCall | KiB RSS/participant above idle Janus | bench CPU % |"
     );
-    let _ = writeln!(md, "|{}", "---|".repeat(15));
+    let _ = writeln!(md, "|{}", "---|".repeat(17));
     for label in order {
         let pair = &pairs[label];
         let (w, j) = (pair.webcall.as_ref(), pair.janus.as_ref());
@@ -129,6 +130,13 @@ fn render_markdown(order: &[String], pairs: &BTreeMap<String, Pair>) -> String {
             r.and_then(|r| r["join_ms"]["p50"].as_f64())
                 .map_or("-".to_owned(), |v| format!("{v:.0}"))
         };
+        let latency = |r: Option<&Value>| {
+            let at = |p: &str| {
+                r.and_then(|r| r["latency_ms"][p].as_f64())
+                    .map_or("-".to_owned(), |v| format!("{v:.2}"))
+            };
+            format!("{} / {}", at("p50"), at("p99"))
+        };
         let bench_cpu = [w, j]
             .iter()
             .map(|r| cell(*r, "client_cpu_percent_of_one_core", 0))
@@ -136,7 +144,7 @@ fn render_markdown(order: &[String], pairs: &BTreeMap<String, Pair>) -> String {
             .join(" / ");
         let _ = writeln!(
             md,
-            "| {label} | {} | {} | {ratio} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {bench_cpu} |",
+            "| {label} | {} | {} | {ratio} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {bench_cpu} |",
             cell(w, "server_cpu_us_per_forwarded_packet", 1),
             cell(j, "server_cpu_us_per_forwarded_packet", 1),
             cell(w, "forwarded_packets_per_second", 0),
@@ -145,6 +153,8 @@ fn render_markdown(order: &[String], pairs: &BTreeMap<String, Pair>) -> String {
             loss(j),
             cell(w, "server_cpu_percent_of_one_core", 0),
             cell(j, "server_cpu_percent_of_one_core", 0),
+            latency(w),
+            latency(j),
             join(w),
             join(j),
             cell(w, "server_rss_kib_per_participant", 0),
@@ -189,7 +199,14 @@ fn render_markdown(order: &[String], pairs: &BTreeMap<String, Pair>) -> String {
     );
     let _ = writeln!(
         md,
-        "![server CPU against forwarded packets](side-by-side-cpu.svg)\n\nRaw results: \
+        "Latency is from a sender client stamping a packet to a receiver client reading it \
+         (one clock: the clients share a process), so it includes both clients' SRTP and \
+         their core's queueing, not only the server.\n"
+    );
+    let _ = writeln!(
+        md,
+        "![server CPU against forwarded packets](side-by-side-cpu.svg)\n\n\
+         ![latency CDF](side-by-side-latency.svg)\n\nRaw results: \
          `side-by-side.jsonl` (one `load` / `janus-load` JSON object per run)."
     );
     md
@@ -240,6 +257,71 @@ fn plot_cpu(order: &[String], pairs: &BTreeMap<String, Pair>, path: &Path) -> Re
             .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
         chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// The forwarding-latency CDF of both SFUs in the largest scenario both carried cleanly
+/// (else the first one).
+fn plot_latency(order: &[String], pairs: &BTreeMap<String, Pair>, path: &Path) -> Result<()> {
+    let clean =
+        |p: &Pair| p.webcall.as_ref().is_some_and(healthy) && p.janus.as_ref().is_some_and(healthy);
+    let load = |p: &Pair| {
+        p.janus
+            .as_ref()
+            .and_then(|r| num(r, "forwarded_packets_per_second"))
+            .unwrap_or(0.0)
+    };
+    let Some(label) = order
+        .iter()
+        .filter(|l| clean(&pairs[*l]))
+        .max_by(|a, b| load(&pairs[*a]).total_cmp(&load(&pairs[*b])))
+        .or_else(|| order.first())
+    else {
+        return Ok(());
+    };
+    let pair = &pairs[label];
+    let cdf = |run: Option<&Value>| -> Vec<(f64, f64)> {
+        run.and_then(|r| r["latency_ms"]["cdf"].as_array())
+            .map(|points| {
+                points
+                    .iter()
+                    .filter_map(|p| Some((p[1].as_f64()?, p[0].as_f64()? / 100.0)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let webcall = cdf(pair.webcall.as_ref());
+    let janus = cdf(pair.janus.as_ref());
+    let max_x = webcall
+        .iter()
+        .chain(&janus)
+        .map(|p| p.0)
+        .fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Forwarding latency, {label}"), ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..max_x * 1.05, 0.0..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("send -> receive, ms")
+        .y_desc("fraction of packets")
+        .draw()?;
+    for (name, points, color) in [("WebCall", &webcall, &BLUE), ("Janus 1.1.2", &janus, &RED)] {
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
     }
     chart
         .configure_series_labels()
