@@ -29,7 +29,7 @@ REGISTRATION_SECRET="$secret" taskset -c "${CLIENT_CPU:-1}" "$bench" load \
 load_pid=$!
 # Joins take a few seconds; sample the steady call in the middle of the window.
 sleep 12
-perf record -q -F 1999 -p "$server_pid" -o "$work/perf.data" -- sleep 10 2>/dev/null
+perf record -q -F 1999 ${PERF_CALL_GRAPH:+--call-graph "$PERF_CALL_GRAPH"} -p "$server_pid" -o "$work/perf.data" -- sleep 10 2>/dev/null
 wait "$load_pid"
 cat "$work/load.txt"
 echo

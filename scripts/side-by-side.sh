@@ -4,8 +4,9 @@
 # one core and the clients on another. Writes bench/reports/side-by-side.{jsonl,md,svg}.
 #
 #   cargo build --release -p api --bin webcall -p bench --bin webcall-bench
-#   scripts/side-by-side.sh            # the report (~10 min)
+#   scripts/side-by-side.sh            # the report (~15 min)
 #   scripts/side-by-side.sh --short    # a 1 x 4 call on each for 5 s (CI keeps the tool working)
+#   ONLY=webinar scripts/side-by-side.sh   # rerun some scenarios, keeping the other results
 #
 # Janus skips loopback interfaces when it gathers ICE candidates, so everything runs in a
 # private network namespace (root; `unshare -n`) where 127.0.0.1 also sits on an `ifb`
@@ -34,7 +35,9 @@ client_cpu=${CLIENT_CPU:-1}
 if $short; then out=$work/report; else out=$root/bench/reports; fi
 mkdir -p "$out"
 runs=$out/side-by-side.jsonl
-: > "$runs"
+# ONLY=PATTERN reruns just the scenarios whose name contains it, adding to the last results.
+only=${ONLY:-}
+[ -n "$only" ] || : > "$runs"
 secret=side-by-side-secret
 
 janus_pid=
@@ -87,6 +90,7 @@ run_janus() {
 both() {
     local label=$1 vars=$2
     shift 2
+    [[ -z "$only" || "$label" == *"$only"* ]] || return 0
     run_webcall "$label" "$vars" "$@"
     run_janus "$label" "$@"
 }
@@ -94,14 +98,22 @@ both() {
 if $short; then
     both "short 1x4" "" --rooms 1 --participants 4 --seconds 5
     "$bench" side-by-side-report --runs "$runs" --out "$out"
-    test "$(wc -l < "$runs")" -eq 2
+    # Both SFUs carried the call: every stream flowed in every 5 s slice.
+    python3 - "$runs" <<'PY'
+import json, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+assert [r["sfu"] for r in runs] == ["webcall", "janus"], runs
+for r in runs:
+    if r["packets_received"] == 0 or r["stalled_streams"] or r["subscriber_streams"] < 12:
+        sys.exit(f"{r['sfu']} did not carry the 1 x 4 call: {r}")
+PY
     exit 0
 fi
 
 # (a) Conference: everyone talks and hears everyone. WebCall forwards every stream here
 # (SFU_AUDIO_FORWARD_TOP=0), exactly what Janus does: the same work, so CPU compares.
 # Raised until either SFU loses packets: the capacity knee.
-for p in 4 8 12 16 20 24 28; do
+for p in 4 8 12 16 20 24 28 32 36 40; do
     both "conference 1x$p" "SFU_AUDIO_FORWARD_TOP=0" --rooms 1 --participants "$p" --seconds 20
 done
 both "conference 4x6" "SFU_AUDIO_FORWARD_TOP=0" --rooms 4 --participants 6 --seconds 20
@@ -110,4 +122,7 @@ both "conference 4x6" "SFU_AUDIO_FORWARD_TOP=0" --rooms 4 --participants 6 --sec
 for p in 20 40; do
     both "large room 1x$p, 3 talk" "" --rooms 1 --participants "$p" --speakers 3 --seconds 20
 done
+# (b) Webinar: 2 presenters, everyone else listening with the microphone muted.
+both "webinar 1x40, 2 talk, 38 muted" "" --rooms 1 --participants 40 --speakers 2 \
+    --muted-listeners --seconds 20
 "$bench" side-by-side-report --runs "$runs" --out "$out"

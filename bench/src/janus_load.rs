@@ -29,6 +29,10 @@ pub struct JanusLoadArgs {
     /// forwards them all the same).
     #[arg(long)]
     speakers: Option<usize>,
+    /// Those who don't talk keep their microphone muted (send nothing) instead of sending
+    /// silence: a webinar's listeners.
+    #[arg(long)]
+    muted_listeners: bool,
     /// Milliseconds between two publishers joining.
     #[arg(long, default_value_t = 0)]
     join_every_ms: u64,
@@ -71,6 +75,7 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
 
     // Everyone publishes, then everyone subscribes to the others of their room on one
     // PeerConnection (Janus's multistream subscriber).
+    let muted_listeners = args.muted_listeners;
     let mut joins = Vec::new();
     for &room in &rooms {
         for p in 0..args.participants {
@@ -79,7 +84,9 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
             joins.push(tokio::spawn(async move {
                 let tone = 220.0 + 55.0 * p as f32;
                 let participant = JanusParticipant::publish(&http, &url, room, feed, tone).await?;
-                if p >= speakers {
+                if p >= speakers && muted_listeners {
+                    participant.publisher.set_publishing(false);
+                } else if p >= speakers {
                     participant.publisher.set_audio_level(SILENT_LEVEL);
                 }
                 participant.publisher.stamp_send_times();
@@ -183,7 +190,13 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
             min_rate = min_rate.min(got as f64 / elapsed);
         }
     }
-    let expected_streams = args.rooms * args.participants * (args.participants - 1);
+    // Every publisher's stream at every other participant; muted listeners publish none.
+    let publishing = if args.muted_listeners {
+        speakers
+    } else {
+        args.participants
+    };
+    let expected_streams = args.rooms * publishing * (args.participants - 1);
     if streams < expected_streams {
         min_rate = 0.0;
     }
@@ -204,6 +217,7 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
         "rooms": args.rooms,
         "participants_per_room": args.participants,
         "speakers_per_room": speakers,
+        "muted_listeners": args.muted_listeners,
         "forwarded_packets_per_second": forwarded_per_second.round(),
         "window_seconds": (elapsed * 10.0).round() / 10.0,
         "subscriber_streams": streams,

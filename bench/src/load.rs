@@ -30,6 +30,10 @@ pub struct LoadArgs {
     /// everyone talks. Streams are checked (loss, stalls) only from those who talk.
     #[arg(long)]
     speakers: Option<usize>,
+    /// Those who don't talk keep their microphone muted (send nothing) instead of sending
+    /// silence: a webinar's listeners.
+    #[arg(long)]
+    muted_listeners: bool,
     /// Milliseconds between two joins; 0 (default) joins everyone at once, as at the start
     /// of a meeting. Large rooms fill over time: `--join-every-ms 200` is 5 joins a second.
     #[arg(long, default_value_t = 0)]
@@ -82,6 +86,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         .speakers
         .unwrap_or(args.participants)
         .min(args.participants);
+    let muted_listeners = args.muted_listeners;
     let mut joins = Vec::new();
     for (room_id, tokens) in &rooms {
         for (p, token) in tokens.iter().enumerate() {
@@ -89,7 +94,9 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             joins.push(tokio::spawn(async move {
                 let client =
                     CallClient::join(&base, room_id, &token, 220.0 + 55.0 * p as f32).await?;
-                if p >= speakers {
+                if p >= speakers && muted_listeners {
+                    client.rtc.set_publishing(false);
+                } else if p >= speakers {
                     client.rtc.set_audio_level(SILENT_LEVEL);
                 }
                 client.rtc.stamp_send_times();
@@ -223,6 +230,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         "rooms": args.rooms,
         "participants_per_room": args.participants,
         "speakers_per_room": speakers,
+        "muted_listeners": args.muted_listeners,
         "forwarded_packets_per_second": forwarded_per_second.round(),
         "packets_from_silent_publishers": from_silent,
         "window_seconds": (elapsed * 10.0).round() / 10.0,

@@ -655,15 +655,21 @@ impl Peer {
             sub.first_seq,
             sub.first_ts,
         );
-        let mut packet = source.clone();
-        packet.header.ssrc = sub.ssrc;
-        packet.header.sequence_number = seq;
-        packet.header.timestamp = ts;
-        packet.header.payload_type = self.opus_pt;
-        // Extension ids are negotiated per leg; the publisher's mean nothing here.
-        packet.header.extension = false;
-        packet.header.extensions.clear();
-        packet.header.extension_profile = 0;
+        // A fresh header rather than a clone of the publisher's: extension ids are negotiated
+        // per leg (the publisher's mean nothing here), and cloning their list only to clear
+        // it cost an allocation per forwarded packet. The payload is shared, not copied.
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                marker: source.header.marker,
+                payload_type: self.opus_pt,
+                sequence_number: seq,
+                timestamp: ts,
+                ssrc: sub.ssrc,
+                ..Default::default()
+            },
+            payload: source.payload.clone(),
+        };
         let sender = sub.sender;
         match self.pc.rtp_sender(sender) {
             Some(mut s) => match s.write_rtp(now, packet) {
