@@ -10,8 +10,10 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use serde_json::Value;
 
-/// The loss above which a scenario is past an SFU's capacity (the issue's knee).
+/// The loss, and the 99th-percentile latency, above which a scenario is past an SFU's
+/// capacity (the knee).
 const KNEE_LOSS: f64 = 0.005;
+const KNEE_P99_MS: f64 = 20.0;
 
 #[derive(clap::Parser)]
 pub struct ReportArgs {
@@ -39,9 +41,12 @@ fn cell(run: Option<&Value>, field: &str, decimals: usize) -> String {
         .map_or("-".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
-/// Whether a run kept every stream flowing with loss under the knee.
+/// Whether a run kept every stream flowing with loss and latency under the knee.
 fn healthy(run: &Value) -> bool {
     num(run, "loss_ratio").is_some_and(|l| l <= KNEE_LOSS)
+        && run["latency_ms"]["p99"]
+            .as_f64()
+            .is_some_and(|p| p <= KNEE_P99_MS)
         && run["stalled_streams"].as_u64() == Some(0)
         && run["failed_peers"].as_u64().unwrap_or(0) == 0
 }
@@ -179,7 +184,8 @@ fn render_markdown(order: &[String], pairs: &BTreeMap<String, Pair>) -> String {
                 Some(_) => {
                     return last_good.map_or(format!("below 1x{size}"), |(s, r)| {
                         format!(
-                            "1x{s} ({} packets/s); 1x{size} lost more than {} % or stalled",
+                            "1x{s} ({} packets/s); 1x{size} lost more than {} %, stalled or \
+                             had p99 latency above {KNEE_P99_MS} ms",
                             cell(Some(r), "forwarded_packets_per_second", 0),
                             KNEE_LOSS * 100.0
                         )
@@ -197,7 +203,8 @@ fn render_markdown(order: &[String], pairs: &BTreeMap<String, Pair>) -> String {
     };
     let _ = writeln!(
         md,
-        "\nCapacity (the largest conference 1xP with loss ≤ {} % and no stalled stream): \
+        "\nCapacity (the largest conference 1xP with loss ≤ {} %, p99 latency ≤ {KNEE_P99_MS} ms \
+         and no stalled stream): \
          WebCall {}; Janus {}. The bench's clients share one core; `bench CPU %` near 100 means \
          the generator, not the server, was the limit.\n",
         KNEE_LOSS * 100.0,

@@ -765,9 +765,11 @@ pub async fn spawn(index: usize, config: &SfuConfig) -> Result<ShardHandle, SfuE
 /// peer of the shard, and publishers' packets come in bursts (their 20 ms clocks tick
 /// together): Linux's default 208 KiB holds about 90 small datagrams, which a busy shard
 /// overflowed at 36 talking participants (UDP `RcvbufErrors`, 0.6 % loss, while Janus with a
-/// socket per connection lost none; `bench/reports/side-by-side.md`). The kernel caps it at
+/// socket per connection lost none; `bench/reports/side-by-side.md`). 1 MiB holds several
+/// rounds of such bursts; more would only queue delay when the shard is overloaded (a 4 MiB
+/// buffer let a saturated shard's latency pass 50 ms). The kernel caps it at
 /// `net.core.rmem_max`.
-const RECV_BUFFER_BYTES: usize = 4 << 20;
+const RECV_BUFFER_BYTES: usize = 1 << 20;
 
 fn bind_media_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
