@@ -249,36 +249,14 @@ fn plot_cpu(order: &[String], pairs: &BTreeMap<String, Pair>, path: &Path) -> Re
         .chain(&janus)
         .map(|p| p.0)
         .fold(1000.0, f64::max);
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Server CPU against forwarded audio packets",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..max_x * 1.05, 0.0..110.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("packets/s received by subscribers")
-        .y_desc("server CPU, % of one core")
-        .draw()?;
-    for (name, points, color) in [("WebCall", &webcall, &BLUE), ("Janus 1.1.2", &janus, &RED)] {
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), color))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
-        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
-    root.present()?;
-    Ok(())
+    line_chart(
+        path,
+        "Server CPU against forwarded audio packets",
+        ("packets/s received by subscribers", max_x),
+        ("server CPU, % of one core", 110.0),
+        [&webcall, &janus],
+        true,
+    )
 }
 
 /// The forwarding-latency CDF of both SFUs in the largest scenario both carried cleanly
@@ -318,24 +296,43 @@ fn plot_latency(order: &[String], pairs: &BTreeMap<String, Pair>, path: &Path) -
         .chain(&janus)
         .map(|p| p.0)
         .fold(1.0, f64::max);
+    line_chart(
+        path,
+        &format!("Forwarding latency, {label}"),
+        ("send -> receive, ms", max_x),
+        ("fraction of packets", 1.0),
+        [&webcall, &janus],
+        false,
+    )
+}
+
+/// An SVG chart with WebCall's line (blue) and Janus's (red) from 0 to each axis's maximum
+/// (`(description, max)`), with a dot on each point if `dots`.
+fn line_chart(
+    path: &Path,
+    caption: &str,
+    x: (&str, f64),
+    y: (&str, f64),
+    [webcall, janus]: [&Vec<(f64, f64)>; 2],
+    dots: bool,
+) -> Result<()> {
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Forwarding latency, {label}"), ("sans-serif", 20))
+        .caption(caption, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..max_x * 1.05, 0.0..1.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("send -> receive, ms")
-        .y_desc("fraction of packets")
-        .draw()?;
-    for (name, points, color) in [("WebCall", &webcall, &BLUE), ("Janus 1.1.2", &janus, &RED)] {
+        .build_cartesian_2d(0.0..x.1 * 1.05, 0.0..y.1)?;
+    chart.configure_mesh().x_desc(x.0).y_desc(y.0).draw()?;
+    for (name, points, color) in [("WebCall", webcall, &BLUE), ("Janus 1.1.2", janus, &RED)] {
         chart
             .draw_series(LineSeries::new(points.iter().copied(), color))?
             .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        if dots {
+            chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+        }
     }
     chart
         .configure_series_labels()
