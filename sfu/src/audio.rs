@@ -34,7 +34,7 @@ pub fn opus_codec() -> RTCRtpCodec {
 /// The media engine and interceptors for an audio-only connection: sender/receiver reports
 /// only. No NACK: `rtc` (like browsers) negotiates it for video alone, yet its two NACK
 /// interceptors sat in every packet's path and the responder kept a copy of each one sent
-/// (the forwarding profile in `bench/reports/side-by-side.md`); Opus covers loss with
+/// (`bench/reports/forwarding-profile.md`); Opus covers loss with
 /// in-band FEC and concealment. No congestion control: a few Opus streams don't need it.
 ///
 /// # Errors
