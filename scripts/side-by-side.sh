@@ -5,7 +5,7 @@
 #
 #   cargo build --release -p api --bin webcall -p bench --bin webcall-bench
 #   scripts/side-by-side.sh            # the report (~15 min)
-#   scripts/side-by-side.sh --short    # a 1 x 4 call on each for 5 s (CI keeps the tool working)
+#   scripts/side-by-side.sh --short    # a 1 x 4 call (+1 coming and going) on each for 5 s (CI)
 #   ONLY=webinar scripts/side-by-side.sh   # rerun some scenarios, keeping the other results
 #
 # Janus skips loopback interfaces when it gathers ICE candidates, so everything runs in a
@@ -96,7 +96,7 @@ both() {
 }
 
 if $short; then
-    both "short 1x4" "" --rooms 1 --participants 4 --seconds 5
+    both "short 1x4" "" --rooms 1 --participants 4 --seconds 5 --churners 1 --churn-stay-ms 1000
     "$bench" side-by-side-report --runs "$runs" --out "$out"
     # Both SFUs carried the call: every stream flowed in every 5 s slice.
     python3 - "$runs" <<'PY'
@@ -106,6 +106,9 @@ assert [r["sfu"] for r in runs] == ["webcall", "janus"], runs
 for r in runs:
     if r["packets_received"] == 0 or r["stalled_streams"] or r["subscriber_streams"] < 12:
         sys.exit(f"{r['sfu']} did not carry the 1 x 4 call: {r}")
+    churn = r["churn"]
+    if churn["joins"] < 1 or churn["failed_joins"]:
+        sys.exit(f"{r['sfu']}: the participant coming and going did not get in every time: {churn}")
 PY
     exit 0
 fi
@@ -125,4 +128,8 @@ done
 # (b) Webinar: 2 presenters, everyone else listening with the microphone muted.
 both "webinar 1x40, 2 talk, 38 muted" "" --rooms 1 --participants 40 --speakers 2 \
     --muted-listeners --seconds 20
+# (c) Churn: 8 in the call (2 talk), 8 more joining and leaving every 2 s, for 30 s; then the
+# leak check once everyone has left.
+both "churn 1x8 + 8 coming and going" "" --rooms 1 --participants 8 --speakers 2 \
+    --churners 8 --churn-stay-ms 2000 --seconds 30
 "$bench" side-by-side-report --runs "$runs" --out "$out"

@@ -325,6 +325,15 @@ impl Server {
         };
         let hub = Hub::with_media(rand::random::<u32>(), hub_config, bus, media);
         hub.start();
+        // The node id on /metrics, as an info metric (Prometheus's convention: join on it by
+        // `instance`): the recorder is process-wide, so a label on every series would be the
+        // first app's in a process that runs several (the tests).
+        metrics::gauge!(
+            "webcall_node_info",
+            "node" => format!("node-{:05x}", hub.node_tag()),
+            "version" => env!("CARGO_PKG_VERSION"),
+        )
+        .set(1.0);
         // The push queue's blocking reads get a connection of their own.
         let push_reader = match &redis {
             Some((client, _)) => Some(connect_redis_with(client, Duration::from_secs(10)).await?),

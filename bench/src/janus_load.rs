@@ -11,7 +11,9 @@ use bench::rtc_client::ClientStats;
 use serde_json::json;
 
 use super::{ms, percentile};
-use crate::server_probe::{merge, CostWindow};
+use crate::churn::{self, ChurnArgs};
+use crate::progress;
+use crate::server_probe::{merge, CostWindow, ServerProbe};
 
 /// RFC 6464 silence, as in `load`.
 const SILENT_LEVEL: u8 = 127;
@@ -46,6 +48,8 @@ pub struct JanusLoadArgs {
     /// A name for this run, copied into the JSON (`scenario`).
     #[arg(long, default_value = "")]
     label: String,
+    #[command(flatten)]
+    churn: ChurnArgs,
 }
 
 /// Packets and sequence gaps summed over every stream a subscriber received.
@@ -61,12 +65,15 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
         bail!("--rooms >= 1, --participants >= 2 and --seconds >= 1");
     }
     let idle_rss = CostWindow::idle_rss(args.server_pid);
+    let idle = args
+        .server_pid
+        .and_then(|pid| ServerProbe::new(pid).sample());
     let http = reqwest::Client::builder().no_proxy().build()?;
     let control = JanusSession::create(&http, &args.url).await?;
     let first_room = 1_000_000 + u64::from(rand::random::<u16>()) * 100;
     let rooms: Vec<u64> = (0..args.rooms as u64).map(|r| first_room + r).collect();
     for &room in &rooms {
-        create_room(&control, room, args.participants + 1).await?;
+        create_room(&control, room, args.participants + args.churn.churners + 1).await?;
     }
     let speakers = args
         .speakers
@@ -97,10 +104,13 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
             }
         }
     }
+    let joined = progress::participants("publishing", joins.len());
     let mut participants = Vec::new();
     for join in joins {
         participants.push(join.await??);
+        joined.inc(1);
     }
+    joined.finish_and_clear();
     // Janus offers a feed to subscribers only once its publisher's PeerConnection is up.
     let deadline = Instant::now() + Duration::from_secs(30);
     while participants
@@ -133,10 +143,13 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
             anyhow::Ok(participant)
         }));
     }
+    let subscribed = progress::participants("subscribing", subscribes.len());
     let mut clients = Vec::new();
     for subscribe in subscribes {
         clients.push(subscribe.await??);
+        subscribed.inc(1);
     }
+    subscribed.finish_and_clear();
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while clients.iter().any(|c| !c.connected()) {
@@ -155,9 +168,54 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
     let mut stalled = 0usize;
     let mut last = before.clone();
     let end = window + Duration::from_secs(args.seconds);
+    // Churners: muted publishers (as a browser joins Janus's VideoRoom) that subscribe to the
+    // talkers, stay, leave (the session destroyed) and come back under a new feed id.
+    let churning = (args.churn.churners > 0).then(|| {
+        let per_room = args.churn.churners;
+        let seats: Vec<u64> = rooms
+            .iter()
+            .flat_map(|room| std::iter::repeat_n(*room, per_room))
+            .collect();
+        let talkers: Vec<u64> = (1..=speakers as u64).collect();
+        let (http, url, stay) = (http.clone(), args.url.clone(), args.churn.stay());
+        tokio::spawn(churn::drive(
+            seats.len(),
+            stay,
+            end,
+            move |churner, attempt| {
+                let (http, url, talkers) = (http.clone(), url.clone(), talkers.clone());
+                let room = seats[churner];
+                async move {
+                    let feed = 100_000 + churner as u64 * 10_000 + attempt;
+                    let mut participant =
+                        JanusParticipant::publish(&http, &url, room, feed, 0.0).await?;
+                    participant.publisher.set_publishing(false);
+                    let joined = match participant.subscribe(room, &talkers).await {
+                        Ok(()) => {
+                            churn::connected(|| {
+                                participant
+                                    .connected()
+                                    .then(|| participant.join_time())
+                                    .flatten()
+                            })
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if joined.is_ok() {
+                        tokio::time::sleep(stay).await;
+                    }
+                    participant.leave().await;
+                    joined
+                }
+            },
+        ))
+    });
+    let measuring = progress::window(args.seconds);
     while Instant::now() < end {
         let slice = Duration::from_secs(5).min(end.saturating_duration_since(Instant::now()));
         tokio::time::sleep(slice).await;
+        measuring.set_position(window.elapsed().as_secs());
         for (i, c) in clients.iter().enumerate() {
             let now = c.received();
             if slice >= Duration::from_secs(1) {
@@ -170,17 +228,22 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
             last[i] = now;
         }
     }
+    measuring.finish_and_clear();
     let elapsed = window.elapsed().as_secs_f64();
     let latency_after: Vec<_> = clients.iter().map(JanusParticipant::latency).collect();
+    let afters: Vec<_> = clients.iter().map(JanusParticipant::received).collect();
+    let churned = match churning {
+        Some(task) => Some(task.await?),
+        None => None,
+    };
     let latency = LatencyHistogram::window(&latency_before, &latency_after);
 
     let mut received = 0u64;
     let mut missing = 0u64;
     let mut streams = 0usize;
     let mut min_rate = f64::MAX;
-    for (i, c) in clients.iter().enumerate() {
-        let after = c.received();
-        let (p1, m1) = totals(&after);
+    for (i, after) in afters.iter().enumerate() {
+        let (p1, m1) = totals(after);
         let (p0, m0) = totals(&before[i]);
         received += p1 - p0;
         missing += m1 - m0;
@@ -229,13 +292,18 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
         "join_ms": {"p50": ms(percentile(&join_times, 50.0)), "p95": ms(percentile(&join_times, 95.0)), "max": ms(join_times.last().copied().unwrap_or_default())},
     });
     merge(&mut report, costs);
+    for c in &clients {
+        c.leave().await;
+    }
+    if let Some(churned) = churned {
+        report["churn"] = churned.to_json(&args.churn, Duration::from_secs_f64(elapsed));
+        report["after_everyone_left"] =
+            churn::after_everyone_left(args.server_pid, idle.as_ref()).await;
+    }
     if args.json {
         println!("{report}");
     } else {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    for c in &clients {
-        c.leave().await;
     }
     control.destroy().await;
     Ok(())

@@ -10,7 +10,9 @@ use bench::latency::LatencyHistogram;
 use serde_json::json;
 
 use super::{ms, percentile, populate_room};
-use crate::server_probe::{merge, CostWindow};
+use crate::churn::{self, ChurnArgs};
+use crate::progress;
+use crate::server_probe::{merge, CostWindow, ServerProbe};
 
 /// RFC 6464 silence: a participant whose microphone is open while someone else talks.
 const SILENT_LEVEL: u8 = 127;
@@ -53,6 +55,8 @@ pub struct LoadArgs {
     /// A name for this run, copied into the JSON (`scenario`), for reports of many runs.
     #[arg(long, default_value = "")]
     label: String,
+    #[command(flatten)]
+    churn: ChurnArgs,
 }
 
 pub async fn run(args: LoadArgs) -> Result<()> {
@@ -60,6 +64,9 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         bail!("--rooms >= 1, --participants >= 2 and --seconds >= 1");
     }
     let idle_rss = CostWindow::idle_rss(args.server_pid);
+    let idle = args
+        .server_pid
+        .and_then(|pid| ServerProbe::new(pid).sample());
     let http = reqwest::Client::builder().no_proxy().build()?;
     let base = args.url.trim_end_matches('/').to_owned();
     let api = format!("{base}/api/v1");
@@ -74,7 +81,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
                 &api,
                 &args.registration_secret,
                 &prefix,
-                args.participants,
+                args.participants + args.churn.churners,
                 &format!("load {r}"),
             )
             .await?,
@@ -89,7 +96,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let muted_listeners = args.muted_listeners;
     let mut joins = Vec::new();
     for (room_id, tokens) in &rooms {
-        for (p, token) in tokens.iter().enumerate() {
+        for (p, token) in tokens.iter().take(args.participants).enumerate() {
             let (base, token, room_id) = (base.clone(), token.clone(), *room_id);
             joins.push(tokio::spawn(async move {
                 let client =
@@ -107,13 +114,17 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             }
         }
     }
+    let joined = progress::participants("joining", joins.len());
     let mut clients = Vec::new();
     let mut talking = Vec::new();
     for join in joins {
         let (room, client, talks) = join.await??;
         clients.push((room, client));
         talking.push(talks);
+        joined.inc(1);
     }
+    joined.finish_and_clear();
+    let connected = progress::participants("connecting", clients.len());
     // Wait until every media path is up, then measure a clean window.
     let deadline = Instant::now() + Duration::from_secs(30);
     while clients.iter().any(|(_, c)| c.join_time().is_none()) {
@@ -124,8 +135,15 @@ pub async fn run(args: LoadArgs) -> Result<()> {
                 .count();
             bail!("{missing} participants did not connect within 30 s after the last join");
         }
+        connected.set_position(
+            clients
+                .iter()
+                .filter(|(_, c)| c.join_time().is_some())
+                .count() as u64,
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    connected.finish_and_clear();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let cost = CostWindow::start(args.server_pid, idle_rss);
     let before: Vec<_> = clients.iter().map(|(_, c)| c.stats()).collect();
@@ -153,9 +171,44 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         .map(|&(i, j)| clients[i].1.packets_from(&clients[j].1))
         .collect();
     let end = window + Duration::from_secs(args.seconds);
+    // Churners come and go on their own tasks while the call is measured; this one waits for
+    // them after the window.
+    let churning = (args.churn.churners > 0).then(|| {
+        let seats: Vec<(i64, String)> = rooms
+            .iter()
+            .flat_map(|(room, tokens)| {
+                tokens[args.participants..]
+                    .iter()
+                    .map(|t| (*room, t.clone()))
+            })
+            .collect();
+        let seats = std::sync::Arc::new(seats);
+        let (base, stay) = (base.clone(), args.churn.stay());
+        tokio::spawn(churn::drive(
+            seats.len(),
+            stay,
+            end,
+            move |churner, _attempt| {
+                let (seats, base) = (seats.clone(), base.clone());
+                async move {
+                    let (room, token) = &seats[churner];
+                    let client = CallClient::join(&base, *room, token, 0.0).await?;
+                    client.rtc.set_publishing(false);
+                    let joined = churn::connected(|| client.join_time()).await;
+                    if joined.is_ok() {
+                        tokio::time::sleep(stay).await;
+                    }
+                    client.leave();
+                    joined
+                }
+            },
+        ))
+    });
+    let measuring = progress::window(args.seconds);
     while Instant::now() < end {
         let slice = Duration::from_secs(5).min(end.saturating_duration_since(Instant::now()));
         tokio::time::sleep(slice).await;
+        measuring.set_position(window.elapsed().as_secs());
         for (k, &(i, j)) in pairs.iter().enumerate() {
             let now = clients[i].1.packets_from(&clients[j].1);
             if slice >= Duration::from_secs(1) && now == last[k] {
@@ -164,10 +217,15 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             last[k] = now;
         }
     }
+    measuring.finish_and_clear();
     let elapsed = window.elapsed().as_secs_f64();
     let latency_after: Vec<_> = clients.iter().map(|(_, c)| c.rtc.latency()).collect();
     let latency = LatencyHistogram::window(&latency_before, &latency_after);
     let after: Vec<_> = clients.iter().map(|(_, c)| c.stats()).collect();
+    let churned = match churning {
+        Some(task) => Some(task.await?),
+        None => None,
+    };
 
     // Per (subscriber, publisher) stream: packets and sequence gaps within the window.
     let mut streams = 0u64;
@@ -242,6 +300,14 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         "join_ms": {"p50": ms(percentile(&join_times, 50.0)), "p95": ms(percentile(&join_times, 95.0)), "max": ms(join_times.last().copied().unwrap_or_default())},
     });
     merge(&mut report, costs);
+    for (_, c) in &clients {
+        c.leave();
+    }
+    if let Some(churned) = churned {
+        report["churn"] = churned.to_json(&args.churn, Duration::from_secs_f64(elapsed));
+        report["after_everyone_left"] =
+            churn::after_everyone_left(args.server_pid, idle.as_ref()).await;
+    }
     if args.json {
         println!("{report}");
     } else {
@@ -288,9 +354,10 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             "bench CPU:              {}% of one core",
             report["client_cpu_percent_of_one_core"]
         );
-    }
-    for (_, c) in &clients {
-        c.leave();
+        if !report["churn"].is_null() {
+            println!("churn:                  {}", report["churn"]);
+            println!("after everyone left:    {}", report["after_everyone_left"]);
+        }
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())

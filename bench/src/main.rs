@@ -43,8 +43,10 @@ enum Command {
     Soak(soak::SoakArgs),
 }
 
+mod churn;
 mod janus_load;
 mod load;
+mod progress;
 mod server_probe;
 mod side_by_side_report;
 mod soak;

@@ -211,6 +211,7 @@ fn render_markdown(order: &[String], pairs: &BTreeMap<String, Pair>) -> String {
         knee(|p| p.webcall.as_ref()),
         knee(|p| p.janus.as_ref())
     );
+    render_churn(&mut md, order, pairs);
     let _ = writeln!(
         md,
         "Latency is from a sender client stamping a packet to a receiver client reading it \
@@ -224,6 +225,63 @@ fn render_markdown(order: &[String], pairs: &BTreeMap<String, Pair>) -> String {
          `side-by-side.jsonl` (one `load` / `janus-load` JSON object per run)."
     );
     md
+}
+
+/// The churn scenarios: joins and leaves while the others talk, and what is left after.
+fn render_churn(md: &mut String, order: &[String], pairs: &BTreeMap<String, Pair>) {
+    let churns: Vec<&String> = order
+        .iter()
+        .filter(|l| {
+            let p = &pairs[*l];
+            [&p.webcall, &p.janus]
+                .iter()
+                .any(|r| r.as_ref().is_some_and(|r| r["churn"].is_object()))
+        })
+        .collect();
+    if churns.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Churn: extra participants with a muted microphone join, stay, leave and join again \
+         for the whole window while the others hold the call. A join counts from the first \
+         request to connected media (failed: no media within 10 s). The stable call's loss and \
+         stalls are in the table above; below, what the churn cost and what was left once \
+         everyone had left (the leak check: memory and open files against the idle server).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | SFU | joins/s | failed joins | join p50 / p95 ms | server CPU % | stable call loss | stalled streams | RSS KiB idle -> after all left | open files idle -> after |"
+    );
+    let _ = writeln!(md, "|{}", "---|".repeat(10));
+    for label in churns {
+        let pair = &pairs[label];
+        for (name, run) in [("WebCall", &pair.webcall), ("Janus", &pair.janus)] {
+            let Some(run) = run else { continue };
+            let churn = &run["churn"];
+            let left = &run["after_everyone_left"];
+            let pair_of = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
+                (Some(a), Some(b)) => format!("{a:.0} -> {b:.0}"),
+                _ => "-".to_owned(),
+            };
+            let _ = writeln!(
+                md,
+                "| {label} | {name} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
+                churn["joins_per_second"],
+                churn["failed_joins"],
+                churn["join_ms"]["p50"],
+                churn["join_ms"]["p95"],
+                cell(Some(run), "server_cpu_percent_of_one_core", 0),
+                run["loss_ratio"]
+                    .as_f64()
+                    .map_or("-".to_owned(), |l| format!("{:.2} %", l * 100.0)),
+                run["stalled_streams"],
+                pair_of(&left["idle_rss_kib"], &left["rss_kib"]),
+                pair_of(&left["idle_fds"], &left["fds"]),
+            );
+        }
+    }
+    let _ = writeln!(md);
 }
 
 /// Server CPU (% of one core) against forwarded packets/s, one line per SFU, over every run.

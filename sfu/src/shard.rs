@@ -382,6 +382,9 @@ impl ShardCore {
                 entry.peer.mark_publishing_announced();
             }
             if !was_connected && entry.peer.state == PeerState::Connected {
+                // Joins that got media, beside `sfu_peers_closed_total{reason="connect_timeout"}`
+                // for those that never did: the join success rate.
+                metrics::counter!("sfu_peers_connected_total").increment(1);
                 let _ = entry.events.send(PeerEvent::Connected);
             }
             let room = entry.peer.room;

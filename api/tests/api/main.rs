@@ -28,4 +28,5 @@ mod standin;
 mod static_files;
 mod telegram;
 mod transcription;
+mod transcription_load;
 mod turn;

@@ -115,6 +115,12 @@ async fn metrics_are_labelled_by_route_pattern_never_by_id() {
         !text.contains(&format!("/rooms/{room}\"")) && !text.contains("777777"),
         "ids are not labels"
     );
+    // Which node this is, for a deployment of several behind one Prometheus.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("webcall_node_info{") && l.contains("node=\"node-")),
+        "{text}"
+    );
 }
 
 #[tokio::test]
