@@ -65,9 +65,6 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
         bail!("--rooms >= 1, --participants >= 2 and --seconds >= 1");
     }
     let idle_rss = CostWindow::idle_rss(args.server_pid);
-    let idle = args
-        .server_pid
-        .and_then(|pid| ServerProbe::new(pid).sample());
     let http = reqwest::Client::builder().no_proxy().build()?;
     let control = JanusSession::create(&http, &args.url).await?;
     let first_room = 1_000_000 + u64::from(rand::random::<u16>()) * 100;
@@ -75,6 +72,11 @@ pub async fn run(args: JanusLoadArgs) -> Result<()> {
     for &room in &rooms {
         create_room(&control, room, args.participants + args.churn.churners + 1).await?;
     }
+    // The leak check's baseline: the server with the accounts and rooms made (its database
+    // connections and worker threads warmed) but nobody in a call.
+    let idle = args
+        .server_pid
+        .and_then(|pid| ServerProbe::new(pid).sample());
     let speakers = args
         .speakers
         .unwrap_or(args.participants)

@@ -64,9 +64,6 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         bail!("--rooms >= 1, --participants >= 2 and --seconds >= 1");
     }
     let idle_rss = CostWindow::idle_rss(args.server_pid);
-    let idle = args
-        .server_pid
-        .and_then(|pid| ServerProbe::new(pid).sample());
     let http = reqwest::Client::builder().no_proxy().build()?;
     let base = args.url.trim_end_matches('/').to_owned();
     let api = format!("{base}/api/v1");
@@ -88,11 +85,16 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         );
     }
 
-    // Everyone joins at once, as at the start of a meeting, unless spaced out.
+    // The leak check's baseline: the server with the accounts and rooms made (its database
+    // connections and worker threads warmed) but nobody in a call.
+    let idle = args
+        .server_pid
+        .and_then(|pid| ServerProbe::new(pid).sample());
     let speakers = args
         .speakers
         .unwrap_or(args.participants)
         .min(args.participants);
+    // Everyone joins at once, as at the start of a meeting, unless spaced out.
     let muted_listeners = args.muted_listeners;
     let mut joins = Vec::new();
     for (room_id, tokens) in &rooms {
