@@ -44,6 +44,12 @@ pub struct ApiContext {
     pub push: crate::push::PushService,
     /// Single-use WebSocket tickets (in Redis when configured, so any node can redeem them).
     pub tickets: crate::auth::WsTickets,
+    /// This node's part in a deployment of several (with Redis): the node registry, room
+    /// placement and the media relay.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Set at SIGTERM while the node drains (`DRAIN_TIMEOUT_SECS`): `/readyz` answers 503 so
+    /// the reverse proxy sends new sessions elsewhere.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How long a client is told to wait when the rate limiter is down.

@@ -24,6 +24,7 @@ pub mod agent;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod db;

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio::net::TcpListener;
 
 use sfu::{Sfu, SfuConfig};
 use signaling::ice::{IceServers, TurnRest};
-use signaling::protocol::IceServer;
+use signaling::protocol::{IceServer, ParticipantId};
 use signaling::{Bus, Hub, HubConfig, LocalBus, Media};
 
 use crate::agent::provider::ModelChain;
@@ -21,6 +22,7 @@ use crate::app::summaries::Summaries;
 use crate::app::telegram::Telegram;
 use crate::app::transcription::Transcription;
 use crate::auth::{PasswordHasher, TokenService, WsTickets};
+use crate::cluster::{Cluster, NodeIdentity};
 use crate::config::Settings;
 use crate::context::ApiContext;
 use crate::db::{Store, StoreError};
@@ -160,7 +162,20 @@ async fn start_media(settings: &Settings) -> Result<Media, StartError> {
     Ok(Media {
         sfu,
         ice: Arc::new(IceServers { fixed, turn_rest }),
+        relay: None,
     })
+}
+
+/// The UDP addresses browsers are told to send this node media to (its record in the
+/// cluster registry): `SFU_PUBLIC_IP`, or the bound address, with each shard's port.
+fn advertised_media(settings: &Settings, sfu: &Sfu) -> Vec<String> {
+    sfu.local_addrs()
+        .into_iter()
+        .map(|addr| {
+            let ip = settings.media.public_ip.unwrap_or(addr.ip());
+            SocketAddr::new(ip, addr.port()).to_string()
+        })
+        .collect()
 }
 
 /// The summary writer with its model and the Telegram bot, as configured.
@@ -317,13 +332,37 @@ impl Server {
             ),
             None => Arc::new(LocalBus::new()),
         };
-        let media = start_media(&settings).await?;
+        let mut media = start_media(&settings).await?;
+        // Hub::new keeps the low 20 bits (participant ids carry them); the registry and the
+        // relay name the node by the same tag.
+        let node_tag = rand::random::<u32>() & ((1 << ParticipantId::NODE_TAG_BITS) - 1);
+        let cluster = match &redis {
+            Some((client, conn)) => {
+                let identity = NodeIdentity {
+                    tag: node_tag,
+                    media: advertised_media(&settings, &media.sfu),
+                    capacity: settings.media.node_capacity,
+                };
+                let cluster = Cluster::start(
+                    client,
+                    conn.clone(),
+                    &settings.redis_prefix,
+                    identity,
+                    media.sfu.clone(),
+                )
+                .await
+                .map_err(|e| StartError::Redis(format!("media relay subscription: {e}")))?;
+                media.relay = Some(Arc::new(cluster.relay()));
+                Some(cluster)
+            }
+            None => None,
+        };
         let hub_config = HubConfig {
             send_timeout: settings.limits.ws_send_timeout,
             max_sockets_per_user: settings.limits.ws_sockets_per_user,
             ..HubConfig::with_idle_timeout(settings.ws_idle_timeout)
         };
-        let hub = Hub::with_media(rand::random::<u32>(), hub_config, bus, media);
+        let hub = Hub::with_media(node_tag, hub_config, bus, media);
         hub.start();
         // The node id on /metrics, as an info metric (Prometheus's convention: join on it by
         // `instance`): the recorder is process-wide, so a label on every series would be the
@@ -397,6 +436,8 @@ impl Server {
                 invites,
                 push,
                 tickets,
+                cluster,
+                draining: Arc::new(AtomicBool::new(false)),
             },
             push_worker,
         })
@@ -441,11 +482,23 @@ impl Server {
         );
         let upkeep =
             crate::telemetry::run_metrics_upkeep(ctx.metrics.clone(), ctx.hub.shutdown_signal());
+        let heartbeat = ctx
+            .cluster
+            .as_ref()
+            .map(|cluster| cluster.run(ctx.hub.shutdown_signal()));
         // WebSockets outlive their HTTP request, so the HTTP drain doesn't cover them: the
-        // hub's signal tells them to close, at the same moment accepting stops.
+        // hub's signal tells them to close, at the same moment accepting stops. Before that,
+        // a draining node keeps its calls up to DRAIN_TIMEOUT_SECS, then hands them over.
         let hub = ctx.hub.clone();
+        let drain = Drain {
+            cluster: ctx.cluster.clone(),
+            sfu: ctx.hub.media_plane().map(|m| m.sfu.clone()),
+            flag: ctx.draining.clone(),
+            timeout: ctx.settings.media.drain_timeout,
+        };
         let shutdown = async move {
             shutdown.await;
+            drain.run().await;
             tracing::info!("shutting down: no new connections; closing WebSockets");
             hub.shutdown();
         };
@@ -478,12 +531,59 @@ impl Server {
         if let Some(plane) = ctx.hub.media_plane() {
             plane.sfu.shutdown().await;
         }
+        if let Some(heartbeat) = heartbeat {
+            let _ = heartbeat.await;
+        }
+        if let Some(cluster) = &ctx.cluster {
+            cluster.stop(limits.http.shutdown_timeout).await;
+        }
         let _ = sweeper.await;
         let _ = pusher.await;
         let _ = idle_stop.await;
         let _ = upkeep.await;
         self.ctx.store.close().await;
         Ok(())
+    }
+}
+
+/// The node's last calls before it stops: what SIGTERM does before the sockets close.
+struct Drain {
+    cluster: Option<Arc<Cluster>>,
+    sfu: Option<Sfu>,
+    flag: Arc<AtomicBool>,
+    timeout: Duration,
+}
+
+impl Drain {
+    /// With a drain timeout: `/readyz` turns 503 and no new room is placed here, while the
+    /// calls already here go on until they end or the timeout passes. Then (always) the node
+    /// leaves the registry and its calls move: participants whose sockets are on other
+    /// nodes are told their media closed and rejoin there; this node's own sockets close
+    /// next, and their browsers reconnect through the proxy.
+    async fn run(self) {
+        if !self.timeout.is_zero() {
+            self.flag.store(true, Ordering::Relaxed);
+            if let Some(cluster) = &self.cluster {
+                cluster.start_draining().await;
+            }
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            tracing::info!(timeout = ?self.timeout, "draining: no new rooms here; waiting for this node's calls to end");
+            while let Some(sfu) = &self.sfu {
+                let peers = sfu.counts().await.peers;
+                if peers == 0 {
+                    tracing::info!("drained: no calls left on this node");
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::info!(peers, "drain deadline reached; moving the calls still here");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.withdraw().await;
+        }
     }
 }
 

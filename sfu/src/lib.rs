@@ -191,6 +191,9 @@ pub(crate) enum Command {
     Counts {
         reply: oneshot::Sender<Counts>,
     },
+    Rooms {
+        reply: oneshot::Sender<Vec<RoomId>>,
+    },
     /// Close every peer (DTLS close_notify goes out), then stop the shard.
     Shutdown {
         done: oneshot::Sender<()>,
@@ -205,6 +208,8 @@ pub struct Counts {
     /// Remote addresses and ICE username fragments routed to peers.
     pub routes: usize,
     pub taps: usize,
+    /// Datagrams received since start (a node's load, as packets/s between two reads).
+    pub packets_in: u64,
 }
 
 /// The handle to the running media plane. Cheap to clone.
@@ -347,10 +352,25 @@ impl Sfu {
                     total.peers += c.peers;
                     total.routes += c.routes;
                     total.taps += c.taps;
+                    total.packets_in += c.packets_in;
                 }
             }
         }
         total
+    }
+
+    /// The rooms that have peers here (a node re-asserts its rooms with them).
+    pub async fn rooms(&self) -> Vec<RoomId> {
+        let mut rooms = Vec::new();
+        for shard in self.shards.iter() {
+            let (reply, rx) = oneshot::channel();
+            if shard.send(Command::Rooms { reply }).is_ok() {
+                if let Ok(list) = rx.await {
+                    rooms.extend(list);
+                }
+            }
+        }
+        rooms
     }
 
     /// Subscribes to the raw Opus of every participant of `room`, with room for `capacity`

@@ -70,6 +70,8 @@ pub struct ShardCore {
     /// When the periodic checks (speaking hangovers, connect timeouts) are next due. Absolute,
     /// so steady traffic can't keep pushing it into the future.
     next_tick: Instant,
+    /// Datagrams received, for the node's load in the cluster registry.
+    packets_in: u64,
 }
 
 impl ShardCore {
@@ -90,6 +92,7 @@ impl ShardCore {
             transmits: VecDeque::new(),
             next_tick: Instant::now() + TICK,
             inbound: Vec::new(),
+            packets_in: 0,
         }
     }
 
@@ -101,6 +104,7 @@ impl ShardCore {
     /// address that peer has answered a connectivity check from.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         metrics::counter!("sfu_packets_in_total").increment(1);
+        self.packets_in += 1;
         metrics::counter!("sfu_bytes_in_total").increment(data.len() as u64);
         // Requests carry our ufrag; responses and keepalives don't, and go by address.
         let by_ufrag = stun::is_stun(data)
@@ -220,6 +224,9 @@ impl ShardCore {
                 self.close_all(now);
                 let _ = done.send(());
             }
+            Command::Rooms { reply } => {
+                let _ = reply.send(self.rooms.keys().copied().collect());
+            }
             Command::Counts { reply } => {
                 self.sweep_taps();
                 let _ = reply.send(crate::Counts {
@@ -227,6 +234,7 @@ impl ShardCore {
                     peers: self.peers.len(),
                     routes: self.by_ufrag.len() + self.by_addr.len(),
                     taps: self.taps.values().map(Vec::len).sum(),
+                    packets_in: self.packets_in,
                 });
             }
         }

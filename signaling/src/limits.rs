@@ -27,7 +27,10 @@ const MESSAGE_QUOTAS: &[(&str, u32, u32)] = &[
     ("request_unmute", 20, 120),
     ("remove", 10, 60),
     ("offer", 10, 30),
-    ("answer", 10, 60),
+    // Answers follow the server's own offers (one per change in the room, while people come
+    // and go); a refused one would leave the client deaf to every later newcomer, and one
+    // without an offer outstanding costs the SFU nothing. Sized for churn, not for people.
+    ("answer", 60, 600),
     ("ice_candidate", 100, 600),
     // Each start opens a transcription session (a row, a tap); each stop may summarise.
     ("transcription_start", 4, 12),

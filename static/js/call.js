@@ -6,8 +6,9 @@
 // The call heals itself, like a phone call on a train:
 // - ICE `disconnected` for 2 s, or `failed`: an ICE restart (a new offer with new
 //   credentials on the same socket); the server keeps our place meanwhile.
-// - No recovery 10 s after the first restart, `media_closed`, or the socket dropping (or
-//   missing two heartbeats): reconnect with backoff and jitter, join again (the server
+// - No recovery 10 s after the first restart, `media_closed`, `media_unavailable` (the node
+//   carrying the room's media is gone), or the socket dropping (or missing two heartbeats):
+//   reconnect with backoff and jitter, join again (the server
 //   replaces our old participant) and start new media. The microphone stream is kept.
 // - Closed for good only by `leave()`, removal from the room (4003), the room's deletion
 //   (4004) or a newer connection of the same user (4001).
@@ -319,6 +320,14 @@ export class Call {
     if (msg.code === 'media_out_of_order' && pc?.signalingState === 'have-local-offer') {
       this.restartPending = true;
       return pc.setLocalDescription({ type: 'rollback' });
+    }
+    // The node that carries the room's media can't be reached (it just went down): start
+    // over on a new socket, with backoff, by which time the room is placed on a live node.
+    if (msg.code === 'media_unavailable' && this.socket) {
+      const socket = this.socket;
+      socket.close(4000, 'media unavailable');
+      this.onSocketClosed(socket, null);
+      return;
     }
     this.hooks.onStatus?.(`error: ${msg.code}: ${msg.message}`);
   }

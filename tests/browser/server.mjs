@@ -2,7 +2,7 @@
 // its HTTP API like a client would.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -12,10 +12,27 @@ export const REGISTRATION_SECRET = 'browser-test-secret';
 export const PASSWORD = 'correct horse battery';
 
 /**
- * @param {{env?: Record<string, string>}} [opts] extra environment for the server
- * @returns {Promise<{base: string, stop: () => void, api: (path: string, opts?: {method?: string, token?: string, body?: unknown}) => Promise<any>, metrics: () => Promise<Map<string, number>>}>}
+ * @typedef {{
+ *   base: string,
+ *   stop: () => void,
+ *   kill: (signal?: NodeJS.Signals) => Promise<void>,
+ *   child: import('node:child_process').ChildProcess,
+ *   exited: Promise<number | null>,
+ *   node: number | undefined,
+ *   nodeName: string | undefined,
+ *   api: (path: string, opts?: {method?: string, token?: string, body?: unknown}) => Promise<any>,
+ *   metrics: () => Promise<Map<string, number>>,
+ * }} Server
  */
-export async function startServer({ env = {} } = {}) {
+
+/**
+ * Starts one `webcall serve`. With DATABASE_URL and REDIS_URL in `env` it joins a cluster:
+ * `node` is then its tag (`node-{tag:05x}` in its logs and on /metrics).
+ * @param {{env?: Record<string, string>, logTo?: string}} [opts] extra environment for the
+ *   server; `logTo`: a file every line of its stderr is appended to
+ * @returns {Promise<Server>}
+ */
+export async function startServer({ env = {}, logTo } = {}) {
   const binary = process.env.WEBCALL_BIN ?? join(root, 'target', 'debug', 'webcall');
   const dataDir = mkdtempSync(join(tmpdir(), 'webcall-browser-'));
   const child = spawn(binary, ['serve'], {
@@ -38,10 +55,15 @@ export async function startServer({ env = {} } = {}) {
     // Logs are JSON lines on stderr (stdout is for a command's result).
     stdio: ['ignore', 'inherit', 'pipe'],
   });
+  /** @type {Promise<number | null>} */
+  const exited = new Promise((resolveExit) => child.on('exit', (code) => resolveExit(code)));
+  /** @type {string | undefined} */
+  let nodeName;
   const base = await new Promise((resolveBase, reject) => {
     const timer = setTimeout(() => reject(new Error('server did not start in 30 s')), 30_000);
     child.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
     createInterface({ input: child.stderr }).on('line', (line) => {
+      if (logTo) appendFileSync(logTo, `${line}\n`);
       let entry;
       try {
         entry = JSON.parse(line);
@@ -51,6 +73,9 @@ export async function startServer({ env = {} } = {}) {
         return;
       }
       if (process.env.WEBCALL_LOG) console.error(line);
+      if (typeof entry.node === 'string' && entry.message?.startsWith('cluster: this node is in the registry')) {
+        nodeName = entry.node;
+      }
       if (entry.addr && entry.message?.startsWith('webcall listening')) {
         clearTimeout(timer);
         resolveBase(`http://${entry.addr}`);
@@ -80,5 +105,22 @@ export async function startServer({ env = {} } = {}) {
     child.kill('SIGTERM');
     rmSync(dataDir, { recursive: true, force: true });
   };
-  return { base, stop, api, metrics };
+  /**
+   * Sends `signal` and waits for the process to end.
+   * @param {NodeJS.Signals} [signal]
+   */
+  const kill = async (signal = 'SIGTERM') => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  // The cluster logs its tag before it listens; /metrics has it too, should the order change.
+  if (!nodeName && env.REDIS_URL) {
+    for (const key of (await metrics()).keys()) {
+      const m = /^webcall_node_info\{.*node="(node-[0-9a-f]{5})"/.exec(key);
+      if (m) nodeName = m[1];
+    }
+  }
+  const node = nodeName ? parseInt(nodeName.slice('node-'.length), 16) : undefined;
+  return { base, stop, kill, child, exited, node, nodeName, api, metrics };
 }

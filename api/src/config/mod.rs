@@ -69,6 +69,14 @@ pub struct MediaSettings {
     /// (default 12): in a room of more than ABOVE participants each one hears only the TOP
     /// loudest current speakers, so a large room costs N x TOP instead of N².
     pub forward_top: Option<sfu::ForwardTop>,
+    /// `NODE_CAPACITY` (default 500): participants this node's SFU is sized for. With
+    /// several nodes, a new room goes to the node with the lowest share of its capacity in
+    /// use; a node past it still takes rooms when every node is.
+    pub node_capacity: usize,
+    /// `DRAIN_TIMEOUT_SECS` (default 0): at SIGTERM, how long this node keeps carrying its
+    /// rooms' media (placing no new ones) so calls can end on their own; the calls still
+    /// running then move to another node. 0 moves them at once.
+    pub drain_timeout: std::time::Duration,
 }
 
 /// STUN/TURN servers handed to clients so they can reach the SFU.
@@ -669,7 +677,27 @@ fn media_settings(
             "must be at least SFU_AUDIO_FORWARD_TOP",
         ));
     }
+    let node_capacity = parse_or(
+        "NODE_CAPACITY",
+        get("NODE_CAPACITY"),
+        500usize,
+        "a number of participants",
+    )?;
+    if node_capacity == 0 {
+        return Err(invalid("NODE_CAPACITY", "must be at least 1"));
+    }
+    let drain_secs = parse_or(
+        "DRAIN_TIMEOUT_SECS",
+        get("DRAIN_TIMEOUT_SECS"),
+        0u64,
+        "a number of seconds",
+    )?;
+    if drain_secs > 3600 {
+        return Err(invalid("DRAIN_TIMEOUT_SECS", "must be at most 3600"));
+    }
     Ok(MediaSettings {
+        node_capacity,
+        drain_timeout: std::time::Duration::from_secs(drain_secs),
         bind: media_bind,
         public_ip,
         udp_port,

@@ -32,10 +32,16 @@ async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
 
-/// Readiness: the database (and Redis, when configured) answer.
+/// Readiness: the database (and Redis, when configured) answer, and the node is not
+/// draining.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Health), (status = 503, description = "A dependency is down", body = ErrorBody)))]
 async fn readyz(State(ctx): State<ApiContext>) -> Result<axum::Json<Health>> {
+    if ctx.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::Unavailable(
+            "draining: this node is shutting down".to_owned(),
+        ));
+    }
     if let Err(err) = ctx.store.ping().await {
         tracing::warn!(error = %err, "readiness: database unreachable");
         return Err(Error::Unavailable("database unreachable".to_owned()));

@@ -2,6 +2,7 @@
 //! [`signaling::service::RoomService`], axum's WebSocket adapted to
 //! [`signaling::connection::Frame`], and the Redis bus.
 
+pub(crate) mod pubsub;
 mod redis_bus;
 
 use std::future;

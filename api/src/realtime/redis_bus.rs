@@ -3,13 +3,12 @@
 //! One channel keeps one order: Redis delivers a channel's messages to every subscriber in
 //! publish order, so every node sees the same sequence of joins, chat messages and mutes.
 
-use std::time::Duration;
-
-use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, PubSub};
 use signaling::bus::{BoxFuture, Bus, BusError, Envelope, BUS_CAPACITY};
 use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
+
+use super::pubsub::{subscribe, Link};
 
 pub struct RedisBus {
     conn: ConnectionManager,
@@ -56,56 +55,28 @@ impl RedisBus {
     }
 }
 
-async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<PubSub> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub)
-}
-
-/// Longest wait between two attempts to subscribe again.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// Hands every bus message to `tx`. When the subscription drops (Redis restarted, the
-/// network blinked) it subscribes again, backing off from 100 ms to [`MAX_BACKOFF`], for as
-/// long as the node runs: a node that silently stopped hearing the others would show ghosts
-/// and miss chat. Messages published while it was away are not replayed (pub/sub keeps
-/// nothing); the log and `bus_reconnects_total` say when that happened.
+/// Every bus message to `tx`, for as long as the node runs; `bus_connected` and
+/// `bus_reconnects_total` say when the subscription was lost and back.
 async fn read_forever(
     client: redis::Client,
     channel: String,
-    mut pubsub: PubSub,
+    pubsub: PubSub,
     tx: broadcast::Sender<Envelope>,
 ) {
-    loop {
-        {
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                let payload: &[u8] = message.get_payload_bytes();
-                match serde_json::from_slice::<Envelope>(payload) {
-                    Ok(envelope) => {
-                        let _ = tx.send(envelope);
-                    }
-                    Err(err) => tracing::warn!(error = %err, "ignoring an undecodable bus message"),
-                }
-            }
+    let deliver = move |payload: &[u8]| match serde_json::from_slice::<Envelope>(payload) {
+        Ok(envelope) => {
+            let _ = tx.send(envelope);
         }
-        tracing::error!("Redis bus subscription lost; cross-node events pause until it is back");
-        metrics::gauge!("bus_connected").set(0.0);
-        let mut backoff = Duration::from_millis(100);
-        pubsub = loop {
-            tokio::time::sleep(backoff).await;
-            match subscribe(&client, &channel).await {
-                Ok(pubsub) => break pubsub,
-                Err(err) => {
-                    tracing::debug!(error = %err, "Redis bus: subscribing again failed");
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        };
-        metrics::counter!("bus_reconnects_total").increment(1);
-        metrics::gauge!("bus_connected").set(1.0);
-        tracing::info!("Redis bus subscription restored");
-    }
+        Err(err) => tracing::warn!(error = %err, "ignoring an undecodable bus message"),
+    };
+    let on_link = |link| match link {
+        Link::Lost => metrics::gauge!("bus_connected").set(0.0),
+        Link::Restored => {
+            metrics::counter!("bus_reconnects_total").increment(1);
+            metrics::gauge!("bus_connected").set(1.0);
+        }
+    };
+    super::pubsub::read_forever(client, channel, pubsub, deliver, on_link).await;
 }
 
 impl Drop for RedisBus {

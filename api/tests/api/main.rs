@@ -6,6 +6,7 @@ mod auth;
 mod binary;
 mod captions;
 mod chat;
+mod cluster;
 mod dm;
 mod faults;
 mod hardening;

@@ -10,7 +10,7 @@ use super::conn::{Conn, SendError};
 use super::frame::Frame;
 use super::RoomSession;
 use crate::hub::Hub;
-use crate::media::{peer_of, room_of};
+use crate::media::{MediaControl, MediaError};
 use crate::protocol::{codes, IceCandidate, ParticipantId, ServerMessage};
 use crate::service::{RoomOp, RoomService};
 
@@ -46,9 +46,7 @@ pub(super) fn drop_media(
 ) {
     if media.take().is_some() {
         if let Some(plane) = hub.media_plane() {
-            plane
-                .sfu
-                .leave(room_of(session.room_id), peer_of(participant));
+            plane.leave(session.room_id, participant);
         }
     }
 }
@@ -78,10 +76,9 @@ where
     if let Err(err) = super::room::authorize(service, session, RoomOp::JoinCall).await {
         return conn.fail(rid, err).await;
     }
-    let room = room_of(session.room_id);
-    let peer = peer_of(participant);
+    let room = session.room_id;
     if media.is_some() {
-        return match plane.sfu.restart(room, peer, sdp).await {
+        return match plane.restart(room, participant, sdp).await {
             Ok(answer) => {
                 conn.send(&ServerMessage::Answer {
                     request_id: rid.map(str::to_owned),
@@ -89,33 +86,18 @@ where
                 })
                 .await
             }
-            Err(err @ sfu::SfuError::OutOfOrder(_)) => {
-                conn.reject(rid, codes::MEDIA_OUT_OF_ORDER, err.to_string())
-                    .await
-            }
-            Err(sfu::SfuError::UnknownPeer) => {
-                conn.reject(
-                    rid,
-                    codes::MEDIA_OUT_OF_ORDER,
-                    "your media connection is closed; join again",
-                )
-                .await
-            }
-            Err(err) => conn.reject(rid, codes::BAD_SDP, err.to_string()).await,
+            Err(err) => refuse(conn, rid, err).await,
         };
     }
     let (tx, events) = sfu::event_channel();
-    match plane.sfu.join(room, peer, sdp, tx).await {
+    match plane.join(room, participant, sdp, tx).await {
         Ok(answer) => {
             *media = Some(MediaLink {
                 events,
                 candidates: 0,
             });
-            if hub
-                .participant(session.room_id, participant)
-                .is_some_and(|p| p.muted)
-            {
-                plane.sfu.set_muted(room, peer, true);
+            if hub.participant(room, participant).is_some_and(|p| p.muted) {
+                plane.set_muted(room, participant, true);
             }
             conn.send(&ServerMessage::Answer {
                 request_id: rid.map(str::to_owned),
@@ -123,8 +105,27 @@ where
             })
             .await
         }
+        Err(err @ MediaError::Unavailable(_)) => refuse(conn, rid, err).await,
         Err(err) => conn.reject(rid, codes::BAD_SDP, err.to_string()).await,
     }
+}
+
+/// A media command's failure, as the client's `error`.
+async fn refuse<Si>(
+    conn: &mut Conn<Si>,
+    rid: Option<&str>,
+    err: MediaError,
+) -> Result<(), SendError>
+where
+    Si: Sink<Frame> + Unpin,
+    Si::Error: Display,
+{
+    let code = match err {
+        MediaError::OutOfOrder(_) | MediaError::Closed => codes::MEDIA_OUT_OF_ORDER,
+        MediaError::Unavailable(_) => codes::MEDIA_UNAVAILABLE,
+        MediaError::BadSdp(_) => codes::BAD_SDP,
+    };
+    conn.reject(rid, code, err.to_string()).await
 }
 
 /// The client's answer to a server offer (renegotiation).
@@ -149,17 +150,9 @@ where
             .reject(rid, codes::MEDIA_OUT_OF_ORDER, "send `offer` first")
             .await;
     }
-    match plane
-        .sfu
-        .answer(room_of(session.room_id), peer_of(participant), sdp)
-        .await
-    {
+    match plane.answer(session.room_id, participant, sdp).await {
         Ok(()) => Ok(()),
-        Err(err @ sfu::SfuError::OutOfOrder(_)) => {
-            conn.reject(rid, codes::MEDIA_OUT_OF_ORDER, err.to_string())
-                .await
-        }
-        Err(err) => conn.reject(rid, codes::BAD_SDP, err.to_string()).await,
+        Err(err) => refuse(conn, rid, err).await,
     }
 }
 
@@ -191,15 +184,6 @@ where
             .await;
     }
     link.candidates += 1;
-    let candidate = sfu::IceCandidate {
-        candidate: candidate.candidate,
-        sdp_mid: candidate.sdp_mid,
-        sdp_mline_index: candidate.sdp_m_line_index,
-        username_fragment: candidate.username_fragment,
-        ..Default::default()
-    };
-    let _ = plane
-        .sfu
-        .add_candidate(room_of(session.room_id), peer_of(participant), candidate);
+    plane.add_candidate(session.room_id, participant, candidate);
     Ok(())
 }
