@@ -10,8 +10,9 @@ COPY . .
 RUN cargo build --release -p api --bin webcall
 
 FROM debian:bookworm-slim
-# What `ldd webcall` names beyond libc: libopus0 and libssl3; CA certificates for the HTTPS
-# calls out (AI model, Telegram, push services).
+# What `ldd webcall` names beyond glibc and libstdc++/libgcc (already in the image, apt needs
+# them): libopus0 and libssl3; CA certificates for the HTTPS calls out (AI model, Telegram,
+# push services). scripts/dockerfile-in-debootstrap.sh proves this stage without Docker.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libopus0 libssl3 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \

@@ -136,11 +136,6 @@ fn hear_each_other(calls: &[&CallClient], packets: u64) -> bool {
     })
 }
 
-/// A room with `names` as members; the first owns it. Tokens in the same order.
-async fn room_of(app: &TestApp, names: &[&str]) -> (i64, Vec<String>) {
-    app.room_with(names).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_entered_through_three_nodes_is_one_call_on_one_node() {
     let Some(url) = redis_url() else { return };
@@ -152,7 +147,7 @@ async fn a_room_entered_through_three_nodes_is_one_call_on_one_node() {
     ];
     let live = live_nodes(&env).await;
     assert_eq!(live.len(), 3, "every node is in the registry: {live:?}");
-    let (room, tokens) = room_of(&nodes[0], &["alice", "bob", "carol"]).await;
+    let (room, tokens) = nodes[0].room_with(&["alice", "bob", "carol"]).await;
     let mut calls = Vec::new();
     for (i, token) in tokens.iter().enumerate() {
         let tone = 300.0 + 110.0 * i as f32;
@@ -245,7 +240,7 @@ async fn joining_through_a_node_that_relays_costs_one_redis_round_trip() {
     let (env, _data) = cluster_env(&url).await;
     let a = spawn_from(env.clone()).await;
     let b = spawn_from(env.clone()).await;
-    let (room, tokens) = room_of(&a, &["dora", "eve"]).await;
+    let (room, tokens) = a.room_with(&["dora", "eve"]).await;
     // The first join places the room; which node gets it is the registry's choice.
     let first = CallClient::join(&a.base, room, &tokens[0], 300.0)
         .await
@@ -374,7 +369,7 @@ async fn call_owned_by(
     owner: &BinaryNode,
     other: &TestApp,
 ) -> (i64, Vec<String>, CallClient, CallClient) {
-    let (room, tokens) = room_of(other, &["fay", "gus", "hal"]).await;
+    let (room, tokens) = other.room_with(&["fay", "gus", "hal"]).await;
     place_room_on(env, room, owner.tag).await;
     let fay = CallClient::join(&owner.base, room, &tokens[0], 300.0)
         .await
@@ -391,16 +386,26 @@ async fn call_owned_by(
 /// closed; he joins again like the browser does, hal joins too, and they hear each other on
 /// the survivor. Returns how long after `gone` gus heard `media_closed`, and how long until
 /// the new media flowed.
+/// A node going away: its tag, when, and how soon its relayed participants must hear it.
+struct Departure {
+    tag: u32,
+    at: Instant,
+    notice_within_secs: u64,
+}
+
 async fn rejoin_on_survivor(
     env: &Env,
     survivor: &TestApp,
     room: i64,
     tokens: &[String],
     gus: &CallClient,
-    gone_tag: u32,
-    gone: Instant,
-    within: u64,
+    departure: Departure,
 ) -> (Duration, Duration) {
+    let Departure {
+        tag: gone_tag,
+        at: gone,
+        notice_within_secs: within,
+    } = departure;
     wait_until("gus hears his media closed", within, || {
         gus.saw(|m| m["type"] == "media_closed")
     })
@@ -438,8 +443,19 @@ async fn the_owner_killed_mid_call_moves_the_room_to_a_live_node() {
     let (room, tokens, _fay, gus) = call_owned_by(&env, &victim, &survivor).await;
     victim.child.start_kill().expect("SIGKILL");
     let killed = Instant::now();
-    let (closed, back) =
-        rejoin_on_survivor(&env, &survivor, room, &tokens, &gus, victim.tag, killed, 20).await;
+    let (closed, back) = rejoin_on_survivor(
+        &env,
+        &survivor,
+        room,
+        &tokens,
+        &gus,
+        Departure {
+            tag: victim.tag,
+            at: killed,
+            notice_within_secs: 20,
+        },
+    )
+    .await;
     println!(
         "RESULT cluster-failover {{\"kill_to_media_closed_ms\": {}, \"kill_to_media_back_ms\": {}}}",
         closed.as_millis(),
@@ -471,9 +487,11 @@ async fn a_stopping_node_hands_its_rooms_over_at_once() {
         room,
         &tokens,
         &gus,
-        stopping.tag,
-        stopped,
-        5,
+        Departure {
+            tag: stopping.tag,
+            at: stopped,
+            notice_within_secs: 5,
+        },
     )
     .await;
     println!(
@@ -492,7 +510,7 @@ async fn a_draining_node_says_so_and_stops_when_its_last_call_ends() {
     let (mut env, _data) = cluster_env(&url).await;
     env.insert("DRAIN_TIMEOUT_SECS".into(), "60".into());
     let node = spawn_from(env.clone()).await;
-    let (room, tokens) = room_of(&node, &["kim", "lou"]).await;
+    let (room, tokens) = node.room_with(&["kim", "lou"]).await;
     let kim = CallClient::join(&node.base, room, &tokens[0], 300.0)
         .await
         .expect("join");
@@ -597,4 +615,81 @@ impl BinaryNode {
             tag: new[0],
         }
     }
+}
+
+/// Redis restarting under a call relayed across two nodes (a Redis of the test's own): the
+/// call goes on (media never touches Redis), nobody is told their media closed, and within
+/// seconds of Redis being back both nodes are in the registry again, the room's record is
+/// back on its owner, and a newcomer through either node joins the same call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_drops_no_call_and_the_nodes_recover_by_themselves() {
+    let port = crate::private_redis::free_port();
+    let Some(mut redis_server) = crate::private_redis::PrivateRedis::start_on(port).await else {
+        eprintln!("redis-server not installed: Redis restart not exercised in this run");
+        return;
+    };
+    let (env, _data) = cluster_env(&redis_server.url()).await;
+    let a = spawn_from(env.clone()).await;
+    let b = spawn_from(env.clone()).await;
+    let (room, tokens) = a.room_with(&["mia", "ned", "ola"]).await;
+    let mia = CallClient::join(&a.base, room, &tokens[0], 300.0)
+        .await
+        .expect("join");
+    let ned = CallClient::join(&b.base, room, &tokens[1], 410.0)
+        .await
+        .expect("join");
+    wait_hearing(&[&mia, &ned], 50, 15).await;
+    let owner = room_owner(&env, room).await.expect("placed");
+
+    redis_server.stop().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let heard_during = (mia.packets_from(&ned), ned.packets_from(&mia));
+    let Some(restarted) = crate::private_redis::PrivateRedis::start_on(port).await else {
+        panic!("redis-server starts again on its port");
+    };
+    redis_server = restarted;
+    let back = Instant::now();
+    // Redis kept nothing: the registry and the room's record come back from the nodes.
+    let mut recovered = None;
+    while back.elapsed() < Duration::from_secs(15) {
+        let live = match Registry::new(redis(&env["REDIS_URL"]).await, &env["REDIS_PREFIX"])
+            .live()
+            .await
+        {
+            Ok(live) => live,
+            Err(_) => Vec::new(),
+        };
+        if live.len() == 2 && room_owner(&env, room).await == Some(owner) {
+            recovered = Some(back.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let recovered = recovered.expect("registry and room record restored within 15 s");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        mia.packets_from(&ned) > heard_during.0 + 50
+            && ned.packets_from(&mia) > heard_during.1 + 50,
+        "the call went on through the restart"
+    );
+    for c in [&mia, &ned] {
+        assert!(
+            !c.saw(|m| m["type"] == "media_closed"),
+            "nobody lost media: {}",
+            told(&[c])
+        );
+    }
+    // The relay's subscriptions resubscribe with backoff (up to 5 s apart).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ola = CallClient::join(&b.base, room, &tokens[2], 520.0)
+        .await
+        .expect("join");
+    wait_hearing(&[&mia, &ned, &ola], 20, 15).await;
+    println!(
+        "RESULT cluster-redis-restart {{\"back_to_registry_and_room_record_ms\": {}}}",
+        recovered.as_millis()
+    );
+    drop(redis_server);
+    a.stop().await;
+    b.stop().await;
 }
