@@ -123,6 +123,17 @@ pub fn room_of(room: RoomId) -> sfu::RoomId {
     sfu::RoomId(room)
 }
 
+/// A client's trickled candidate as the SFU takes it.
+pub fn sfu_candidate(candidate: IceCandidate) -> sfu::IceCandidate {
+    sfu::IceCandidate {
+        candidate: candidate.candidate,
+        sdp_mid: candidate.sdp_mid,
+        sdp_mline_index: candidate.sdp_m_line_index,
+        username_fragment: candidate.username_fragment,
+        ..Default::default()
+    }
+}
+
 impl Media {
     /// The relay, when `peer`'s media runs on another node.
     fn remote(&self, peer: ParticipantId) -> Option<&dyn MediaRelay> {
@@ -207,16 +218,9 @@ impl Media {
         match self.remote(peer) {
             Some(relay) => relay.candidate(peer, candidate),
             None => {
-                let candidate = sfu::IceCandidate {
-                    candidate: candidate.candidate,
-                    sdp_mid: candidate.sdp_mid,
-                    sdp_mline_index: candidate.sdp_m_line_index,
-                    username_fragment: candidate.username_fragment,
-                    ..Default::default()
-                };
-                let _ = self
-                    .sfu
-                    .add_candidate(room_of(room), peer_of(peer), candidate);
+                let _ =
+                    self.sfu
+                        .add_candidate(room_of(room), peer_of(peer), sfu_candidate(candidate));
             }
         }
     }

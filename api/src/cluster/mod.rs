@@ -18,7 +18,7 @@ pub mod registry;
 pub mod relay;
 pub mod wire;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -41,11 +41,21 @@ struct LastBeat {
     at: Instant,
     packets_in: u64,
     cpu_seconds: Option<f64>,
-    /// The nodes the previous registry read found: a node counts as gone only when two
-    /// reads in a row miss it, so a Redis restart (which empties the registry until every
-    /// node's next heartbeat) drops nobody's call.
-    seen: HashSet<u32>,
+    /// Until when each node recently seen counts as alive though the registry misses it: a
+    /// beat and a half after it was last read, so one unlucky read drops nobody; and, after
+    /// this node could not reach Redis (a restart empties the registry until every node's
+    /// next heartbeat, and other nodes may take a few seconds more to reconnect),
+    /// [`AFTER_REDIS_GAP`] from the first read that works again.
+    grace_until: HashMap<u32, Instant>,
+    /// A heartbeat failed since the last successful one.
+    redis_gap: bool,
 }
+
+/// How long a node missing from the registry is still believed alive (see `LastBeat`).
+const MISSING_GRACE: Duration = Duration::from_millis(2500);
+/// How long every node is believed alive after this node's own Redis outage (the bus gives
+/// nodes as long before clearing their participants).
+const AFTER_REDIS_GAP: Duration = Duration::from_secs(15);
 
 /// Who this node is to the others.
 #[derive(Debug, Clone)]
@@ -141,7 +151,8 @@ impl Cluster {
                 at: Instant::now(),
                 packets_in: 0,
                 cpu_seconds: process_cpu_seconds(),
-                seen: HashSet::new(),
+                grace_until: HashMap::new(),
+                redis_gap: false,
             }),
             tasks,
             reader,
@@ -215,22 +226,45 @@ impl Cluster {
         };
         if let Err(err) = self.registry.announce(&record).await {
             tracing::warn!(error = %err, "cluster: heartbeat not written");
+            self.last().redis_gap = true;
             return;
         }
         let live = match self.registry.live().await {
             Ok(live) => live,
             Err(err) => {
                 tracing::warn!(error = %err, "cluster: registry not readable");
+                self.last().redis_gap = true;
                 return;
             }
         };
-        let seen_now: HashSet<u32> = live.iter().map(|n| n.node).collect();
         let mut believed = live.clone();
         {
+            let in_use = self.relay.nodes_in_use();
             let mut last = self.last();
-            // Seen last time but missing now: given one more beat (see `LastBeat::seen`).
-            let grace: Vec<u32> = last.seen.difference(&seen_now).copied().collect();
-            for node in grace {
+            let now = Instant::now();
+            // A node this one relays with counts as seen, even before a registry read
+            // found it (it started a moment ago).
+            for node in in_use {
+                last.grace_until.entry(node).or_insert(now + MISSING_GRACE);
+            }
+            if last.redis_gap {
+                last.redis_gap = false;
+                for until in last.grace_until.values_mut() {
+                    *until = (*until).max(now + AFTER_REDIS_GAP);
+                }
+            }
+            for node in live.iter().map(|n| n.node) {
+                let until = last.grace_until.entry(node).or_insert(now);
+                *until = (*until).max(now + MISSING_GRACE);
+            }
+            last.grace_until.retain(|_, until| *until > now);
+            let missing: Vec<u32> = last
+                .grace_until
+                .keys()
+                .filter(|node| !live.iter().any(|n| n.node == **node))
+                .copied()
+                .collect();
+            for node in missing {
                 believed.push(NodeRecord {
                     node,
                     media: Vec::new(),
@@ -243,7 +277,6 @@ impl Cluster {
                     version: String::new(),
                 });
             }
-            last.seen = seen_now;
         }
         self.relay.forget_dead_nodes(&believed);
         self.relay.set_live(believed);

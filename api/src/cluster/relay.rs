@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use sfu::{EventSender, PeerEvent, Sfu};
 use signaling::bus::BoxFuture;
-use signaling::media::{peer_of, room_of, MediaError, MediaRelay};
+use signaling::media::{peer_of, room_of, sfu_candidate, MediaError, MediaRelay};
 use signaling::protocol::{IceCandidate, ParticipantId, RoomId};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
@@ -314,16 +314,11 @@ impl RedisRelay {
             },
             Command::Candidate { candidate, .. } => {
                 if let Some(room) = served_room {
-                    let candidate = sfu::IceCandidate {
-                        candidate: candidate.candidate,
-                        sdp_mid: candidate.sdp_mid,
-                        sdp_mline_index: candidate.sdp_m_line_index,
-                        username_fragment: candidate.username_fragment,
-                        ..Default::default()
-                    };
-                    let _ = self
-                        .sfu
-                        .add_candidate(room_of(room), peer_of(peer), candidate);
+                    let _ = self.sfu.add_candidate(
+                        room_of(room),
+                        peer_of(peer),
+                        sfu_candidate(candidate),
+                    );
                 }
                 Ok(None)
             }
@@ -418,6 +413,15 @@ impl RedisRelay {
             let _ = self.send(s.from, &message).await;
             self.sfu.leave(room_of(s.room), peer_of(peer));
         }
+    }
+
+    /// The other nodes this one holds or serves relayed peers with.
+    pub fn nodes_in_use(&self) -> Vec<u32> {
+        let mut nodes: Vec<u32> = lock(&self.held).values().map(|h| h.node).collect();
+        nodes.extend(lock(&self.served).values().map(|s| s.from));
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
     }
 
     /// Relayed peers held and served right now.

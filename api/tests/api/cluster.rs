@@ -430,6 +430,33 @@ async fn rejoin_on_survivor(
     (closed, back)
 }
 
+/// A room carried by a `webcall serve` process that `kill -<signal>` then ends, relayed to
+/// from an in-process survivor; returns [`rejoin_on_survivor`]'s times.
+async fn when_the_owner_goes(
+    url: &str,
+    signal: &str,
+    notice_within_secs: u64,
+) -> (Duration, Duration) {
+    let (env, _data) = cluster_env(url).await;
+    let survivor = spawn_from(env.clone()).await;
+    let owner = BinaryNode::start(&env).await;
+    let (room, tokens, _fay, gus) = call_owned_by(&env, &owner, &survivor).await;
+    let pid = owner.child.id().expect("running");
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let departure = Departure {
+        tag: owner.tag,
+        at: Instant::now(),
+        notice_within_secs,
+    };
+    let times = rejoin_on_survivor(&env, &survivor, room, &tokens, &gus, departure).await;
+    survivor.stop().await;
+    times
+}
+
 /// A node that dies (SIGKILL) with a room on it: a participant whose socket is on the other
 /// node is told their media closed once the registry lets the dead node go (their browser
 /// then rejoins by itself, see tests/browser/cluster.test.mjs), and the room comes back on
@@ -437,31 +464,12 @@ async fn rejoin_on_survivor(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_killed_mid_call_moves_the_room_to_a_live_node() {
     let Some(url) = redis_url() else { return };
-    let (env, _data) = cluster_env(&url).await;
-    let survivor = spawn_from(env.clone()).await;
-    let mut victim = BinaryNode::start(&env).await;
-    let (room, tokens, _fay, gus) = call_owned_by(&env, &victim, &survivor).await;
-    victim.child.start_kill().expect("SIGKILL");
-    let killed = Instant::now();
-    let (closed, back) = rejoin_on_survivor(
-        &env,
-        &survivor,
-        room,
-        &tokens,
-        &gus,
-        Departure {
-            tag: victim.tag,
-            at: killed,
-            notice_within_secs: 20,
-        },
-    )
-    .await;
+    let (closed, back) = when_the_owner_goes(&url, "KILL", 20).await;
     println!(
         "RESULT cluster-failover {{\"kill_to_media_closed_ms\": {}, \"kill_to_media_back_ms\": {}}}",
         closed.as_millis(),
         back.as_millis()
     );
-    survivor.stop().await;
 }
 
 /// A node stopped gracefully (SIGTERM, no drain timeout) hands its rooms over at once:
@@ -470,36 +478,12 @@ async fn the_owner_killed_mid_call_moves_the_room_to_a_live_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_node_hands_its_rooms_over_at_once() {
     let Some(url) = redis_url() else { return };
-    let (env, _data) = cluster_env(&url).await;
-    let survivor = spawn_from(env.clone()).await;
-    let stopping = BinaryNode::start(&env).await;
-    let (room, tokens, _fay, gus) = call_owned_by(&env, &stopping, &survivor).await;
-    let pid = stopping.child.id().expect("running");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let stopped = Instant::now();
-    let (closed, back) = rejoin_on_survivor(
-        &env,
-        &survivor,
-        room,
-        &tokens,
-        &gus,
-        Departure {
-            tag: stopping.tag,
-            at: stopped,
-            notice_within_secs: 5,
-        },
-    )
-    .await;
+    let (closed, back) = when_the_owner_goes(&url, "TERM", 5).await;
     println!(
         "RESULT cluster-handover {{\"sigterm_to_media_closed_ms\": {}, \"sigterm_to_media_back_ms\": {}}}",
         closed.as_millis(),
         back.as_millis()
     );
-    survivor.stop().await;
 }
 
 /// With `DRAIN_TIMEOUT_SECS`, SIGTERM first drains: `/readyz` answers 503 so the proxy sends

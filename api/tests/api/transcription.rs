@@ -543,11 +543,13 @@ async fn stopping_the_agent_summarises_the_live_transcript_and_sends_it_to_the_l
     );
 }
 
-/// Two nodes on one Redis and one database: alice's media lands on node A, bob's on node B.
-/// Alice turns the agent on at A; B follows, so bob's words go into the same session, and the
-/// summary triggered at A has both. Runs in CI's PostgreSQL + Redis pass.
+/// Two nodes on one Redis and one database: alice's socket is on node A, bob's on node B, and
+/// the room's media on whichever node it was placed (docs/scale-out.md), so that node's
+/// transcriber hears both. Alice turns the agent on at A; every node follows, bob's words go
+/// into the room's one session, and the summary triggered at A has both. Runs in CI's
+/// PostgreSQL + Redis pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_node_transcribes_its_own_participants_into_the_rooms_one_session() {
+async fn a_room_entered_through_two_nodes_is_transcribed_into_one_session() {
     let Some(model) = test_model() else { return };
     let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
         eprintln!("WEBCALL_TEST_REDIS_URL not set: cross-node transcription not exercised");
