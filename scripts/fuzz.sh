@@ -5,8 +5,10 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     default: 30 s, every target
 #
-# Each target starts from fuzz/corpus/<target> (kept between runs, ignored by git) and the
-# committed seeds in fuzz/seeds/<target>; new interesting inputs go to the corpus. A crashing
+# Each target starts from $WEBCALL_FUZZ_CORPUS/<target> (default fuzz/corpus; kept between
+# runs, ignored by git; CI keeps it in ~/.cache/webcall) and the committed seeds in
+# fuzz/seeds/<target>; new interesting inputs go to the corpus. The build goes to
+# $WEBCALL_FUZZ_TARGET_DIR (default fuzz/target). A crashing
 # input is written to fuzz/artifacts/<target>/, and libFuzzer's output to
 # fuzz/artifacts/logs/<target>.log. Prints the executions per target.
 #
@@ -29,6 +31,8 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 
 cd fuzz
+corpus="${WEBCALL_FUZZ_CORPUS:-corpus}"
+target_dir=(--target-dir "${WEBCALL_FUZZ_TARGET_DIR:-target}")
 if [ $# -gt 0 ]; then
   targets=("$@")
 else
@@ -38,9 +42,9 @@ fi
 # One build for all targets, so the time each target gets is all fuzzing.
 build_start=$SECONDS
 if [ ${#targets[@]} -eq 1 ]; then
-  cargo +nightly fuzz build "${targets[0]}"
+  cargo +nightly fuzz build "${target_dir[@]}" "${targets[0]}"
 else
-  cargo +nightly fuzz build
+  cargo +nightly fuzz build "${target_dir[@]}"
 fi
 echo "built the fuzz targets in $(( SECONDS - build_start )) s"
 
@@ -48,13 +52,13 @@ mkdir -p artifacts/logs
 failed=()
 summary=()
 for target in "${targets[@]}"; do
-  mkdir -p "corpus/$target"
+  mkdir -p "$corpus/$target"
   seeds=()
   [ -d "seeds/$target" ] && seeds=("seeds/$target")
   log="artifacts/logs/$target.log"
   echo "==> $target: ${seconds} s"
   status=0
-  cargo +nightly fuzz run "$target" "corpus/$target" "${seeds[@]}" -- \
+  cargo +nightly fuzz run "${target_dir[@]}" "$target" "$corpus/$target" "${seeds[@]}" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     >"$log" 2>&1 || status=$?
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"

@@ -32,7 +32,7 @@ echo "$sha  $work/model/model.bin" | sha256sum --check --quiet >&2
 cp "$data1/vocabulary.txt" "$data1/config.json" "$work/model/"
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-if [[ -n "${WEBCALL_BIN:-}" ]]; then
+if [[ -x "${WEBCALL_BIN:-}" ]]; then
   "$WEBCALL_BIN" import-model --from "$work/model" --out "$out.tmp" >&2
 else
   cargo run --quiet --manifest-path "$root/Cargo.toml" -p api --bin webcall -- \

@@ -290,6 +290,9 @@ impl Server {
     /// # Errors
     /// A [`StartError`] naming what is wrong.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        // The recorder first: a metric reported before it is installed (the node's info,
+        // anything counted while the server is built) would go nowhere.
+        let metrics = telemetry::metrics_handle();
         // Before anything is written: a model named in WHISPER_MODEL but never fetched is the
         // operator's next command, not a load error.
         if let Some(path) = &settings.whisper.model {
@@ -427,7 +430,7 @@ impl Server {
                 registration_secret: Arc::new(registration_secret),
                 limiter,
                 redis,
-                metrics: telemetry::metrics_handle(),
+                metrics,
                 hub,
                 chat_locks: Arc::new(RoomLocks::new()),
                 transcription,

@@ -1,25 +1,15 @@
 //! Tests with a real whisper model: the one `scripts/make-test-model.sh` converts from the
 //! faster-whisper packages with `webcall import-model`. They need
-//! `WEBCALL_TEST_WHISPER_MODEL` (CI sets it) and espeak-ng + sox; without them they print a
-//! notice and pass, so `cargo test` works on a fresh machine.
+//! `WEBCALL_TEST_WHISPER_MODEL` (CI sets it) and espeak-ng + sox; without the model they print
+//! a skip, so the suite runs on a fresh machine, and fail under `WEBCALL_TEST_REQUIRE_ALL=1`.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use transcriber::vad::VadConfig;
 use transcriber::whisper::{Whisper, WhisperConfig};
-
-fn model() -> Option<PathBuf> {
-    match std::env::var_os("WEBCALL_TEST_WHISPER_MODEL") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            eprintln!(
-                "skipped: WEBCALL_TEST_WHISPER_MODEL is not set (scripts/make-test-model.sh)"
-            );
-            None
-        }
-    }
-}
 
 /// Speaks `text` with espeak-ng into a WAV at `rate` Hz.
 fn speak(text: &str, rate: u32, dir: &Path, name: &str) -> PathBuf {
@@ -50,7 +40,9 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn the_converted_model_transcribes_an_espeak_sentence_with_the_expected_words() {
-    let Some(model) = model() else { return };
+    let Some(model) = support::model() else {
+        return;
+    };
     let whisper = Whisper::load(
         &model,
         WhisperConfig {

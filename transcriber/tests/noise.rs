@@ -16,7 +16,9 @@
 //!   speech mixed with each noise at 20/10/5 dB and segments hallucinated on noise alone, per
 //!   VAD.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 
 use transcriber::vad::{Detector, VadConfig};
@@ -30,14 +32,6 @@ const SENTENCES: &[&str] = &[
     "Can you share your screen so we can see the numbers?",
     "We should ask the customer before we change the design.",
 ];
-
-fn model() -> Option<PathBuf> {
-    let model = std::env::var_os("WEBCALL_TEST_WHISPER_MODEL").map(PathBuf::from);
-    if model.is_none() {
-        eprintln!("skipped: WEBCALL_TEST_WHISPER_MODEL is not set (scripts/make-test-model.sh)");
-    }
-    model
-}
 
 fn run(cmd: &mut Command) {
     let ok = cmd
@@ -276,7 +270,9 @@ fn scratch() -> tempfile::TempDir {
 
 #[test]
 fn noise_and_music_alone_give_no_segments() {
-    let Some(model) = model() else { return };
+    let Some(model) = support::model() else {
+        return;
+    };
     let whisper = load(&model);
     let dir = scratch();
     let d = dir.path();
@@ -290,13 +286,19 @@ fn noise_and_music_alone_give_no_segments() {
     for (name, noise) in &sources {
         let noise = at_level(noise, NOISE_ALONE_DBFS);
         for detector in detectors() {
-            let texts = transcribe(&whisper, d, name, &noise, vad(detector));
-            eprintln!("{name} alone, {} VAD: {texts:?}", detector.name());
             let must_be_silent = match detector {
                 Detector::Earshot { .. } => *name != "babble",
                 Detector::Energy => ["fan", "music"].contains(name),
             };
-            if must_be_silent && !texts.is_empty() {
+            // The pairs that may hear something (babble to either VAD, typing to the energy
+            // one) are whisper's minutes of work with nothing to assert: the comparison
+            // below measures them.
+            if !must_be_silent {
+                continue;
+            }
+            let texts = transcribe(&whisper, d, name, &noise, vad(detector));
+            eprintln!("{name} alone, {} VAD: {texts:?}", detector.name());
+            if !texts.is_empty() {
                 heard.push(format!("{name}/{}: {texts:?}", detector.name()));
             }
         }
@@ -307,10 +309,35 @@ fn noise_and_music_alone_give_no_segments() {
     );
 }
 
+/// The CI guard for the comparison below: speech in fan and keyboard noise at 10 dB SNR with
+/// the default VAD (earshot) stays readable. Measured 0.16 and 0.20 WER (docs/transcription.md);
+/// 0.35 leaves room for the machine and still fails when noise handling breaks.
+#[test]
+fn speech_in_fan_and_keyboard_noise_at_10_db_stays_readable() {
+    let Some(model) = support::model() else {
+        return;
+    };
+    let whisper = load(&model);
+    let dir = scratch();
+    let d = dir.path();
+    let clean = speech(d);
+    let reference = SENTENCES.join(" ");
+    let earshot = Detector::from_name("earshot").expect("earshot");
+    for (name, noise) in [("fan", fan(d)), ("keyboard", keyboard())] {
+        let mixed = mix(&clean, &noise, 10.0);
+        let heard = transcribe(&whisper, d, name, &mixed, vad(earshot)).join(" ");
+        let wer = transcriber::wer::wer(&reference, &heard);
+        eprintln!("{name} at 10 dB: WER {wer:.2}: {heard:?}");
+        assert!(wer <= 0.35, "{name} at 10 dB SNR: WER {wer:.2}: {heard:?}");
+    }
+}
+
 #[test]
 #[ignore = "slow (~10 min on 2 cores): the VAD comparison for docs/transcription.md"]
 fn vad_comparison_in_noise() {
-    let Some(model) = model() else { return };
+    let Some(model) = support::model() else {
+        return;
+    };
     let whisper = load(&model);
     let dir = scratch();
     let d = dir.path();

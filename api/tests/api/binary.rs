@@ -25,6 +25,56 @@ pub fn webcall(dir: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> C
     cmd
 }
 
+/// Starts `webcall serve` in `dir` with `vars` on a port it binds itself (`PORT=0`) and
+/// returns it with its base URL, read from its "webcall listening" log line, so no port is
+/// picked free here and taken by someone else before the child binds it. The rest of its log
+/// goes to the file `WEBCALL_TEST_NODE_LOG` names, if any, to see why a test failed.
+pub async fn serve(
+    dir: &std::path::Path,
+    vars: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    let mut vars: Vec<(&str, &str)> = vars
+        .iter()
+        .copied()
+        .filter(|(k, _)| !["PORT", "BIND"].contains(k))
+        .collect();
+    vars.extend([("PORT", "0"), ("BIND", "127.0.0.1")]);
+    let mut child = webcall(dir, &["serve"], &vars)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("webcall serve starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    const LISTENING: &str = "webcall listening on http://";
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read the log") {
+            if let Some(at) = line.find(LISTENING) {
+                let addr: String = line[at + LISTENING.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                return format!("http://{addr}");
+            }
+        }
+        panic!("webcall serve exited before it listened");
+    })
+    .await
+    .expect("webcall serve listens within 30 s");
+    let mut log = std::env::var("WEBCALL_TEST_NODE_LOG")
+        .ok()
+        .and_then(|path| std::fs::File::create(path).ok());
+    // Drained to the end (the child's exit) so a full pipe never stalls its logging.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(file) = log.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    });
+    (child, base)
+}
+
 #[tokio::test]
 async fn bad_configuration_stops_the_server_with_one_line_naming_the_variable() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -271,8 +321,7 @@ async fn a_missing_whisper_model_fails_start_naming_whisper_model() {
 /// model, espeak-ng and sox; skipped without `WEBCALL_TEST_WHISPER_MODEL`).
 #[tokio::test]
 async fn transcribe_prints_timestamped_segments_of_a_wav_file() {
-    let Ok(model) = std::env::var("WEBCALL_TEST_WHISPER_MODEL") else {
-        eprintln!("skipped: WEBCALL_TEST_WHISPER_MODEL is not set (scripts/make-test-model.sh)");
+    let Some(model) = crate::transcription::test_model() else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{json_of, spawn_with};
-use crate::transcription::{captions_of, speaker, speech_in, test_model, wait_until, whisper};
+use crate::transcription::{
+    captions_of, speaker, speech_in, test_model, wait_captioned, wait_until, whisper,
+};
 
 /// Long enough for several partials: ~6 s of speech.
 const LONG_SENTENCE: &str =
@@ -184,13 +186,13 @@ async fn a_russian_and_an_english_speaker_each_get_captions_in_their_own_languag
     })
     .await;
     turn_on(&john, &olga, None).await;
-    for (voice, user_id) in [(&olga_voice, olga_id), (&john_voice, john_id)] {
+    for (voice, user_id, said) in [
+        (&olga_voice, olga_id, RUSSIAN),
+        (&john_voice, john_id, ENGLISH),
+    ] {
         voice.play();
-        wait_until("the caption arrives", 90, || {
-            !captions_of(&olga, user_id).is_empty()
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Whisper drains what it holds of this speaker before the next one talks.
+        wait_captioned(&olga, user_id, said, 90).await;
     }
     let text_of = |user_id: i64| {
         captions_of(&olga, user_id)
@@ -553,8 +555,7 @@ async fn caption_latency_of_two_speakers_taking_turns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_after_the_transcription_transcribes_the_participants_who_land_on_it() {
     let Some(model) = test_model() else { return };
-    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
-        eprintln!("WEBCALL_TEST_REDIS_URL not set: cross-node transcription not exercised");
+    let Some(redis_url) = crate::helpers::shared_redis_url("cross-node transcription") else {
         return;
     };
     let (mut env, _data) = crate::helpers::test_env().await;

@@ -29,6 +29,41 @@ pub struct TestApp {
     _data: Option<tempfile::TempDir>,
 }
 
+/// Whether a test that can't run here (a missing model, tool, service, root capability or
+/// port) fails instead of skipping: `WEBCALL_TEST_REQUIRE_ALL=1`, which `.ci/run` sets, so a
+/// green CI run never hides a test that did not run.
+pub fn require_all() -> bool {
+    std::env::var("WEBCALL_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1")
+}
+
+/// Says that a test can't run here and why: a printed skip on a developer's machine, a
+/// failure naming what is missing under `WEBCALL_TEST_REQUIRE_ALL=1`.
+#[track_caller]
+pub fn unavailable(why: &str) {
+    assert!(
+        !require_all(),
+        "WEBCALL_TEST_REQUIRE_ALL=1 but this test can't run: {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
+/// The shared Redis of a test with several nodes (`WEBCALL_TEST_REDIS_URL`), or `None` with
+/// a skip. CI's SQLite pass leaves these tests out (`.config/nextest.toml`, `shared-redis`)
+/// and its PostgreSQL + Redis pass runs them.
+#[track_caller]
+pub fn shared_redis_url(what: &str) -> Option<String> {
+    let url = std::env::var("WEBCALL_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        unavailable(&format!(
+            "WEBCALL_TEST_REDIS_URL is not set: {what} needs a shared Redis \
+             (in CI: list the test in .config/nextest.toml's shared-Redis filter)"
+        ));
+    }
+    url
+}
+
 /// A fresh database for one test: `None` means SQLite in the data dir.
 async fn fresh_database_url() -> Option<String> {
     let admin = std::env::var("WEBCALL_TEST_DATABASE_URL")

@@ -280,8 +280,7 @@ async fn an_invite_to_a_deleted_room_cannot_be_accepted() {
 /// Runs when `WEBCALL_TEST_REDIS_URL` is set.
 #[tokio::test]
 async fn invites_ring_across_nodes_and_survive_a_restart_of_the_node_that_took_them() {
-    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
-        eprintln!("WEBCALL_TEST_REDIS_URL not set: cross-node invites not exercised in this run");
+    let Some(redis_url) = crate::helpers::shared_redis_url("cross-node invites") else {
         return;
     };
     let (mut env, _data) = test_env().await;

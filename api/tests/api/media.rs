@@ -226,7 +226,19 @@ async fn a_client_that_vanishes_is_cleaned_up_after_the_idle_timeout() {
             .await,
     )
     .await;
-    assert!(presence.to_string().contains("bob"), "{presence}");
+    // The vanished bob is still a member, but no longer in the call; alice still is.
+    let in_call = |name: &str| {
+        presence
+            .as_array()
+            .and_then(|members| members.iter().find(|m| m["username"] == name))
+            .map(|m| (m["in_call"].clone(), m["participants"].clone()))
+    };
+    assert_eq!(in_call("bob"), Some((json!(false), json!(0))), "{presence}");
+    assert_eq!(
+        in_call("alice"),
+        Some((json!(true), json!(1))),
+        "{presence}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

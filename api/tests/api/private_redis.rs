@@ -12,6 +12,16 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Whether `program` can be run (it answers `--version`).
+pub fn installed(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
 /// Whether a server the test started accepts TCP on 127.0.0.1:`port` within 5 s.
 pub async fn listening(port: u16) -> bool {
     for _ in 0..100 {
@@ -32,9 +42,22 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    /// On a free port; `None` when `redis-server` isn't installed or doesn't start.
+    /// On a free port of its own; `None` when `redis-server` isn't installed (a skip, or a
+    /// failure under `WEBCALL_TEST_REQUIRE_ALL=1`).
     pub async fn start() -> Option<Self> {
-        Self::start_on(free_port()).await
+        if !installed("redis-server") {
+            crate::helpers::unavailable(
+                "redis-server is not installed (apt-get install redis-server)",
+            );
+            return None;
+        }
+        // A port found free can be taken by someone else before redis-server binds it.
+        for _ in 0..5 {
+            if let Some(redis) = Self::start_on(free_port()).await {
+                return Some(redis);
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
     }
 
     /// On `port` (again, after [`PrivateRedis::stop`]: a restart keeps the address).

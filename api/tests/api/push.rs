@@ -21,7 +21,7 @@ struct Receiver {
 
 impl Receiver {
     /// `None` (the test is skipped) when python3 can't import `http_ece`, unless
-    /// `WEBCALL_TEST_REQUIRE_PUSH` is set (CI), where that is a failure.
+    /// `WEBCALL_TEST_REQUIRE_ALL=1` (CI), where that is a failure naming it.
     async fn start() -> Option<Self> {
         let importable = Command::new("python3")
             .args(["-c", "import http_ece, cryptography"])
@@ -30,11 +30,10 @@ impl Receiver {
             .await
             .is_ok_and(|s| s.success());
         if !importable {
-            assert!(
-                std::env::var_os("WEBCALL_TEST_REQUIRE_PUSH").is_none(),
-                "WEBCALL_TEST_REQUIRE_PUSH is set but python3 can't import http_ece"
+            crate::helpers::unavailable(
+                "the WebPush receiver needs http_ece: python3 can't import it \
+                 (python3 -m pip install http_ece)",
             );
-            eprintln!("skipped: the WebPush receiver needs `python3 -m pip install http_ece`");
             return None;
         }
         Some(Self::spawn().await)
@@ -421,10 +420,7 @@ async fn a_push_left_unsent_by_a_stopped_node_is_sent_by_another() {
     let Some(receiver) = Receiver::start().await else {
         return;
     };
-    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
-        eprintln!(
-            "WEBCALL_TEST_REDIS_URL not set: the shared push queue not exercised in this run"
-        );
+    let Some(redis_url) = crate::helpers::shared_redis_url("the shared push queue") else {
         return;
     };
     let (mut env, _data) = test_env().await;

@@ -58,8 +58,7 @@ async fn registration_and_room_creation_are_limited_too() {
 /// (CI's PostgreSQL+Redis pass sets it).
 #[tokio::test]
 async fn two_nodes_on_one_redis_share_the_login_budget() {
-    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
-        eprintln!("WEBCALL_TEST_REDIS_URL not set: shared Redis limit not exercised in this run");
+    let Some(redis_url) = crate::helpers::shared_redis_url("shared Redis limit") else {
         return;
     };
     let (mut env, _data) = test_env().await;
@@ -180,7 +179,6 @@ async fn ipv6_clients_share_a_budget_per_64_prefix() {
 #[tokio::test]
 async fn with_redis_down_sign_ins_get_503_and_chat_goes_on() {
     let Some(mut redis) = PrivateRedis::start().await else {
-        eprintln!("redis-server not installed: the Redis outage is not exercised in this run");
         return;
     };
     let app = spawn_with(&[("REDIS_URL", &redis.url())]).await;

@@ -258,8 +258,7 @@ async fn the_openapi_document_lists_the_chat_dm_key_and_websocket_endpoints() {
 /// on node B, and so does a DM. Runs when `WEBCALL_TEST_REDIS_URL` is set.
 #[tokio::test]
 async fn two_nodes_on_one_redis_deliver_chat_and_dms_across_nodes() {
-    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
-        eprintln!("WEBCALL_TEST_REDIS_URL not set: cross-node delivery not exercised in this run");
+    let Some(redis_url) = crate::helpers::shared_redis_url("cross-node delivery") else {
         return;
     };
     let (mut env, _data) = test_env().await;
@@ -324,39 +323,16 @@ async fn two_nodes_on_one_redis_deliver_chat_and_dms_across_nodes() {
 /// `WEBCALL_TEST_REDIS_URL` is set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_call_leaves_no_ghost_on_the_others() {
-    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
-        eprintln!("WEBCALL_TEST_REDIS_URL not set: node expiry not exercised in this run");
+    let Some(redis_url) = crate::helpers::shared_redis_url("node expiry") else {
         return;
     };
     let (mut env, _data) = test_env().await;
     env.insert("REDIS_URL".into(), redis_url);
     let node_a = spawn_from(env.clone()).await;
     // Node B is the real binary, so that it can be killed like a crashed box.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut vars: Vec<(String, String)> = env.into_iter().collect();
-    vars.push(("PORT".into(), port.to_string()));
-    vars.push(("BIND".into(), "127.0.0.1".into()));
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut node_b = crate::binary::webcall(dir.path(), &["serve"], &vars)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("node B starts");
-    let base_b = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if http.get(format!("{base_b}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "node B answers");
+    let (mut node_b, base_b) = crate::binary::serve(dir.path(), &vars).await;
 
     let alice = node_a.register("alice").await;
     let bob = node_a.register("bob").await;
@@ -365,7 +341,10 @@ async fn a_node_killed_mid_call_leaves_no_ghost_on_the_others() {
     let mut a = node_a.room_ws(&alice, room).await;
     a.join().await;
     let mut b = Ws::connect(
-        &format!("ws://127.0.0.1:{port}/api/v1/rooms/{room}/ws"),
+        &format!(
+            "{}/api/v1/rooms/{room}/ws",
+            base_b.replacen("http://", "ws://", 1)
+        ),
         &bob,
     )
     .await;

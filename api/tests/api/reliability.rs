@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::{json_of, spawn_with, TestApp};
-use crate::private_redis::{free_port, PrivateRedis};
+use crate::private_redis::PrivateRedis;
 
 async fn raw(app: &TestApp) -> TcpStream {
     let addr = app.base.trim_start_matches("http://");
@@ -257,11 +257,10 @@ async fn chat_arrives(ws: &mut crate::helpers::Ws, text: &str, within: Duration)
 
 #[tokio::test]
 async fn after_redis_restarts_the_nodes_hear_each_other_again_without_a_hand() {
-    let port = free_port();
-    let Some(mut redis) = PrivateRedis::start_on(port).await else {
-        eprintln!("skipped: redis-server is not installed");
+    let Some(mut redis) = PrivateRedis::start().await else {
         return;
     };
+    let port = redis.port;
     let url = format!("redis://127.0.0.1:{port}");
     let node1 = spawn_with(&[("REDIS_URL", &url)]).await;
     let node2 = crate::helpers::spawn_from(node1.env.clone()).await;

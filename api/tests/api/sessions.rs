@@ -313,8 +313,7 @@ async fn a_jwt_in_the_websocket_url_is_refused_with_a_pointer_to_tickets() {
 /// `WEBCALL_TEST_REDIS_URL` is set.
 #[tokio::test]
 async fn a_ws_ticket_issued_on_one_node_is_used_once_on_any() {
-    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
-        eprintln!("WEBCALL_TEST_REDIS_URL not set: cross-node tickets not exercised in this run");
+    let Some(redis_url) = crate::helpers::shared_redis_url("cross-node tickets") else {
         return;
     };
     let (mut env, _data) = test_env().await;

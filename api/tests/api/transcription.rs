@@ -21,7 +21,9 @@ use crate::telegram::{link, BOT_TOKEN, WEBHOOK_SECRET};
 pub(crate) fn test_model() -> Option<String> {
     let model = std::env::var("WEBCALL_TEST_WHISPER_MODEL").ok();
     if model.is_none() {
-        eprintln!("skipped: WEBCALL_TEST_WHISPER_MODEL is not set (scripts/make-test-model.sh)");
+        crate::helpers::unavailable(
+            "WEBCALL_TEST_WHISPER_MODEL is not set (scripts/make-test-model.sh)",
+        );
     }
     model
 }
@@ -92,6 +94,25 @@ pub(crate) fn captions_of(call: &CallClient, user_id: i64) -> Vec<Value> {
         .into_iter()
         .filter(|m| m["type"] == "caption" && m["user_id"].as_i64() == Some(user_id))
         .collect()
+}
+
+/// Waits until `user_id`'s captions on `call` hold three quarters of the words of `said`:
+/// whisper has drained what it held of that speaker (a condition to wait for, not a pause).
+pub(crate) async fn wait_captioned(call: &CallClient, user_id: i64, said: &str, secs: u64) {
+    let want = said.split_whitespace().count() * 3 / 4;
+    wait_until(
+        &format!("three quarters of {said:?} are captioned"),
+        secs,
+        || {
+            captions_of(call, user_id)
+                .iter()
+                .filter_map(|c| c["text"].as_str())
+                .map(|t| t.split_whitespace().count())
+                .sum::<usize>()
+                >= want
+        },
+    )
+    .await;
 }
 
 /// The room's stored transcript segments, as `token` (a member) reads them.
@@ -207,7 +228,10 @@ async fn two_speakers_are_transcribed_live_and_stored_with_the_right_names_in_or
     }
 
     let mut latencies = Vec::new();
-    for (voice, user_id) in [(&alice_voice, alice_id), (&bob_voice, bob_id)] {
+    for (voice, user_id, said) in [
+        (&alice_voice, alice_id, ALICE_SAYS),
+        (&bob_voice, bob_id, BOB_SAYS),
+    ] {
         voice.play();
         wait_until("the speech is sent", 20, || voice.finished().is_some()).await;
         // `finished` includes the second of trailing silence: speech ended 1 s before it.
@@ -217,14 +241,20 @@ async fn two_speakers_are_transcribed_live_and_stored_with_the_right_names_in_or
         })
         .await;
         latencies.push(speech_end.elapsed());
-        // Let whisper drain what it holds of this speaker before the next one talks.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Whisper drains what it holds of this speaker before the next one talks.
+        wait_captioned(&alice, user_id, said, 60).await;
     }
     let wall = |d: Duration| d.as_secs_f64();
     eprintln!(
         "caption latency (end of speech -> caption, upper bound): alice {:.2} s, bob {:.2} s",
         wall(latencies[0]),
         wall(latencies[1])
+    );
+    // A guard, not the benchmark (bench/reports/caption-latency.md: p95 1.34 s on this
+    // machine): past 5 s the deploy/ alert `CaptionLagHigh` fires, so it fails here too.
+    assert!(
+        latencies.iter().all(|l| *l < Duration::from_secs(5)),
+        "a final caption took 5 s or more after the end of speech: {latencies:?}"
     );
 
     // Captions name the speaker, on both sockets.
@@ -551,8 +581,7 @@ async fn stopping_the_agent_summarises_the_live_transcript_and_sends_it_to_the_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_entered_through_two_nodes_is_transcribed_into_one_session() {
     let Some(model) = test_model() else { return };
-    let Ok(redis_url) = std::env::var("WEBCALL_TEST_REDIS_URL") else {
-        eprintln!("WEBCALL_TEST_REDIS_URL not set: cross-node transcription not exercised");
+    let Some(redis_url) = crate::helpers::shared_redis_url("cross-node transcription") else {
         return;
     };
     let (mut env, _data) = test_env().await;
@@ -691,7 +720,7 @@ async fn a_speaker_who_rejoins_stays_one_speaker_and_nothing_is_lost_or_doubled(
             .any(|c| c["participant_id"].as_u64() == Some(bob2.participant_id))
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_captioned(&alice, bob_id, &format!("{BOB_SAYS} {AGAIN}"), 60).await;
 
     // One speaker, both sentences, each once, in order.
     let segments = transcript_segments(&app, room, &tokens[0]).await;
