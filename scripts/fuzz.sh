@@ -27,7 +27,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=never
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-  cargo install cargo-fuzz --locked --version '^0.13'
+  env -u CARGO_TARGET_DIR cargo install cargo-fuzz --locked --version '^0.13'
 fi
 
 cd fuzz

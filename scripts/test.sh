@@ -9,5 +9,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+command -v cargo-nextest >/dev/null || env -u CARGO_TARGET_DIR cargo install --locked cargo-nextest
 exec cargo nextest run --workspace "$@"

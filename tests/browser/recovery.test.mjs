@@ -7,8 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 
 import {
-  everyoneHearsEveryone, holdCall, launchChromium, openCall, packetsByStream, roomWith, sample,
-  sleep, toneWav, waitFor,
+  everyoneHearsEveryone, hearing, holdCall, launchChromium, openCall, packetsByStream, roomWith, sample,
+  needs, sleep, toneWav, waitFor,
 } from './harness.mjs';
 import { startServer } from './server.mjs';
 
@@ -69,7 +69,7 @@ async function assertNoGhosts(roomId, token, names) {
   assert.equal(metrics.get('sfu_participants'), names.length, 'one media peer per user');
 }
 
-test('a page whose UDP is blocked for 8 s, and a page whose socket is cut, both come back by themselves', { skip: !canFilter && 'needs nft (nftables) and root', timeout: 300_000 }, async () => {
+test('a page whose UDP is blocked for 8 s, and a page whose socket is cut, both come back by themselves', { timeout: 300_000, ...needs(!canFilter && 'needs nft (nftables) and root') }, async () => {
   const names = ['ruth', 'sam', 'tess'];
   const { room, tokens } = await roomWith(server, names, 'Recovery');
   for (let i = 0; i < names.length; i++) browsers.push(await launchChromium(toneWav(i)));
@@ -107,13 +107,18 @@ test('a page whose UDP is blocked for 8 s, and a page whose socket is cut, both 
   assert.equal(mid.get('sfu_participants'), 3, 'ruth kept her place during the grace period');
   const states = await pages[0].evaluate(() => /** @type {any} */ (window).webcall.stateLog);
   assert.ok(states.some((s) => s.state === 'reconnecting' && s.at >= blockedAt), `ruth's page showed it was reconnecting: ${JSON.stringify(states)}`);
-  const healed = await waitFor(pages, 'ruth did not come back after the block', (samples) =>
-    samples.every((s) => s.state === 'connected') && everyoneHearsEveryone(samples), 30_000);
+  const healed = await waitFor(pages, 'ruth did not come back after the block', (samples, prev) =>
+    samples.every((s) => s.state === 'connected') && everyoneHearsEveryone(samples, prev), 30_000);
   const healedIn = Date.now() - blockedAt - 8000;
-  // Ruth is heard again: the others' packets from her grow past what they had at the block.
+  // Ruth is heard again: the others' packets from her grow past what they had at the block,
+  // and over the next 2 s both hear her tone on her stream with growing energy.
   await sleep(2000);
   const afterBlock = await fromRuth();
   assert.ok(afterBlock.every((n, i) => n > duringBlock[i] + 50), `ruth is heard again: ${duringBlock} -> ${afterBlock}`);
+  const again = await sample(pages);
+  await sleep(2000);
+  const { heard, missing, wrong } = hearing(again, await sample(pages));
+  assert.ok(heard[1].has(0) && heard[2].has(0) && wrong.length === 0, `ruth is heard again: ${[...wrong, ...missing].join('; ')}`);
   console.log(`UDP blocked 8 s (ports ${ports}): connected again ${healedIn} ms after the block ended; ice restarts ${healed[0].iceRestarts}, rejoins ${healed[0].rejoins}`);
   const end = await server.metrics();
   assert.equal((end.get('sfu_peer_reconnects_total') ?? 0) - (before.get('sfu_peer_reconnects_total') ?? 0), 1, 'the server saw ruth come back');
@@ -123,8 +128,8 @@ test('a page whose UDP is blocked for 8 s, and a page whose socket is cut, both 
   assert.ok(samSockets.length >= 1);
   const cutAt = Date.now();
   for (const ws of samSockets.splice(0)) await ws.close({ code: 1001, reason: 'test cut' });
-  const back = await waitFor(pages, 'sam did not rejoin after the socket was cut', (samples) =>
-    samples[1].rejoins >= 1 && samples.every((s) => s.state === 'connected') && everyoneHearsEveryone(samples), 30_000);
+  const back = await waitFor(pages, 'sam did not rejoin after the socket was cut', (samples, prev) =>
+    samples[1].rejoins >= 1 && samples.every((s) => s.state === 'connected') && everyoneHearsEveryone(samples, prev), 30_000);
   console.log(`socket cut: sam rejoined and everyone heard everyone after ${Date.now() - cutAt} ms`);
   assert.ok(back[1].rejoins >= 1, 'sam rejoined by itself, without a reload');
   await assertNoGhosts(room.id, tokens[0], names);

@@ -33,7 +33,7 @@ export const PASSWORD = 'correct horse battery';
  * @returns {Promise<Server>}
  */
 export async function startServer({ env = {}, logTo } = {}) {
-  const binary = process.env.WEBCALL_BIN ?? join(root, 'target', 'debug', 'webcall');
+  const binary = process.env.WEBCALL_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'webcall');
   const dataDir = mkdtempSync(join(tmpdir(), 'webcall-browser-'));
   const child = spawn(binary, ['serve'], {
     cwd: root,

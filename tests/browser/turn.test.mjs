@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 
 import {
@@ -15,6 +15,9 @@ import {
 import { startServer } from './server.mjs';
 
 const SECRET = 'browser-test-turn-secret';
+
+// A minute by default; CI holds it shorter (package.json `test:ci`).
+const HOLD_SECONDS = Number(process.env.WEBCALL_TURN_HOLD_SECONDS ?? 60);
 let server;
 let coturn;
 const browsers = [];
@@ -31,20 +34,46 @@ function freePort() {
   });
 }
 
+/** Whether something accepts TCP on 127.0.0.1:`port` within `ms`. */
+async function listening(port, ms) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const ok = await new Promise((resolve) => {
+      const c = connect({ host: '127.0.0.1', port }, () => { c.destroy(); resolve(true); });
+      c.on('error', () => resolve(false));
+    });
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+/** coturn on a free port, once it listens (a port found free may be taken first: retried). */
+async function startCoturn() {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort();
+    const child = spawn('turnserver', [
+      '-n', '--listening-ip=127.0.0.1', `--listening-port=${port}`, '--relay-ip=127.0.0.1',
+      '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=webcall.test',
+      // The SFU is on 127.0.0.1 too; coturn refuses loopback peers unless told.
+      '--allow-loopback-peers', '--no-tls', '--no-dtls', '--no-cli', '--log-file=stdout',
+    ], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const spawned = new Promise((resolve, reject) => {
+      child.on('spawn', resolve);
+      child.on('error', (err) => reject(new Error(`coturn's turnserver did not start (apt-get install coturn): ${err.message}`)));
+    });
+    await spawned;
+    if (await listening(port, 5000)) return { child, port };
+    child.kill('SIGKILL');
+  }
+  throw new Error('coturn did not listen on any of 5 free ports');
+}
+
 before(async () => {
-  const port = await freePort();
-  coturn = spawn('turnserver', [
-    '-n', '--listening-ip=127.0.0.1', `--listening-port=${port}`, '--relay-ip=127.0.0.1',
-    '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=webcall.test',
-    // The SFU is on 127.0.0.1 too; coturn refuses loopback peers unless told.
-    '--allow-loopback-peers', '--no-tls', '--no-dtls', '--no-cli', '--log-file=stdout',
-  ], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await new Promise((resolve, reject) => {
-    coturn.on('error', (err) => reject(new Error(`coturn's turnserver did not start (apt-get install coturn): ${err.message}`)));
-    setTimeout(resolve, 500);
-  });
+  const started = await startCoturn();
+  coturn = started.child;
   server = await startServer({
-    env: { TURN_URLS: `turn:127.0.0.1:${port}?transport=udp`, TURN_SHARED_SECRET: SECRET },
+    env: { TURN_URLS: `turn:127.0.0.1:${started.port}?transport=udp`, TURN_SHARED_SECRET: SECRET },
   });
 });
 
@@ -103,6 +132,6 @@ test('two browsers allowed only TURN relay call through coturn with per-join cre
     assert.match(String(turn.username), /^\d+:\d+$/, 'a TURN REST username (expiry:user)');
   }
   assert.notEqual(paths[0].iceServers[0].username, paths[1].iceServers[0].username, 'a credential per user');
-  const samples = await holdCall(server, pages, 60, 'relay');
+  const samples = await holdCall(server, pages, HOLD_SECONDS, 'relay');
   assert.ok(samples >= 15, `held the call with ${samples} samples`);
 });

@@ -1,20 +1,26 @@
-// A WAV file for Chromium's fake microphone: 48 kHz mono 16-bit, a few tones in turn so the
-// audio has real energy (a missing or silent file would give a live but silent track).
+// A WAV file for Chromium's fake microphone: 48 kHz mono 16-bit, one constant tone. Each page
+// of a call gets its own tone (toneHz), so a page's analyser can tell who it hears: the tones
+// are 150 Hz apart, from 400 Hz, and stay below 2 kHz for indices 0..9.
 
 import { writeFileSync } from 'node:fs';
 
+/** The tone page `index` sends (Hz): 400, 550, 700, … 1750 for 0..9. */
+export function toneHz(index) {
+  return 400 + 150 * index;
+}
+
 /**
  * @param {string} path
- * @param {number} seconds
- * @param {number[]} tones Hz, one per second in turn (give each page its own to tell them apart)
+ * @param {number} seconds Chromium loops the file: a whole number of seconds holds whole
+ *   periods of a whole-Hz tone, so the loop is seamless
+ * @param {number} hz the one tone, all through
  */
-export function writeToneWav(path, seconds = 10, tones = [330, 440, 550]) {
+export function writeToneWav(path, seconds = 10, hz = toneHz(0)) {
   const rate = 48_000;
   const samples = rate * seconds;
   const data = Buffer.alloc(samples * 2);
   for (let i = 0; i < samples; i++) {
-    const freq = tones[Math.floor(i / rate) % tones.length];
-    data.writeInt16LE(Math.round(Math.sin((2 * Math.PI * freq * i) / rate) * 9000), i * 2);
+    data.writeInt16LE(Math.round(Math.sin((2 * Math.PI * hz * i) / rate) * 9000), i * 2);
   }
   const header = Buffer.alloc(44);
   header.write('RIFF', 0);
