@@ -264,6 +264,15 @@ fn transcribe(
         .collect()
 }
 
+/// What the speech-in-noise tests start from: the model, a scratch dir, the clean speech and
+/// the words it says.
+fn speech_setup(model: &Path) -> (Whisper, tempfile::TempDir, Vec<f32>, String) {
+    let whisper = load(model);
+    let dir = scratch();
+    let clean = speech(dir.path());
+    (whisper, dir, clean, SENTENCES.join(" "))
+}
+
 fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
@@ -317,11 +326,8 @@ fn speech_in_fan_and_keyboard_noise_at_10_db_stays_readable() {
     let Some(model) = support::model() else {
         return;
     };
-    let whisper = load(&model);
-    let dir = scratch();
+    let (whisper, dir, clean, reference) = speech_setup(&model);
     let d = dir.path();
-    let clean = speech(d);
-    let reference = SENTENCES.join(" ");
     let earshot = Detector::from_name("earshot").expect("earshot");
     for (name, noise) in [("fan", fan(d)), ("keyboard", keyboard())] {
         let mixed = mix(&clean, &noise, 10.0);
@@ -338,11 +344,8 @@ fn vad_comparison_in_noise() {
     let Some(model) = support::model() else {
         return;
     };
-    let whisper = load(&model);
-    let dir = scratch();
+    let (whisper, dir, clean, reference) = speech_setup(&model);
     let d = dir.path();
-    let clean = speech(d);
-    let reference = SENTENCES.join(" ");
     let sources = [
         ("fan", fan(d)),
         ("babble", babble(d)),
