@@ -428,9 +428,11 @@ test('bad paths: wrong password, wrong secret, taken name, deleted room, removed
   await alice.getByRole('tab', { name: 'Members' }).click();
   await alice.getByRole('tabpanel').getByLabel('Username').fill('bob');
   await alice.getByRole('button', { name: 'Add', exact: true }).click();
+  // Typed while bob's add is still in flight: the answer to it must not wipe the next name.
   await alice.getByRole('tabpanel').getByLabel('Username').fill('nobody-here');
   await alice.getByRole('button', { name: 'Add', exact: true }).click();
   await alice.getByText('There is no user with this name.').waitFor();
+  await alice.getByRole('button', { name: 'Remove bob' }).waitFor();
   await go(bob, `/rooms/${tempId}`);
   await bob.getByRole('heading', { name: 'Temporary' }).waitFor();
   await alice.getByRole('button', { name: 'Delete room' }).click();

@@ -52,7 +52,8 @@ export function createMembersPanel(ctx, roomId, hooks) {
     }
     try {
       await ctx.api.addMember(roomId, name, /** @type {import('../api.js').Role} */ (addRole.value));
-      addName.input.value = '';
+      // Someone quick may already have typed the next name while this one was in flight: keep it.
+      if (addName.input.value.trim() === name) addName.input.value = '';
       ctx.announce(t('member_added', { name }));
       await load();
     } catch (err) {
