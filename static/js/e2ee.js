@@ -167,24 +167,18 @@ export class E2ee {
   }
 
   /**
+   * The message key between `mine` and the peer's public key `theirs` (the key itself, not
+   * a key id: which key a key id stands for is decided by the caller, see peer-keys.js).
    * @param {LocalKey} mine
-   * @param {string} peer
-   * @param {string} peerKeyId
+   * @param {import('./api.js').PublicJwk} theirs
    * @returns {Promise<CryptoKey>}
    */
-  async aesKey(mine, peer, peerKeyId) {
-    const id = `${mine.keyId}|${peer.toLowerCase()}|${peerKeyId}`;
+  aesKey(mine, theirs) {
+    const id = `${mine.id}|${theirs.x}|${theirs.y}`;
     let p = this.aesKeys.get(id);
     if (!p) {
       p = (async () => {
-        let keys = await this.keysOf(peer);
-        let theirs = keys.keys.find((k) => k.key_id === peerKeyId);
-        if (!theirs) {
-          keys = await this.keysOf(peer, true);
-          theirs = keys.keys.find((k) => k.key_id === peerKeyId);
-        }
-        if (!theirs) throw new Error('unknown key');
-        const bits = await crypto.subtle.deriveBits({ name: 'ECDH', public: await importPublic(theirs.jwk) }, mine.privateKey, 256);
+        const bits = await crypto.subtle.deriveBits({ name: 'ECDH', public: await importPublic(theirs) }, mine.privateKey, 256);
         const hkdf = await crypto.subtle.importKey('raw', bits, 'HKDF', false, ['deriveKey']);
         return crypto.subtle.deriveKey({ name: 'HKDF', hash: 'SHA-256', salt: SALT, info: INFO }, hkdf,
           { name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
@@ -196,39 +190,39 @@ export class E2ee {
   }
 
   /**
-   * Encrypts `text` from `me` to `peer`'s current key; null when the peer has no key.
+   * Encrypts `text` from `me` to `recipient`'s key `to`, exactly that key (the caller has
+   * checked it against the keys this browser remembers).
    * @param {string} me
-   * @param {string} peer
+   * @param {string} recipient the user name as the server spells it
+   * @param {import('./api.js').PublishedKey} to
    * @param {string} text
-   * @returns {Promise<Sealed | null>}
+   * @returns {Promise<Sealed>}
    */
-  async seal(me, peer, text) {
-    const keys = await this.keysOf(peer, true);
-    if (!keys.current) return null;
+  async seal(me, recipient, to, text) {
     const mine = await this.myKey(me);
-    const recipient = keys.username;
-    const key = await this.aesKey(mine, recipient, keys.current.key_id);
+    const key = await this.aesKey(mine, to.jwk);
     const iv = crypto.getRandomValues(new Uint8Array(12));
-    const aad = new TextEncoder().encode(`${me}|${recipient}|${mine.keyId}|${keys.current.key_id}`);
+    const aad = new TextEncoder().encode(`${me}|${recipient}|${mine.keyId}|${to.key_id}`);
     const ct = await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: aad }, key, new TextEncoder().encode(text));
-    return { ciphertext: b64(ct), iv: b64(iv), sender_key_id: mine.keyId, recipient_key_id: keys.current.key_id };
+    return { ciphertext: b64(ct), iv: b64(iv), sender_key_id: mine.keyId, recipient_key_id: to.key_id };
   }
 
   /**
-   * Decrypts a DM to or from `me`. Throws when this browser lacks the private key.
+   * Decrypts a DM to or from `me`, with `peerJwk` as the other side's key (the one the
+   * message's key id stands for). Throws when this browser lacks the private key, or the
+   * message was not made with these keys.
    * @param {string} me
    * @param {import('./api.js').DirectMessage} msg
+   * @param {import('./api.js').PublicJwk} peerJwk
    * @returns {Promise<string>}
    */
-  async open(me, msg) {
+  async open(me, msg, peerJwk) {
     if (!msg.ciphertext || !msg.iv || !msg.sender_key_id || !msg.recipient_key_id) throw new Error('not encrypted');
     const outgoing = msg.sender.toLowerCase() === me.toLowerCase();
     const myKeyId = outgoing ? msg.sender_key_id : msg.recipient_key_id;
-    const peer = outgoing ? msg.recipient : msg.sender;
-    const peerKeyId = outgoing ? msg.recipient_key_id : msg.sender_key_id;
     const mine = (await localKeys(me)).find((k) => k.keyId === myKeyId);
     if (!mine) throw new Error('no private key');
-    const key = await this.aesKey(mine, peer, peerKeyId);
+    const key = await this.aesKey(mine, peerJwk);
     const aad = new TextEncoder().encode(`${msg.sender}|${msg.recipient}|${msg.sender_key_id}|${msg.recipient_key_id}`);
     const pt = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: unb64(msg.iv), additionalData: aad }, key, unb64(msg.ciphertext));
     return new TextDecoder().decode(pt);

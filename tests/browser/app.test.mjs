@@ -379,10 +379,18 @@ test('settings: prompt validation, save and reset; language switch; key rotation
   await alice.locator('.dm-list .msg', { hasText: 'Sent with the new key' }).waitFor();
   const { bob } = ctx;
   await go(bob, '/dm/alice');
-  await bob.getByText('The key of alice changed since you last wrote.').waitFor();
-  await bob.locator('.dm-list .msg', { hasText: 'Sent with the new key' }).waitFor();
-  await bob.locator('.dm-list .msg', { hasText: 'The launch code is 1234' }).waitFor();
+  // Bob's browser remembers alice's first key: the new one is put to him with both
+  // fingerprints, and the message that came with it is marked until he trusts it.
+  await bob.locator('.key-prompt', { hasText: 'The key of alice changed' }).waitFor();
+  await bob.locator('.dm-list .msg', { hasText: 'Sent with the new key' }).locator('.new-key').waitFor();
+  await bob.locator('.dm-list .msg', { hasText: 'The launch code is 1234' }).locator('.lock').waitFor();
   assert.equal(await bob.locator('.undecryptable').count(), 0);
+  await axe(bob, 'dm (key changed)');
+  await bob.getByRole('button', { name: 'Trust the new key', exact: true }).click();
+  await bob.locator('.dm-list .msg', { hasText: 'Sent with the new key' }).locator('.lock').waitFor();
+  await bob.getByText('End-to-end encrypted:').waitFor();
+  assert.equal(await bob.locator('.new-key').count(), 0);
+  assert.equal(await bob.locator('.key-prompt').isVisible(), false);
 });
 
 test('bad paths: wrong password, wrong secret, taken name, deleted room, removed member', { timeout: 60_000 }, async () => {

@@ -14,6 +14,7 @@ export const PASSWORD = 'correct horse battery';
 /**
  * @typedef {{
  *   base: string,
+ *   dataDir: string,
  *   stop: () => void,
  *   kill: (signal?: NodeJS.Signals) => Promise<void>,
  *   child: import('node:child_process').ChildProcess,
@@ -122,5 +123,5 @@ export async function startServer({ env = {}, logTo } = {}) {
     }
   }
   const node = nodeName ? parseInt(nodeName.slice('node-'.length), 16) : undefined;
-  return { base, stop, kill, child, exited, node, nodeName, api, metrics };
+  return { base, dataDir, stop, kill, child, exited, node, nodeName, api, metrics };
 }

@@ -1,9 +1,12 @@
 // @ts-check
 // Direct messages: the conversation list (unread badges, online dots) and one conversation
-// (encrypted when both sides have a key, with fingerprints to compare, read receipts).
+// (encrypted when both sides have a key, with fingerprints to compare, read receipts). A peer
+// key this browser has not accepted is never encrypted to without asking, and messages that
+// came with one are marked (docs/e2ee.md, "Keys the browser remembers").
 
 import { ApiError } from '../api.js';
 import { MAX_CHARS, charCount } from '../chat.js';
+import { KeyCheckError } from '../dm.js';
 import { currentLang, t } from '../i18n.js';
 import { field, formatTime, h, icon, linkify, newId, replace, setFieldError } from './dom.js';
 import { errorText } from './errors.js';
@@ -62,6 +65,14 @@ export function renderDms(ctx, peer) {
   if (peer) {
     const peerName = peer;
     const security = h('div', { class: 'security' }, [h('span', { class: 'muted', text: t('checking_encryption') })]);
+    // Messages that came with a key of the peer this browser had not accepted.
+    const keyNotice = h('div', { class: 'banner key-notice', role: 'status', hidden: true });
+    /** @type {Set<string>} */
+    const newKeys = new Set();
+    // Before the form: the question asked before anything is encrypted to a changed key.
+    const keyPrompt = h('div', { class: 'banner key-prompt', hidden: true });
+    // The fingerprint of a changed key the user chose not to send to, so as not to ask again unasked.
+    let dismissed = '';
     const list = h('ol', { class: 'chat-list dm-list', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': t('dm_with', { name: peerName }) });
     const olderButton = h('button', { type: 'button', class: 'link-button', hidden: true, text: t('load_older') });
     const inputId = newId('dm');
@@ -75,7 +86,7 @@ export function renderDms(ctx, peer) {
     ]);
     thread = h('section', { class: 'thread card', 'aria-labelledby': `${inputId}-h` }, [
       h('a', { href: '/dm', class: 'back-to-list', text: `← ${t('conversations')}` }),
-      h('h2', { id: `${inputId}-h`, class: 'section-title', text: peerName }), security, olderButton, list, form,
+      h('h2', { id: `${inputId}-h`, class: 'section-title', text: peerName }), security, keyNotice, olderButton, list, keyPrompt, form,
     ]);
     /** @type {Set<number>} */
     const seen = new Set();
@@ -89,8 +100,9 @@ export function renderDms(ctx, peer) {
         h('div', { class: 'msg-head' }, [
           h('span', { class: 'msg-author', text: s.msg.sender }),
           h('time', { class: 'msg-time', datetime: s.msg.created_at, text: formatTime(s.msg.created_at, lang) }),
-          s.encrypted ? h('span', { class: 'lock', title: t('encrypted') }, [icon('lock'), h('span', { class: 'visually-hidden', text: t('encrypted') })])
-            : h('span', { class: 'tag warn', text: t('not_encrypted') }),
+          s.newKey ? h('span', { class: 'tag warn new-key', title: t('new_key_title', { name: peerName }), text: t('new_key') })
+            : s.encrypted ? h('span', { class: 'lock', title: t('encrypted') }, [icon('lock'), h('span', { class: 'visually-hidden', text: t('encrypted') })])
+              : h('span', { class: 'tag warn', text: t('not_encrypted') }),
           mine ? h('span', { class: 'receipt', text: s.msg.read_at ? t('read') : t('delivered') }) : null,
         ]),
         s.failed ? h('p', { class: 'msg-text undecryptable', text: t('cannot_decrypt') }) : h('p', { class: 'msg-text' }, linkify(s.text ?? '')),
@@ -102,6 +114,12 @@ export function renderDms(ctx, peer) {
     function add(s) {
       if (seen.has(s.msg.id)) return;
       seen.add(s.msg.id);
+      if (s.newKey && !newKeys.has(s.newKey)) {
+        newKeys.add(s.newKey);
+        replace(keyNotice, h('p', { text: t('new_key_notice', { name: peerName }) }),
+          h('ul', { class: 'fingerprints' }, [...newKeys].map((fp) => h('li', {}, [h('code', { text: fp })]))));
+        keyNotice.hidden = false;
+      }
       if (!oldest || s.msg.id < oldest) oldest = s.msg.id;
       let before = null;
       for (let c = list.lastElementChild; c; c = c.previousElementSibling) {
@@ -122,6 +140,53 @@ export function renderDms(ctx, peer) {
       }
     }
 
+    /** Shows the thread afresh (after a key is accepted, its messages are no longer marked). */
+    function reload() {
+      seen.clear();
+      newKeys.clear();
+      oldest = 0;
+      replace(list);
+      replace(keyNotice);
+      keyNotice.hidden = true;
+      void load();
+    }
+
+    /**
+     * The changed key, both fingerprints, and what the user can do: trust the new key (and
+     * send `text`, when sending is what found the change), or not.
+     * @param {import('../dm.js').KeyCheck & {state: 'changed'}} check
+     * @param {string | null} text the message waiting to be sent
+     */
+    function askAboutKey(check, text) {
+      const trust = h('button', { type: 'button', class: text === null ? null : 'primary', text: text === null ? t('trust_key') : t('trust_and_send') });
+      trust.addEventListener('click', () => {
+        ctx.dm.accept(peerName, check.key);
+        keyPrompt.hidden = true;
+        replace(keyPrompt);
+        reload();
+        void loadSecurity();
+        if (text !== null) void submit(text);
+        else input.focus();
+      });
+      const cancel = text === null ? null : h('button', { type: 'button', text: t('dont_send') });
+      cancel?.addEventListener('click', () => {
+        dismissed = check.fp;
+        keyPrompt.hidden = true;
+        replace(keyPrompt);
+        input.focus();
+      });
+      const said = h('p', { role: 'alert', tabindex: '-1', text: text === null ? t('key_changed', { name: peerName }) : t('key_changed_send', { name: peerName }) });
+      replace(keyPrompt, said,
+        h('dl', { class: 'fingerprints' }, [
+          h('dt', { text: t('key_before') }), h('dd', {}, [h('code', { class: 'fp-before', text: check.fromFp })]),
+          h('dt', { text: t('key_now') }), h('dd', {}, [h('code', { class: 'fp-now', text: check.fp })]),
+        ]),
+        h('p', { text: t('fingerprint_help', { name: peerName }) }),
+        h('div', { class: 'button-row' }, [trust, cancel]));
+      keyPrompt.hidden = false;
+      if (text !== null) said.focus();
+    }
+
     async function load() {
       try {
         const { messages, hasMore } = await ctx.dm.open(peerName, { onMessage: add, onRead: markRead, onReload: () => { void load(); } });
@@ -139,21 +204,28 @@ export function renderDms(ctx, peer) {
 
     async function loadSecurity() {
       try {
-        const s = await ctx.dm.security(peerName);
-        if (s.encrypted) {
+        const { check, mine } = await ctx.dm.security(peerName);
+        if (check.state === 'ok' && mine) {
           replace(security,
-            s.changed ? h('p', { class: 'banner', role: 'alert', text: t('key_changed', { name: peerName }) }) : null,
             h('p', { class: 'enc-on' }, [icon('lock'), ' ', t('e2ee_on')]),
-            h('details', { open: s.changed }, [
+            h('details', {}, [
               h('summary', { text: t('compare_fingerprints') }),
               h('p', { text: t('fingerprint_help', { name: peerName }) }),
               h('dl', { class: 'fingerprints' }, [
-                h('dt', { text: t('your_key') }), h('dd', {}, [h('code', { text: s.mine ?? '' })]),
-                h('dt', { text: t('their_key', { name: peerName }) }), h('dd', {}, [h('code', { text: s.theirs ?? '' })]),
+                h('dt', { text: t('your_key') }), h('dd', {}, [h('code', { text: mine })]),
+                h('dt', { text: t('their_key', { name: peerName }) }), h('dd', {}, [h('code', { text: check.fp })]),
               ]),
             ]));
-        } else {
+        } else if (check.state === 'changed') {
+          replace(security, h('p', { class: 'enc-off' }, [icon('unlock'), ' ', t('key_unconfirmed')]));
+          // A question already asked for a message waiting to be sent stays as it is.
+          if (keyPrompt.hidden && dismissed !== check.fp) askAboutKey(check, null);
+        } else if (check.state === 'gone') {
+          replace(security, h('p', { class: 'banner key-gone', role: 'alert', text: t('key_gone', { name: peerName }) }));
+        } else if (check.state === 'plain') {
           replace(security, h('p', { class: 'enc-off' }, [icon('unlock'), ' ', t('e2ee_off', { name: peerName })]));
+        } else {
+          replace(security, h('p', { class: 'enc-off', text: t('e2ee_unknown') }));
         }
       } catch (err) {
         if (err instanceof ApiError && err.status === 404) return;
@@ -179,22 +251,39 @@ export function renderDms(ctx, peer) {
     input.addEventListener('keydown', (ev) => {
       if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); form.requestSubmit(); }
     });
-    form.addEventListener('submit', async (ev) => {
-      ev.preventDefault();
-      const text = input.value;
-      if (!text.trim() || charCount(text) > MAX_CHARS) return;
+    /**
+     * Sends `text`; nothing leaves the browser when the peer's key is not the accepted one
+     * (the question is asked instead) or the server lists none although one was known.
+     * @param {string} text
+     */
+    async function submit(text) {
       send.disabled = true;
       try {
         const shown = await ctx.dm.send(peerName, text);
-        input.value = '';
+        if (input.value === text) input.value = '';
         updateCounter();
         add(shown);
         void loadSecurity();
       } catch (err) {
-        setFieldError({ input, error }, errorText(err));
+        if (err instanceof KeyCheckError && err.check.state === 'changed') {
+          askAboutKey(err.check, text);
+          void loadSecurity();
+        } else if (err instanceof KeyCheckError) {
+          setFieldError({ input, error }, t('not_sent_key_gone', { name: peerName }));
+          void loadSecurity();
+        } else {
+          setFieldError({ input, error }, errorText(err));
+        }
       } finally {
         send.disabled = false;
       }
+    }
+
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const text = input.value;
+      if (!text.trim() || charCount(text) > MAX_CHARS) return;
+      void submit(text);
     });
 
     void load().then(loadSecurity);
