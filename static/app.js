@@ -7,7 +7,7 @@ import { Api } from './js/api.js';
 import { DmService } from './js/dm.js';
 import { currentLang, onLangChange, t } from './js/i18n.js';
 import { InviteService } from './js/invites.js';
-import { disablePush, onNavigateRequest, registerServiceWorker } from './js/push.js';
+import { disablePush, onNavigateRequest, registerServiceWorker, resyncPush } from './js/push.js';
 import { Router } from './js/router.js';
 import { Session } from './js/session.js';
 import { UserSocket } from './js/user-socket.js';
@@ -83,6 +83,7 @@ session.onChange((reason) => {
     invites.start();
     userSocket.start();
     dm.start();
+    void resyncPush(api);
     return;
   }
   userSocket.stop();
@@ -108,7 +109,7 @@ document.documentElement.lang = currentLang();
 dm.onUnread((n) => shell.setUnread(n));
 if (session.user) {
   // A stored token may have expired on the server side (restart with a new secret, say).
-  api.me().then(() => { invites.start(); userSocket.start(); dm.start(); }).catch(() => { /* 401 ends the session */ });
+  api.me().then(() => { invites.start(); userSocket.start(); dm.start(); void resyncPush(api); }).catch(() => { /* 401 ends the session */ });
 }
 router.start();
 // The worker shows push notifications; a click on one asks an open tab to show its page.

@@ -23,12 +23,14 @@ use crate::app::telegram::Telegram;
 use crate::app::transcription::Transcription;
 use crate::auth::{PasswordHasher, TokenService, WsTickets};
 use crate::cluster::{Cluster, NodeIdentity};
-use crate::config::Settings;
+use crate::config::{AppEnv, Settings};
 use crate::context::ApiContext;
 use crate::db::{Store, StoreError};
 use crate::http;
 use crate::invites::{CallInviteService, InviteStore, MemoryInvites, RedisInvites};
-use crate::push::{PushConfig, PushService, PushStream, PushWorker, UnseenCounts, VapidKeys};
+use crate::push::{
+    EgressPolicy, PushConfig, PushService, PushStream, PushWorker, UnseenCounts, VapidKeys,
+};
 use crate::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use crate::realtime::RedisBus;
 use crate::secrets::{self, SecretError, SecretOrigin};
@@ -266,8 +268,16 @@ fn start_invites_and_push(
     };
     let config = PushConfig {
         retry_base: push_settings.retry_base,
+        egress: EgressPolicy {
+            allow_private: push_settings.allow_private,
+            production: settings.app_env == AppEnv::Prod,
+        },
         ..PushConfig::default()
-    };
+    }
+    .with_claim_idle(push_settings.claim_idle);
+    if push_settings.allow_private {
+        tracing::warn!("PUSH_ALLOW_PRIVATE is set: push endpoints on loopback and private addresses are contacted (tests and development only)");
+    }
     let (push, worker) = PushService::new(vapid, counts, push_stream, config)
         .map_err(|e| StartError::Push(e.to_string()))?;
     let invites = Arc::new(CallInviteService::new(

@@ -81,6 +81,22 @@ export async function enablePush(api) {
 }
 
 /**
+ * Gives the server this browser's subscription again, under the current session (after a
+ * sign-in, and on start): a subscription belongs to the session that saved it and ends with
+ * it, so a new session must save it anew. Nothing happens where notifications are off;
+ * failures are left for the next start.
+ * @param {import('./api.js').Api} api
+ */
+export async function resyncPush(api) {
+  if (!pushSupported() || Notification.permission !== 'granted') return;
+  try {
+    const reg = await navigator.serviceWorker.getRegistration('/');
+    const sub = await reg?.pushManager.getSubscription();
+    if (sub) await api.addPushSubscription(/** @type {import('./api.js').PushSubscriptionBody} */ (sub.toJSON()));
+  } catch { /* the next start tries again */ }
+}
+
+/**
  * Turns notifications off in this browser: the server forgets the subscription (when it
  * can be told) and the browser drops it.
  * @param {import('./api.js').Api | null} api null to only drop it here (signed out already)

@@ -7,7 +7,7 @@ use signaling::bus::RoomEvent;
 use signaling::Hub;
 
 use crate::auth::{PasswordHasher, TokenService};
-use crate::db::{now_millis, DeletedUser, Store, StoreError, UserRow};
+use crate::db::{now_millis, DeletedUser, PushSession, Store, StoreError, UserRow};
 use crate::domain::{Password, Username};
 use crate::error::{Error, Result};
 
@@ -104,12 +104,18 @@ pub async fn logout(store: &Store, user_id: i64, jti: &str, exp: i64) -> Result<
     store
         .revoke_token(jti, user_id, exp.saturating_mul(1000), now_millis())
         .await?;
+    // The browsers this session subscribed stop getting notices with it (a push checks the
+    // session too; this keeps the table from holding the dead rows).
+    store
+        .end_push_subscriptions_of_session(user_id, jti)
+        .await?;
     tracing::info!(user_id, "signed out");
     Ok(())
 }
 
 /// Changes the password of `user` and ends every other session of theirs (the token
-/// generation moves on); returns a session of the new generation.
+/// generation moves on) with their push subscriptions; returns a session of the new
+/// generation, which keeps the push subscriptions the session `token_id` saved.
 ///
 /// # Errors
 /// 401 when `current` is wrong (as a failed login), 422 for a weak `new` password.
@@ -118,6 +124,7 @@ pub async fn change_password(
     hasher: &PasswordHasher,
     tokens: &TokenService,
     user: UserRow,
+    token_id: &str,
     current: &str,
     new: &str,
 ) -> Result<Session> {
@@ -133,6 +140,15 @@ pub async fn change_password(
         .await?
         .ok_or(Error::Unauthorized)?;
     let token = tokens.issue(user.id, &user.username, version)?;
+    let claims = tokens.verify(&token).map_err(Error::internal)?;
+    let kept = PushSession {
+        token_id: claims.jti,
+        token_version: version,
+        expires_at: claims.exp.saturating_mul(1000),
+    };
+    store
+        .keep_push_subscriptions_of_session(user.id, token_id, &kept)
+        .await?;
     tracing::info!(user_id = user.id, "password changed; other sessions ended");
     Ok(Session { token, user })
 }

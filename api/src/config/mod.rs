@@ -155,6 +155,11 @@ pub struct PushSettings {
     /// this long (that node stopped) is sent by this one (default 300: longer than a push
     /// with all its retries takes, so a slow push isn't sent twice).
     pub claim_idle: Duration,
+    /// `PUSH_ALLOW_PRIVATE=1`: push endpoints on loopback, private and link-local addresses
+    /// are contacted too. For tests and development against a local stand-in push service
+    /// only; refused with `APP_ENV=prod`, where it would let any user make the server POST
+    /// into its own network.
+    pub allow_private: bool,
 }
 
 /// `WHISPER_LANGUAGE`: `auto` (default), one code (`ru`), or the codes a detection may
@@ -511,7 +516,7 @@ impl Settings {
         if !(5..=600).contains(&invite_secs) {
             return Err(invalid("INVITE_TIMEOUT_SECS", "must be between 5 and 600"));
         }
-        let push = push_settings(&get)?;
+        let push = push_settings(&get, app_env)?;
         let ws_ticket_secs = parse_or(
             "WS_TICKET_TTL_SECS",
             get("WS_TICKET_TTL_SECS"),
@@ -561,7 +566,10 @@ impl Settings {
     }
 }
 
-fn push_settings(get: &impl Fn(&str) -> Option<String>) -> Result<PushSettings, ConfigError> {
+fn push_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    app_env: AppEnv,
+) -> Result<PushSettings, ConfigError> {
     let vapid_subject =
         get("VAPID_SUBJECT").unwrap_or_else(|| "mailto:webcall@localhost".to_owned());
     if !(vapid_subject.starts_with("mailto:") || vapid_subject.starts_with("https://")) {
@@ -600,12 +608,25 @@ fn push_settings(get: &impl Fn(&str) -> Option<String>) -> Result<PushSettings, 
             "is only used with VAPID_PRIVATE_KEY (the key pair is generated when neither is set)",
         ));
     }
+    let allow_private = match get("PUSH_ALLOW_PRIVATE").as_deref() {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(_) => return Err(invalid("PUSH_ALLOW_PRIVATE", "expected 1 or 0")),
+    };
+    if allow_private && app_env == AppEnv::Prod {
+        return Err(invalid(
+            "PUSH_ALLOW_PRIVATE",
+            "is for tests and development only and can't be set with APP_ENV=prod \
+             (any user could make the server POST into its private network)",
+        ));
+    }
     Ok(PushSettings {
         vapid_private_key: get("VAPID_PRIVATE_KEY").map(SecretString::from),
         vapid_public_key: get("VAPID_PUBLIC_KEY"),
         vapid_subject,
         retry_base: Duration::from_millis(retry_ms),
         claim_idle: Duration::from_secs(claim_secs),
+        allow_private,
     })
 }
 
@@ -1002,6 +1023,27 @@ mod tests {
             assert_eq!(err.var, *var, "{pairs:?} -> {err}");
             assert!(err.to_string().starts_with(var));
         }
+    }
+
+    #[test]
+    fn push_to_private_addresses_is_off_by_default_and_refused_in_prod() {
+        assert!(!settings(&[]).expect("valid").push.allow_private);
+        let dev = settings(&[("PUSH_ALLOW_PRIVATE", "1")]).expect("valid");
+        assert!(dev.push.allow_private);
+        let err = settings(&[
+            ("APP_ENV", "prod"),
+            ("JWT_SECRET", &"j".repeat(32)),
+            ("REGISTRATION_SECRET", "let-me-in-please"),
+            ("PUSH_ALLOW_PRIVATE", "1"),
+        ])
+        .expect_err("refused in prod");
+        assert_eq!(err.var, "PUSH_ALLOW_PRIVATE");
+        assert_eq!(
+            settings(&[("PUSH_ALLOW_PRIVATE", "yes")])
+                .expect_err("not a flag")
+                .var,
+            "PUSH_ALLOW_PRIVATE"
+        );
     }
 
     #[test]

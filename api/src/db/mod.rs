@@ -27,7 +27,9 @@ pub use agent::{AgentSessionRow, NewSummary, SummaryRow};
 pub use chat::ChatRow;
 pub use dm::{ConversationRow, DmBody, DmRow};
 pub use keys::KeyRow;
-pub use push::{PushSubscriptionRow, MAX_SUBSCRIPTIONS_PER_USER};
+pub use push::{
+    PushSession, PushSubscriptionInfo, PushSubscriptionRow, MAX_SUBSCRIPTIONS_PER_USER,
+};
 pub use rooms::{MemberRow, RoomRow};
 pub use telegram::TelegramLinkRow;
 pub use transcripts::{NewSegment, SegmentRow};

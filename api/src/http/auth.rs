@@ -235,6 +235,7 @@ async fn change_password(
         &ctx.passwords,
         &ctx.tokens,
         row,
+        &user.token_id,
         &req.current_password,
         &req.new_password,
     )

@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         (name = "chat", description = "Room chat"),
         (name = "keys", description = "Public keys for end-to-end encrypted DMs"),
         (name = "dm", description = "Direct messages"),
+        (name = "push", description = "WebPush: the VAPID key and your browsers' subscriptions"),
         (name = "agent", description = "The AI agent: summaries, prompts, Telegram"),
         (name = "realtime", description = "WebSockets (protocol: docs/protocol.md)"),
         (name = "ops", description = "Health and metrics"),

@@ -6,6 +6,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
+use super::breaker::Health;
+use super::egress::{self, EgressError, EgressPolicy};
 use super::vapid::{decode_b64url, VapidKeys};
 use crate::db::PushSubscriptionRow;
 
@@ -16,9 +18,27 @@ pub enum Delivery {
     /// 404/410: the subscription is gone; forget it.
     Gone,
     /// 429, 5xx or no answer: try again later (`Retry-After` when the service gave one).
-    Retry(Option<Duration>, String),
+    /// `health` says whether it counts against the host's breaker (a 429 doesn't).
+    Retry {
+        after: Option<Duration>,
+        why: String,
+        health: Health,
+    },
     /// Any other refusal (a malformed subscription, a VAPID mismatch): retrying won't help.
     Rejected(String),
+    /// Not sent: the endpoint is not somewhere this server posts to (see `egress`).
+    Refused(EgressError),
+}
+
+impl Delivery {
+    /// What this says about the push host, for its breaker.
+    pub fn health(&self) -> Health {
+        match self {
+            Delivery::Delivered | Delivery::Gone | Delivery::Rejected(_) => Health::Up,
+            Delivery::Retry { health, .. } => *health,
+            Delivery::Refused(_) => Health::Unknown,
+        }
+    }
 }
 
 /// What one push carries besides the payload.
@@ -36,9 +56,11 @@ fn topic(tag: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Encrypts `payload` for `sub` and POSTs it.
+/// Encrypts `payload` for `sub` and POSTs it, if `policy` lets the endpoint be contacted
+/// (names are checked again, by address, by the client's resolver).
 pub async fn send(
     http: &reqwest::Client,
+    policy: &EgressPolicy,
     vapid: &VapidKeys,
     sub: &PushSubscriptionRow,
     payload: &[u8],
@@ -50,6 +72,9 @@ pub async fn send(
     let Ok(endpoint) = reqwest::Url::parse(&sub.endpoint) else {
         return Delivery::Rejected("stored endpoint is not a URL".to_owned());
     };
+    if let Err(why) = policy.check_url(&endpoint) {
+        return Delivery::Refused(why);
+    }
     let body = match ece::encrypt(&p256dh, &auth, payload) {
         Ok(body) => body,
         Err(err) => return Delivery::Rejected(format!("encryption failed: {err}")),
@@ -70,7 +95,14 @@ pub async fn send(
         .send()
         .await;
     match response {
-        Err(err) => Delivery::Retry(None, format!("no answer: {err}")),
+        Err(err) if egress::is_refused(&err) => {
+            Delivery::Refused(EgressError::NonPublicName(host_of(&sub.endpoint)))
+        }
+        Err(err) => Delivery::Retry {
+            after: None,
+            why: format!("no answer: {err}"),
+            health: Health::Down,
+        },
         Ok(response) => {
             let status = response.status();
             let retry_after = response
@@ -82,12 +114,31 @@ pub async fn send(
             match status {
                 s if s.is_success() => Delivery::Delivered,
                 StatusCode::NOT_FOUND | StatusCode::GONE => Delivery::Gone,
-                StatusCode::TOO_MANY_REQUESTS => Delivery::Retry(retry_after, status.to_string()),
-                s if s.is_server_error() => Delivery::Retry(retry_after, status.to_string()),
+                StatusCode::TOO_MANY_REQUESTS => Delivery::Retry {
+                    after: retry_after,
+                    why: status.to_string(),
+                    health: Health::Unknown,
+                },
+                s if s.is_server_error() => Delivery::Retry {
+                    after: retry_after,
+                    why: status.to_string(),
+                    health: Health::Down,
+                },
                 s => Delivery::Rejected(s.to_string()),
             }
         }
     }
+}
+
+/// `host:port` of an endpoint: what a breaker is kept per (`?` when it is not a URL).
+pub fn host_of(endpoint: &str) -> String {
+    reqwest::Url::parse(endpoint)
+        .ok()
+        .and_then(|url| {
+            let host = url.host_str()?.to_owned();
+            Some(format!("{host}:{}", url.port_or_known_default()?))
+        })
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 #[cfg(test)]

@@ -5,9 +5,23 @@
 //! the user subscribed, so a slow or dead push service never slows chat. Notices collapse
 //! per conversation: while one is queued, a newer one replaces it, and the payload carries the
 //! number of unseen messages, so a user gets one notification per conversation.
+//!
+//! One user's endpoints can't hold up anyone else's: a send slot is held for one request
+//! and given back while a delivery waits to retry, every notice has a deadline, and each
+//! push host has a circuit breaker.
+//!
+//! - `breaker`: [`breaker::Breakers`], one circuit breaker per push host.
+//! - `counts`: [`UnseenCounts`], the "3 new messages" counters.
+//! - `deliver`: one encrypted POST and what its answer means ([`Delivery`]).
+//! - `egress`: [`EgressPolicy`] and the resolver that keeps pushes off non-public addresses.
+//! - `notice`: [`Notice`] and its payload.
+//! - `stream`: [`PushStream`], the queue shared through Redis.
+//! - `vapid`: [`VapidKeys`].
 
+mod breaker;
 mod counts;
 mod deliver;
+pub mod egress;
 mod notice;
 mod stream;
 pub mod vapid;
@@ -19,31 +33,45 @@ use std::time::Duration;
 use signaling::Hub;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
+use self::breaker::{Admit, Breakers};
 pub use self::counts::UnseenCounts;
 pub use self::deliver::Delivery;
+pub use self::egress::{EgressError, EgressPolicy};
 pub use self::notice::{Notice, Payload};
 pub use self::stream::PushStream;
 pub use self::vapid::VapidKeys;
-use crate::db::Store;
+use crate::db::{now_millis, PushSubscriptionRow, Store};
 
 /// Notices waiting to be sent; beyond this they are dropped (and counted).
 const QUEUE_CAPACITY: usize = 1024;
-/// Pushes in flight at once.
+/// Requests to push services in flight at once. A slot is held for one request only.
 const CONCURRENCY: usize = 16;
+/// Notices being delivered at once (most of them waiting to retry, holding no slot).
+const NOTICES_IN_PROGRESS: usize = 256;
 /// Tries per browser before giving up on a notice.
 const MAX_ATTEMPTS: u32 = 5;
 /// The longest wait between tries, whatever the backoff or `Retry-After` say.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// At shutdown, pushes in flight get this long to finish.
+/// The longest a notice is tried for (an invite's, no longer than its 60 s TTL).
+const MAX_DEADLINE: Duration = Duration::from_secs(120);
+/// At shutdown, requests in flight get this long to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Retry and timing knobs (`PUSH_RETRY_BASE_MS`).
+/// Retry and timing knobs (`PUSH_RETRY_BASE_MS`, `PUSH_CLAIM_IDLE_SECS`,
+/// `PUSH_ALLOW_PRIVATE`).
 #[derive(Debug, Clone, Copy)]
 pub struct PushConfig {
     /// First backoff; doubled per try.
     pub retry_base: Duration,
     pub request_timeout: Duration,
+    /// How long a notice is tried for before it is given up: [`MAX_DEADLINE`], and with
+    /// Redis less than the time after which another node claims it (see
+    /// [`PushConfig::with_claim_idle`]), so a slow push is never sent twice.
+    pub deadline: Duration,
+    /// Which endpoints may be contacted.
+    pub egress: EgressPolicy,
 }
 
 impl Default for PushConfig {
@@ -51,7 +79,20 @@ impl Default for PushConfig {
         Self {
             retry_base: Duration::from_secs(1),
             request_timeout: Duration::from_secs(10),
+            deadline: MAX_DEADLINE,
+            egress: EgressPolicy::default(),
         }
+    }
+}
+
+impl PushConfig {
+    /// Fits the notice deadline under the stream's re-claim time: two thirds of it, so a
+    /// node has given a notice up (and acknowledged it) well before another node may take
+    /// it over.
+    #[must_use]
+    pub fn with_claim_idle(mut self, claim_idle: Duration) -> Self {
+        self.deadline = MAX_DEADLINE.min(claim_idle.mul_f64(2.0 / 3.0));
+        self
     }
 }
 
@@ -93,6 +134,9 @@ struct Shared {
     stream: Option<PushStream>,
     http: reqwest::Client,
     config: PushConfig,
+    breakers: Breakers,
+    /// Requests in flight ([`CONCURRENCY`]).
+    sends: Semaphore,
 }
 
 /// The request side: cheap to clone, never waits on a push service.
@@ -119,9 +163,14 @@ impl PushService {
         stream: Option<PushStream>,
         config: PushConfig,
     ) -> Result<(Self, PushWorker), reqwest::Error> {
+        // No redirects (a push service never needs one, and a redirect would be a second,
+        // unchecked destination) and no proxy from the environment (a proxy would resolve
+        // the endpoint itself, out of reach of the address check).
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(egress::PublicResolver::new(config.egress)))
             .build()?;
         let shared = Arc::new(Shared {
             vapid,
@@ -130,6 +179,8 @@ impl PushService {
             stream,
             http,
             config,
+            breakers: Breakers::default(),
+            sends: Semaphore::new(CONCURRENCY),
         });
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         Ok((
@@ -233,10 +284,17 @@ impl Shared {
         Some(taken)
     }
 
-    /// `key` is sent: its stream entries are done, and a notice that came in meanwhile goes
-    /// back into the queue.
-    async fn done_sending(&self, key: Key, entries: Vec<String>, tx: &mpsc::Sender<Work>) {
-        if let Some(stream) = &self.stream {
+    /// `key` is sent (or given up): its stream entries are done, and a notice that came in
+    /// meanwhile goes back into the queue. An `Interrupted` delivery (the node is stopping)
+    /// leaves its entries pending, for another node to claim.
+    async fn done_sending(
+        &self,
+        key: Key,
+        entries: Vec<String>,
+        finish: Finish,
+        tx: &mpsc::Sender<Work>,
+    ) {
+        if let (Some(stream), Finish::Done) = (&self.stream, finish) {
             stream.done(&entries).await;
         }
         let mut queue = self.lock_queue();
@@ -272,7 +330,7 @@ impl PushWorker {
                 .stream
                 .is_some()
                 .then(|| tokio::spawn(read_stream(shared.clone(), tx.clone(), stop.clone())));
-            let permits = Arc::new(Semaphore::new(CONCURRENCY));
+            let notices = Arc::new(Semaphore::new(NOTICES_IN_PROGRESS));
             let mut inflight = JoinSet::new();
             loop {
                 tokio::select! {
@@ -283,11 +341,12 @@ impl PushWorker {
                             Work::User { user_id, tag } => {
                                 let key = (user_id, tag);
                                 let Some((notice, count, entries)) = shared.start_sending(&key) else { continue };
-                                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                                let Ok(permit) = notices.clone().acquire_owned().await else { break };
                                 let (shared, store, tx) = (shared.clone(), store.clone(), tx.clone());
+                                let stop = stop.clone();
                                 inflight.spawn(async move {
-                                    deliver_to_user(&shared, &store, user_id, &notice, count).await;
-                                    shared.done_sending(key, entries, &tx).await;
+                                    let finish = deliver_to_user(&shared, &store, user_id, &notice, count, stop).await;
+                                    shared.done_sending(key, entries, finish, &tx).await;
                                     drop(permit);
                                 });
                             }
@@ -409,30 +468,57 @@ async fn expand_room(
     }
 }
 
-/// Sends one notice to each of the user's browsers, retrying each with backoff.
+/// How a notice's delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finish {
+    /// Sent, or given up: it is done with.
+    Done,
+    /// The node is stopping; with Redis another node sends it.
+    Interrupted,
+}
+
+/// One notice, on its way to each of one user's browsers.
+struct Attempt<'a> {
+    shared: &'a Shared,
+    store: &'a Store,
+    user_id: i64,
+    payload: &'a [u8],
+    meta: &'a deliver::PushMeta<'a>,
+    deadline: Instant,
+    stop: watch::Receiver<bool>,
+}
+
+/// Sends one notice to each of the user's browsers at once, each retried on its own, all
+/// within the notice's deadline.
 async fn deliver_to_user(
     shared: &Shared,
     store: &Store,
     user_id: i64,
     notice: &Notice,
     count: u32,
-) {
-    let subscriptions = match store.push_subscriptions(user_id).await {
+    stop: watch::Receiver<bool>,
+) -> Finish {
+    let deadline_in = shared
+        .config
+        .deadline
+        .min(Duration::from_secs(notice.ttl_secs()));
+    let deadline = Instant::now() + deadline_in;
+    let subscriptions = match store.push_subscriptions(user_id, now_millis()).await {
         Ok(subs) => subs,
         Err(err) => {
             tracing::warn!(user_id, error = %err, "push skipped: subscriptions unavailable");
             metrics::counter!("push_failures_total", "reason" => "store").increment(1);
-            return;
+            return Finish::Done;
         }
     };
     if subscriptions.is_empty() {
-        return;
+        return Finish::Done;
     }
     let payload = match serde_json::to_vec(&notice.payload(count)) {
         Ok(p) => p,
         Err(err) => {
             tracing::error!(error = %err, "push payload could not be encoded");
-            return;
+            return Finish::Done;
         }
     };
     let tag = notice.tag();
@@ -441,42 +527,144 @@ async fn deliver_to_user(
         urgent: notice.urgent(),
         tag: &tag,
     };
-    for sub in &subscriptions {
+    let attempt = Attempt {
+        shared,
+        store,
+        user_id,
+        payload: &payload,
+        meta: &meta,
+        deadline,
+        stop,
+    };
+    let finished =
+        futures_util::future::join_all(subscriptions.iter().map(|sub| attempt.deliver(sub))).await;
+    if finished.contains(&Finish::Interrupted) {
+        Finish::Interrupted
+    } else {
+        Finish::Done
+    }
+}
+
+impl Attempt<'_> {
+    /// Tries one browser until it is delivered, refused, or out of tries or time. A send
+    /// slot is held for each request only, never while waiting.
+    async fn deliver(&self, sub: &PushSubscriptionRow) -> Finish {
+        let (shared, user_id) = (self.shared, self.user_id);
+        let host = deliver::host_of(&sub.endpoint);
         let mut attempt = 1;
         loop {
-            let outcome = deliver::send(&shared.http, &shared.vapid, sub, &payload, &meta).await;
-            match outcome {
+            if let Admit::NotBefore(until) = shared.breakers.admit(&host, Instant::now()) {
+                if until >= self.deadline {
+                    metrics::counter!("push_failures_total", "reason" => "breaker_open")
+                        .increment(1);
+                    tracing::debug!(user_id, host = %host, "push given up: its host's breaker is open");
+                    return Finish::Done;
+                }
+                if self.pause_until(until).await == Finish::Interrupted {
+                    return Finish::Interrupted;
+                }
+                continue;
+            }
+            let outcome = match self.send(sub).await {
+                Some(outcome) => outcome,
+                None => {
+                    metrics::counter!("push_failures_total", "reason" => "gave_up").increment(1);
+                    tracing::warn!(
+                        user_id,
+                        attempts = attempt,
+                        "push given up: its deadline passed"
+                    );
+                    return Finish::Done;
+                }
+            };
+            if shared
+                .breakers
+                .record(&host, outcome.health(), Instant::now())
+                && outcome.health() == breaker::Health::Down
+            {
+                tracing::debug!(host = %host, "push host failing; its breaker is open");
+            }
+            let wait = match outcome {
                 Delivery::Delivered => {
                     metrics::counter!("push_sent_total").increment(1);
-                    tracing::debug!(user_id, tag = %tag, "push delivered");
-                    break;
+                    tracing::debug!(user_id, tag = %self.meta.tag, "push delivered");
+                    return Finish::Done;
                 }
                 Delivery::Gone => {
                     metrics::counter!("push_subscriptions_expired_total").increment(1);
                     tracing::info!(user_id, "push subscription gone (404/410); forgetting it");
-                    if let Err(err) = store.forget_push_endpoint(&sub.endpoint).await {
+                    if let Err(err) = self.store.forget_push_endpoint(&sub.endpoint).await {
                         tracing::warn!(error = %err, "expired push subscription not deleted");
                     }
-                    break;
+                    return Finish::Done;
                 }
                 Delivery::Rejected(why) => {
                     metrics::counter!("push_failures_total", "reason" => "rejected").increment(1);
                     tracing::warn!(user_id, reason = %why, "push refused by the push service");
-                    break;
+                    return Finish::Done;
                 }
-                Delivery::Retry(_, why) if attempt >= MAX_ATTEMPTS => {
-                    metrics::counter!("push_failures_total", "reason" => "gave_up").increment(1);
-                    tracing::warn!(user_id, attempts = attempt, reason = %why, "push given up");
-                    break;
+                Delivery::Refused(why) => {
+                    metrics::counter!("push_failures_total", "reason" => "refused_address")
+                        .increment(1);
+                    tracing::warn!(user_id, host = %host, reason = %why, "push endpoint not contacted");
+                    return Finish::Done;
                 }
-                Delivery::Retry(after, why) => {
+                Delivery::Retry { after, why, .. } => {
+                    let wait = after
+                        .unwrap_or_else(|| backoff(shared.config.retry_base, attempt))
+                        .min(MAX_BACKOFF);
+                    if attempt >= MAX_ATTEMPTS || Instant::now() + wait >= self.deadline {
+                        metrics::counter!("push_failures_total", "reason" => "gave_up")
+                            .increment(1);
+                        tracing::warn!(user_id, attempts = attempt, reason = %why, "push given up");
+                        return Finish::Done;
+                    }
                     metrics::counter!("push_retries_total").increment(1);
-                    let wait = after.unwrap_or_else(|| backoff(shared.config.retry_base, attempt));
                     tracing::debug!(user_id, attempt, reason = %why, wait_ms = wait.as_millis() as u64, "push will be retried");
-                    tokio::time::sleep(wait.min(MAX_BACKOFF)).await;
-                    attempt += 1;
+                    wait
                 }
+            };
+            if self.pause_until(Instant::now() + wait).await == Finish::Interrupted {
+                return Finish::Interrupted;
             }
+            attempt += 1;
+        }
+    }
+
+    /// One request under a send slot; `None` when the deadline passes first.
+    async fn send(&self, sub: &PushSubscriptionRow) -> Option<Delivery> {
+        let shared = self.shared;
+        tokio::time::timeout_at(self.deadline, async {
+            let _slot = shared.sends.acquire().await.ok()?;
+            Some(
+                deliver::send(
+                    &shared.http,
+                    &shared.config.egress,
+                    &shared.vapid,
+                    sub,
+                    self.payload,
+                    self.meta,
+                )
+                .await,
+            )
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Waits until `until` holding nothing; `Interrupted` when the node starts stopping.
+    async fn pause_until(&self, until: Instant) -> Finish {
+        let mut stop = self.stop.clone();
+        let stopping = async move {
+            if stop.wait_for(|stopped| *stopped).await.is_err() {
+                // Nobody can stop us any more: only the sleep ends the wait.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => Finish::Done,
+            () = stopping => Finish::Interrupted,
         }
     }
 }

@@ -20,6 +20,8 @@ mod moderation;
 mod observability;
 mod private_redis;
 mod push;
+mod push_egress;
+mod push_sessions;
 mod ratelimit;
 mod realtime;
 mod reliability;

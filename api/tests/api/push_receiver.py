@@ -7,7 +7,8 @@ It plays both the browser and the push service: `POST /subscribe` makes a subscr
 origin, checked here with `cryptography`) and an aes128gcm body (RFC 8291), which is
 decrypted with `http_ece` (the reference implementation's Python package). What arrived is
 listed by `GET /received/<id>`. `POST /mode/<id>` makes a subscription answer 410 (gone),
-fail N times with 503, or hang, to test cleanup and retries.
+fail N times with 503 (`retry_after` adds a `Retry-After` header), or hang, to test cleanup
+and retries.
 
 Prints `PORT <n>` on its first line, then serves until killed.
 """
@@ -73,9 +74,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def reply(self, status, body=None):
+    def reply(self, status, body=None, headers=None):
         data = json.dumps(body).encode() if body is not None else b""
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -131,7 +134,10 @@ class Handler(BaseHTTPRequestHandler):
             if mode.get("hang"):
                 time.sleep(mode["hang"])
             if mode.get("status") and (mode.get("fail") is None or mode.get("fail", 0) > 0):
-                return self.reply(int(mode["status"]), {})
+                headers = {}
+                if mode.get("retry_after") is not None:
+                    headers["Retry-After"] = str(mode["retry_after"])
+                return self.reply(int(mode["status"]), {}, headers)
             try:
                 vapid_key = verify_vapid(self.headers.get("Authorization"), origin)
                 if self.headers.get("Content-Encoding") != "aes128gcm":
