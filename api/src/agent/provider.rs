@@ -5,11 +5,9 @@
 //! failures that may pass (timeouts, refused connections, 429, 5xx), then the fallback model
 //! the same way. The caller turns a final failure into the heuristic summary.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultKeyedRateLimiter, Quota};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -40,10 +38,6 @@ impl ProviderError {
         }
     }
 }
-
-/// The user's hourly budget of model-written summaries is spent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OverBudget;
 
 /// What a model wrote, and which model it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +78,8 @@ struct AnswerMessage {
 }
 
 /// The configured endpoint with its main and fallback model, and what one node may spend on
-/// it: requests in flight at once, and model-written summaries per user per hour.
+/// it: requests in flight at once. (Summaries per user per hour are counted in the database,
+/// where every node sees them: `Store::take_ai_summary_budget`.)
 #[derive(Debug, Clone)]
 pub struct ModelChain {
     http: reqwest::Client,
@@ -93,7 +88,7 @@ pub struct ModelChain {
     models: Vec<String>,
     max_tokens: u32,
     in_flight: Arc<Semaphore>,
-    per_user: Arc<DefaultKeyedRateLimiter<i64>>,
+    per_user_per_hour: u32,
 }
 
 impl ModelChain {
@@ -112,10 +107,6 @@ impl ModelChain {
                 .filter(|f| **f != settings.model)
                 .cloned(),
         );
-        let per_hour = NonZeroU32::new(settings.per_user_per_hour).unwrap_or(NonZeroU32::MIN);
-        let per_user = Quota::with_period(Duration::from_secs(3600) / per_hour.get())
-            .map(|q| q.allow_burst(per_hour))
-            .unwrap_or_else(|| Quota::per_hour(per_hour));
         Ok(Self {
             http,
             url: format!("{}/chat/completions", settings.base_url),
@@ -123,22 +114,13 @@ impl ModelChain {
             models,
             max_tokens: settings.max_tokens,
             in_flight: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
-            per_user: Arc::new(DefaultKeyedRateLimiter::keyed(per_user)),
+            per_user_per_hour: settings.per_user_per_hour.max(1),
         })
     }
 
-    /// Takes one model-written summary from `user_id`'s hourly budget.
-    ///
-    /// # Errors
-    /// [`OverBudget`] when it is spent (counted in `ai_requests_refused_total`).
-    pub fn take_budget(&self, user_id: i64) -> Result<(), OverBudget> {
-        if self.per_user.len() > 10_000 {
-            self.per_user.retain_recent();
-        }
-        self.per_user.check_key(&user_id).map_err(|_| {
-            metrics::counter!("ai_requests_refused_total", "reason" => "user_budget").increment(1);
-            OverBudget
-        })
+    /// `AI_SUMMARIES_PER_USER_PER_HOUR`: model-written summaries one user may have per hour.
+    pub fn per_user_per_hour(&self) -> u32 {
+        self.per_user_per_hour
     }
 
     /// The main model, then the fallback; each gets one retry for transient failures.

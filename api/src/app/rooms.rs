@@ -15,12 +15,22 @@ pub struct RoomView {
     pub role: Role,
 }
 
-/// Creates a room owned by `user_id`.
+/// Creates a room owned by `user_id`, who may own at most `max_owned` rooms
+/// (`MAX_ROOMS_PER_USER`). Two creations at the same instant may both pass the count; the
+/// per-address rate limit keeps that overshoot small.
 ///
 /// # Errors
-/// 422 for an invalid name.
-pub async fn create(store: &Store, user_id: i64, name: &str) -> Result<RoomView> {
+/// 422 for an invalid name, 409 `room_limit` when the user owns `max_owned` rooms already.
+pub async fn create(store: &Store, user_id: i64, name: &str, max_owned: usize) -> Result<RoomView> {
     let name = RoomName::parse(name)?;
+    if store.rooms_owned(user_id).await? >= max_owned {
+        return Err(Error::Conflict {
+            code: "room_limit",
+            message: format!(
+                "you own {max_owned} rooms, the most one user may (MAX_ROOMS_PER_USER); delete one to create another"
+            ),
+        });
+    }
     let room = store.create_room(&name, user_id, now_millis()).await?;
     tracing::info!(room_id = room.id, user_id, "room created");
     Ok(RoomView {
@@ -29,15 +39,58 @@ pub async fn create(store: &Store, user_id: i64, name: &str) -> Result<RoomView>
     })
 }
 
+/// One page of the rooms a user belongs to, newest first.
+#[derive(Debug, Clone)]
+pub struct RoomPage {
+    pub rooms: Vec<RoomView>,
+    /// The `before` of the next page, when there is one.
+    pub next_before: Option<i64>,
+}
+
+/// The rooms `user_id` belongs to with ids below `before` (all when `None`), newest first,
+/// at most `limit`.
+///
 /// # Errors
 /// Only database failures.
-pub async fn list(store: &Store, user_id: i64) -> Result<Vec<RoomView>> {
-    Ok(store
-        .rooms_of_user(user_id)
+pub async fn list(
+    store: &Store,
+    user_id: i64,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<RoomPage> {
+    // One more than asked says whether another page follows.
+    let mut rooms: Vec<RoomView> = store
+        .rooms_of_user(user_id, before.unwrap_or(i64::MAX), limit + 1)
         .await?
         .into_iter()
         .map(|(room, role)| RoomView { room, role })
-        .collect())
+        .collect();
+    let more = rooms.len() > limit;
+    rooms.truncate(limit);
+    let next_before = more.then(|| rooms.last().map(|v| v.room.id)).flatten();
+    Ok(RoomPage { rooms, next_before })
+}
+
+/// Refuses a joiner when the room's call holds `max` participants already, counted on every
+/// node; the joiner's own earlier participants don't count (a rejoin replaces them).
+///
+/// # Errors
+/// 409 `room_full`.
+pub fn check_room_has_space(hub: &Hub, room_id: i64, user_id: i64, max: usize) -> Result<()> {
+    let others = hub
+        .participants(room_id)
+        .iter()
+        .filter(|p| p.user_id != user_id)
+        .count();
+    if others >= max {
+        return Err(Error::Conflict {
+            code: "room_full",
+            message: format!(
+                "this call is full: {max} participants, the most a room holds (ROOM_MAX_PARTICIPANTS)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Looks the room up and checks that `user_id` may do `action` in it.
@@ -94,6 +147,8 @@ pub async fn add_member(
         .user_by_name(&username)
         .await?
         .ok_or(Error::NotFound("user"))?;
+    // Adding takes a moderator or the owner (authorized above), so it lifts a removal.
+    store.clear_removal(room_id, user.id).await?;
     let now = now_millis();
     store
         .add_member(room_id, user.id, role, now)
@@ -142,7 +197,9 @@ async fn target_role(
 }
 
 /// Removes `target` from the room: the membership goes, and every node closes the target's
-/// sockets (and media) in the room. They can't rejoin until added again.
+/// sockets (and media) in the room. The removal is sticky: they come back only when a
+/// moderator or the owner adds them, or accepts an invite from one of them (an ordinary
+/// member's invite can't undo it).
 ///
 /// # Errors
 /// 404 for an unknown room, non-member actor or target; 403 when the actor doesn't outrank
@@ -157,7 +214,10 @@ pub async fn remove_member(
     let actor_role = store.member_role(room_id, user_id).await?;
     let role = target_role(store, actor_role, room_id, target).await?;
     authorize(actor_role, Action::RemoveMember(role))?;
-    if !store.remove_member(room_id, target).await? {
+    if !store
+        .remove_member(room_id, target, user_id, now_millis())
+        .await?
+    {
         return Err(Error::NotFound("member"));
     }
     tracing::info!(room_id, user_id, member_id = target, "member removed");

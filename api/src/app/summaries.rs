@@ -367,12 +367,25 @@ impl Summaries {
         let Some(model) = &self.model else {
             return heuristic(HeuristicReason::NoProvider);
         };
-        if model.take_budget(user_id).is_err() {
-            tracing::info!(
-                user_id,
-                "AI summary budget spent this hour; writing the heuristic summary"
-            );
-            return heuristic(HeuristicReason::Limited);
+        match store
+            .take_ai_summary_budget(user_id, model.per_user_per_hour(), now_millis())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                metrics::counter!("ai_requests_refused_total", "reason" => "user_budget")
+                    .increment(1);
+                tracing::info!(
+                    user_id,
+                    "AI summary budget spent this hour; writing the heuristic summary"
+                );
+                return heuristic(HeuristicReason::Limited);
+            }
+            Err(err) => {
+                // Unknown spend: don't call the paid model on a guess.
+                tracing::error!(user_id, error = %err, "AI summary budget unreadable; writing the heuristic summary");
+                return heuristic(HeuristicReason::Limited);
+            }
         }
         let system = match prompts::system_prompt_for(store, user_id).await {
             Ok(prompt) => prompt,

@@ -11,9 +11,11 @@ use axum::http::HeaderValue;
 use secrecy::SecretString;
 
 pub mod agent;
+pub mod caps;
 pub mod limits;
 
 pub use agent::{ModelSettings, SummarySettings, TelegramSettings};
+pub use caps::UserCaps;
 pub use limits::ServerLimits;
 
 /// Where the server runs. `prod` refuses generated secrets and turns on HSTS.
@@ -49,6 +51,10 @@ pub struct RateLimits {
     pub room_create_per_min: u32,
     /// Chat messages and DMs per minute per user.
     pub chat_per_min: u32,
+    /// `RATE_LIMIT_KEYS`: public keys published (`PUT /keys`) per minute per user.
+    pub keys_per_min: u32,
+    /// `RATE_LIMIT_INVITE`: invites sent per minute per user.
+    pub invite_per_min: u32,
 }
 
 /// Where the SFU's UDP sockets listen and what address they advertise to browsers.
@@ -132,6 +138,8 @@ pub struct Settings {
     pub push: PushSettings,
     /// Connections, sockets per user, stall and shutdown timers.
     pub limits: ServerLimits,
+    /// Keys, rooms and call participants one user may hold.
+    pub caps: UserCaps,
     /// `WS_TICKET_TTL_SECS`: how long a WebSocket ticket stays usable (default 30 s).
     pub ws_ticket_ttl: Duration,
     /// `METRICS_TOKEN`: when set, `/metrics` wants `Authorization: Bearer <it>`; when not,
@@ -484,6 +492,8 @@ impl Settings {
                 30,
             )?,
             chat_per_min: per_minute("RATE_LIMIT_CHAT", get("RATE_LIMIT_CHAT"), 60)?,
+            keys_per_min: per_minute("RATE_LIMIT_KEYS", get("RATE_LIMIT_KEYS"), 5)?,
+            invite_per_min: per_minute("RATE_LIMIT_INVITE", get("RATE_LIMIT_INVITE"), 10)?,
         };
         let trust_proxy = parse_or("TRUST_PROXY", get("TRUST_PROXY"), false, "true or false")?;
         let max_body_bytes = parse_or(
@@ -560,6 +570,7 @@ impl Settings {
             invite_timeout: Duration::from_secs(invite_secs),
             push,
             limits: ServerLimits::from_lookup(&get)?,
+            caps: UserCaps::from_lookup(&get)?,
             ws_ticket_ttl: Duration::from_secs(ws_ticket_secs),
             metrics_token: metrics_token.map(SecretString::from),
         })

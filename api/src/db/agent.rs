@@ -289,4 +289,38 @@ impl Store {
         .await?;
         Ok(rows.into_iter().map(summary).collect())
     }
+
+    /// Takes one model-written summary from `user_id`'s budget of `per_hour` per hour, in
+    /// the database so that every node counts against the same budget and a restart resets
+    /// nothing. The hour starts at the first summary after the previous hour ended (a fixed
+    /// window). One statement: the row lock (PostgreSQL) or the single writer (SQLite) makes
+    /// concurrent takes count one by one. Returns whether the budget had room.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] on a database failure.
+    pub async fn take_ai_summary_budget(
+        &self,
+        user_id: i64,
+        per_hour: u32,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        const HOUR_MS: i64 = 3_600_000;
+        let taken: Option<(i64,)> = sqlx::query_as(
+            "INSERT INTO ai_summary_budget (user_id, window_start, used) VALUES ($1, $2, 1) \
+             ON CONFLICT (user_id) DO UPDATE SET \
+               window_start = CASE WHEN ai_summary_budget.window_start <= $3 \
+                 THEN excluded.window_start ELSE ai_summary_budget.window_start END, \
+               used = CASE WHEN ai_summary_budget.window_start <= $3 \
+                 THEN 1 ELSE ai_summary_budget.used + 1 END \
+             WHERE ai_summary_budget.window_start <= $3 OR ai_summary_budget.used < $4 \
+             RETURNING used",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(now - HOUR_MS)
+        .bind(i64::from(per_hour))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.is_some())
+    }
 }

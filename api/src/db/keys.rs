@@ -10,7 +10,8 @@ pub struct KeyRow {
 }
 
 impl Store {
-    /// Publishes a key, which becomes the user's current one.
+    /// Publishes a key, which becomes the user's current one, and deletes the user's keys
+    /// beyond the newest `keep` in the same transaction, so a user never holds more.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the user already has a key with this id.
@@ -20,7 +21,9 @@ impl Store {
         key_id: &str,
         jwk: &str,
         now: i64,
+        keep: usize,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO user_keys (user_id, key_id, jwk, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -28,21 +31,32 @@ impl Store {
         .bind(key_id)
         .bind(jwk)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(StoreError::from_write)?;
+        sqlx::query(
+            "DELETE FROM user_keys WHERE user_id = $1 AND id NOT IN \
+             (SELECT id FROM user_keys WHERE user_id = $1 ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(user_id)
+        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// The user's keys, current (newest) first.
+    /// The user's newest `limit` keys, current (newest) first.
     ///
     /// # Errors
     /// [`StoreError::Database`] on a database failure.
-    pub async fn keys(&self, user_id: i64) -> Result<Vec<KeyRow>, StoreError> {
+    pub async fn keys(&self, user_id: i64, limit: usize) -> Result<Vec<KeyRow>, StoreError> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT key_id, jwk, created_at FROM user_keys WHERE user_id = $1 ORDER BY id DESC",
+            "SELECT key_id, jwk, created_at FROM user_keys WHERE user_id = $1 \
+             ORDER BY id DESC LIMIT $2",
         )
         .bind(user_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

@@ -75,17 +75,25 @@ impl Store {
         })
     }
 
-    /// The rooms `user_id` belongs to, newest first, with the user's role in each.
+    /// The rooms `user_id` belongs to with ids below `before`, newest first, at most
+    /// `limit`, with the user's role in each.
     ///
     /// # Errors
     /// [`StoreError::Database`] on a database failure.
-    pub async fn rooms_of_user(&self, user_id: i64) -> Result<Vec<(RoomRow, Role)>, StoreError> {
+    pub async fn rooms_of_user(
+        &self,
+        user_id: i64,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(RoomRow, Role)>, StoreError> {
         let rows: Vec<(i64, String, i64, i64, String)> = sqlx::query_as(
             "SELECT r.id, r.name, r.owner_id, r.created_at, m.role \
              FROM rooms r JOIN room_members m ON m.room_id = r.id \
-             WHERE m.user_id = $1 ORDER BY r.id DESC",
+             WHERE m.user_id = $1 AND r.id < $2 ORDER BY r.id DESC LIMIT $3",
         )
         .bind(user_id)
+        .bind(before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -204,16 +212,80 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Ends a membership; returns whether there was one.
+    /// Ends a membership and records that `by` removed them (see [`Store::is_removed`]), in
+    /// one transaction; returns whether there was a membership (nothing is recorded if not).
     ///
     /// # Errors
     /// [`StoreError::Database`] on a database failure.
-    pub async fn remove_member(&self, room_id: i64, user_id: i64) -> Result<bool, StoreError> {
+    pub async fn remove_member(
+        &self,
+        room_id: i64,
+        user_id: i64,
+        by: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2")
+            .bind(room_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO room_removals (room_id, user_id, removed_by, removed_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (room_id, user_id) \
+             DO UPDATE SET removed_by = excluded.removed_by, removed_at = excluded.removed_at",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .bind(by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Whether a moderator or the owner removed `user_id` from the room and nobody of that
+    /// rank brought them back since.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] on a database failure.
+    pub async fn is_removed(&self, room_id: i64, user_id: i64) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT removed_at FROM room_removals WHERE room_id = $1 AND user_id = $2",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Forgets a removal: a moderator or the owner brought the user back.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] on a database failure.
+    pub async fn clear_removal(&self, room_id: i64, user_id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM room_removals WHERE room_id = $1 AND user_id = $2")
             .bind(room_id)
             .bind(user_id)
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(())
+    }
+
+    /// How many rooms `user_id` owns.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] on a database failure.
+    pub async fn rooms_owned(&self, user_id: i64) -> Result<usize, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM rooms WHERE owner_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }

@@ -64,14 +64,16 @@ pub struct AcceptedDto {
     pub room_id: i64,
 }
 
-/// Ring a user into this room's call (any member may). Their open tabs ring until they
-/// accept or decline, you cancel, or it times out (`INVITE_TIMEOUT_SECS`); with no tab open
-/// they get a push notification.
+/// Ring a user into this room's call (any member may, `RATE_LIMIT_INVITE` a minute). Their
+/// open tabs ring until they accept or decline, you cancel, or it times out
+/// (`INVITE_TIMEOUT_SECS`); with no tab open they get a push notification. Someone a
+/// moderator removed from the room can be invited back only by a moderator or the owner.
 #[utoipa::path(post, path = "/rooms/{id}/invites", tag = "invites", security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "Room id")),
     request_body = CreateInviteRequest,
     responses(
         (status = 201, description = "Ringing", body = Invite),
+        (status = 403, description = "A moderator removed them; only a moderator or the owner can invite them back", body = ErrorBody),
         (status = 404, description = "No such room (or you are not a member), or no such user", body = ErrorBody),
         (status = 409, description = "`busy`: they are in a call; `invite_pending`: already ringing for this room", body = ErrorBody),
         (status = 422, description = "Inviting yourself, or a malformed username", body = ErrorBody),
@@ -83,7 +85,7 @@ async fn create_invite(
     RoomId(room_id): RoomId,
     Json(req): Json<CreateInviteRequest>,
 ) -> Result<(StatusCode, axum::Json<Invite>)> {
-    ctx.rate_limit_user(Bucket::Chat, user.id).await?;
+    ctx.rate_limit_user(Bucket::Invite, user.id).await?;
     let from = UserRow {
         id: user.id,
         username: user.username,
@@ -112,6 +114,7 @@ async fn list_invites(
     params(("invite_id" = String, Path, pattern = r"^[0-9a-fA-F]{32}$", description = "32 hex digits")),
     responses(
         (status = 200, description = "Accepted", body = AcceptedDto),
+        (status = 403, description = "A moderator removed you, and the invite is not from a moderator or the owner", body = ErrorBody),
         (status = 404, description = "No such pending invite to you (ended, or the room is gone)", body = ErrorBody),
     ))]
 async fn accept_invite(

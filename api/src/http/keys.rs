@@ -13,6 +13,7 @@ use super::{timestamp, ApiContext};
 use crate::app::keys;
 use crate::db::KeyRow;
 use crate::error::{Error, Result};
+use crate::ratelimit::Bucket;
 
 pub fn router() -> OpenApiRouter<ApiContext> {
     OpenApiRouter::new()
@@ -71,37 +72,44 @@ pub struct UserKeysDto {
     pub username: String,
     /// The key to encrypt to now; `null` when the user has published none.
     pub current: Option<KeyDto>,
-    /// Every key the user published, current first, so old messages stay decryptable.
+    /// The user's keys, current first, so messages to recent keys stay decryptable: at most
+    /// `E2EE_KEYS_PER_USER` (default 10), older ones are deleted when a new one is published.
     pub keys: Vec<KeyDto>,
 }
 
-/// Publish your current public key (rotation: publish a new key id).
+/// Publish your current public key (rotation: publish a new key id). A user keeps the newest
+/// `E2EE_KEYS_PER_USER` keys (default 10); publishing one more deletes the oldest.
 #[utoipa::path(put, path = "/keys", tag = "keys", security(("bearer" = [])), request_body = PutKeyRequest,
     responses(
         (status = 201, description = "Published; it is now your current key", body = KeyDto),
         (status = 200, description = "This key id already names this key", body = KeyDto),
         (status = 409, description = "The key id already names another key", body = ErrorBody),
         (status = 422, description = "Bad key id, or the JWK is not a P-256 public key", body = ErrorBody),
+        (status = 429, description = "Too many new keys (`RATE_LIMIT_KEYS` per minute); see Retry-After", body = ErrorBody),
     ))]
 async fn put_key(
     State(ctx): State<ApiContext>,
     user: AuthUser,
     Json(req): Json<PutKeyRequest>,
 ) -> Result<(StatusCode, axum::Json<KeyDto>)> {
-    let (row, created) = keys::publish(&ctx.store, user.id, &req.key_id, &req.jwk).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    let (status, row) = match keys::prepare(&ctx.store, user.id, &req.key_id, &req.jwk).await? {
+        keys::Publish::Existing(row) => (StatusCode::OK, row),
+        keys::Publish::New { key_id, jwk } => {
+            // Only a new key costs budget: clients re-send theirs on every start.
+            ctx.rate_limit_user(Bucket::KeyPublish, user.id).await?;
+            let keep = ctx.settings.caps.keys_per_user;
+            let row = keys::publish(&ctx.store, user.id, key_id, jwk, keep).await?;
+            (StatusCode::CREATED, row)
+        }
     };
     Ok((status, axum::Json(row.try_into()?)))
 }
 
-/// A user's public keys.
+/// A user's public keys (the newest `E2EE_KEYS_PER_USER`).
 #[utoipa::path(get, path = "/keys/{username}", tag = "keys", security(("bearer" = [])),
     params(("username" = String, Path)),
     responses(
-        (status = 200, description = "Current key and all earlier ones", body = UserKeysDto),
+        (status = 200, description = "Current key and the earlier ones still kept", body = UserKeysDto),
         (status = 404, description = "No such user", body = ErrorBody),
     ))]
 async fn get_keys(
@@ -109,7 +117,8 @@ async fn get_keys(
     _user: AuthUser,
     Path(username): Path<String>,
 ) -> Result<axum::Json<UserKeysDto>> {
-    let (user, rows) = keys::of_user(&ctx.store, &username).await?;
+    let limit = ctx.settings.caps.keys_per_user;
+    let (user, rows) = keys::of_user(&ctx.store, &username, limit).await?;
     let keys = rows
         .into_iter()
         .map(KeyDto::try_from)

@@ -1,7 +1,8 @@
 //! `/api/v1/rooms/*`: rooms and their members.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -201,6 +202,7 @@ impl From<MemberRow> for MemberDto {
     responses(
         (status = 201, description = "Created", body = RoomDto),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 409, description = "`room_limit`: the caller owns `MAX_ROOMS_PER_USER` rooms already", body = ErrorBody),
         (status = 422, description = "Invalid name", body = ErrorBody),
         (status = 429, description = "Too many rooms created; see Retry-After", body = ErrorBody),
     ))]
@@ -211,22 +213,55 @@ async fn create_room(
     Json(req): Json<CreateRoomRequest>,
 ) -> Result<(StatusCode, axum::Json<RoomDto>)> {
     ctx.rate_limit(Bucket::RoomCreate, ip).await?;
-    let view = rooms::create(&ctx.store, user.id, &req.name).await?;
+    let max_owned = ctx.settings.caps.rooms_per_user;
+    let view = rooms::create(&ctx.store, user.id, &req.name, max_owned).await?;
     Ok((StatusCode::CREATED, axum::Json(view.into())))
 }
 
-/// The rooms the caller belongs to, newest first.
+/// Rooms listed per page when the client doesn't say, and at most.
+const ROOM_PAGE_MAX: u32 = 200;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RoomListQuery {
+    /// Rooms with ids below this one: the next page (from the `Link` header).
+    pub before: Option<i64>,
+    /// Page size, 1-200 (default 200; other values are clamped).
+    #[param(minimum = 0, maximum = 4_294_967_295_u64)]
+    pub limit: Option<u32>,
+}
+
+/// The rooms the caller belongs to, newest first, a page at a time. The body stays a bare
+/// array (what clients before paging read); when more rooms follow, a `Link` header with
+/// `rel="next"` gives the next page's URL.
 #[utoipa::path(get, path = "/rooms", tag = "rooms", security(("bearer" = [])),
+    params(RoomListQuery),
     responses(
-        (status = 200, description = "Rooms with the caller's role", body = [RoomDto]),
+        (status = 200, description = "Rooms with the caller's role", body = [RoomDto],
+            headers(("Link" = String, description = "`</api/v1/rooms?before=ID&limit=N>; rel=\"next\"` when more rooms follow"))),
         (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
 async fn list_rooms(
     State(ctx): State<ApiContext>,
     user: AuthUser,
-) -> Result<axum::Json<Vec<RoomDto>>> {
-    let views = rooms::list(&ctx.store, user.id).await?;
-    Ok(axum::Json(views.into_iter().map(RoomDto::from).collect()))
+    Query(query): Query<RoomListQuery>,
+) -> Result<axum::response::Response> {
+    let limit = query.limit.unwrap_or(ROOM_PAGE_MAX).clamp(1, ROOM_PAGE_MAX);
+    let page = rooms::list(&ctx.store, user.id, query.before, limit as usize).await?;
+    let body = axum::Json(
+        page.rooms
+            .into_iter()
+            .map(RoomDto::from)
+            .collect::<Vec<_>>(),
+    );
+    let mut res = body.into_response();
+    if let Some(before) = page.next_before {
+        let link = format!("</api/v1/rooms?before={before}&limit={limit}>; rel=\"next\"");
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            res.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(res)
 }
 
 /// One room (members only).

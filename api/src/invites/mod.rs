@@ -58,7 +58,8 @@ impl CallInviteService {
     /// goes out when they have none open.
     ///
     /// # Errors
-    /// 404 for a room `from` is not in or an unknown user, 422 for inviting yourself,
+    /// 404 for a room `from` is not in or an unknown user, 422 for inviting yourself, 403
+    /// when a moderator removed the callee and `from` is an ordinary member,
     /// 409 `busy` when the callee is in a call, 409 `invite_pending` when they already ring
     /// for this room.
     pub async fn invite(
@@ -70,6 +71,7 @@ impl CallInviteService {
     ) -> Result<Invite> {
         let role = deps.store.member_role(room_id, from.id).await?;
         authorize(role, Action::InviteToCall)?;
+        let may_lift_removal = role.is_some_and(|r| r >= Role::Moderator);
         let room = deps
             .store
             .room(room_id)
@@ -83,6 +85,9 @@ impl CallInviteService {
             .ok_or(Error::NotFound("user"))?;
         if to.id == from.id {
             return Err(ValidationError::new("username", "you can't invite yourself").into());
+        }
+        if !may_lift_removal && deps.store.is_removed(room_id, to.id).await? {
+            return Err(removed_error());
         }
         if deps.hub.is_in_call(to.id) {
             return Err(Error::Conflict {
@@ -154,10 +159,21 @@ impl CallInviteService {
     /// The callee accepts: they become a member of the room (if not one yet).
     ///
     /// # Errors
-    /// 404 when the invite is not pending for `user_id` (or the room is gone).
+    /// 404 when the invite is not pending for `user_id` (or the room is gone); 403 when a
+    /// moderator removed them and the invite is not (or no longer) from a moderator or owner.
     pub async fn accept(&self, deps: InviteDeps<'_>, user_id: UserId, id: &str) -> Result<RoomId> {
         let stored = self.take_as(user_id, id, Party::Callee).await?;
         let room_id = stored.invite.room_id;
+        if let Err(err) = self.check_removal(deps.store, &stored.invite).await {
+            self.announce(
+                deps.hub,
+                &stored.invite,
+                InviteOutcome::Cancelled,
+                stored.invite.from_user_id,
+            )
+            .await;
+            return Err(err);
+        }
         if deps.store.room(room_id).await?.is_none() {
             self.announce(
                 deps.hub,
@@ -183,6 +199,25 @@ impl CallInviteService {
         self.announce(deps.hub, &stored.invite, InviteOutcome::Accepted, user_id)
             .await;
         Ok(room_id)
+    }
+
+    /// A callee a moderator removed comes back only on an invite from a moderator or the
+    /// owner, as they are now (a moderator demoted since the invite no longer counts).
+    async fn check_removal(&self, store: &Store, invite: &Invite) -> Result<()> {
+        if !store.is_removed(invite.room_id, invite.to_user_id).await? {
+            return Ok(());
+        }
+        let inviter = store
+            .member_role(invite.room_id, invite.from_user_id)
+            .await?;
+        if inviter.is_some_and(|r| r >= Role::Moderator) {
+            store
+                .clear_removal(invite.room_id, invite.to_user_id)
+                .await?;
+            Ok(())
+        } else {
+            Err(removed_error())
+        }
     }
 
     /// The callee declines.
@@ -277,6 +312,13 @@ impl CallInviteService {
             }
         }
     }
+}
+
+/// An ordinary member tried to bring back someone a moderator removed.
+fn removed_error() -> Error {
+    Error::Forbidden(
+        "a moderator removed this user from the room; only a moderator or the owner can bring them back",
+    )
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -5,6 +5,9 @@
 //! - `{prefix}:invite_pair:{room}:{callee}`: `SET NX` guard, one pending invite per callee
 //!   and room.
 //! - `{prefix}:invites`: sorted set of ids by expiry, which every node's sweeper reads.
+//! - `{prefix}:invites_of:{user}`: sorted set of the ids a user is caller or callee of, by
+//!   expiry, so `GET /invites` reads that user's invites and nobody else's. Entries of ended
+//!   invites are dropped when the list is next read (and the key expires with its last one).
 //!
 //! Ending is `GETDEL` of the invite key: Redis runs it atomically, so of an accept on node A
 //! and a timeout swept on node B, exactly one gets the invite.
@@ -17,8 +20,8 @@ use super::store::{InviteStoreError, StoredInvite};
 const KEY_GRACE_MS: i64 = 60_000;
 /// Invites swept per pass; the rest wait for the next pass.
 const SWEEP_BATCH: isize = 200;
-/// Pending invites listed at most (a deployment rings far fewer at once).
-const LIST_MAX: isize = 2_000;
+/// Pending invites of one user listed at most (a user rings or is rung by far fewer).
+const LIST_MAX: isize = 200;
 
 pub struct RedisInvites {
     conn: ConnectionManager,
@@ -86,7 +89,74 @@ impl RedisInvites {
             .ignore()
             .query_async::<()>(&mut conn)
             .await?;
+        self.index_users(stored, ttl_ms).await?;
         Ok(true)
+    }
+
+    fn user_key(&self, user_id: signaling::protocol::UserId) -> String {
+        format!("{}:invites_of:{user_id}", self.prefix)
+    }
+
+    /// Adds the invite to its caller's and callee's lists; each list lives as long as its
+    /// newest invite.
+    async fn index_users(
+        &self,
+        stored: &StoredInvite,
+        ttl_ms: i64,
+    ) -> Result<(), InviteStoreError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for user in [stored.invite.from_user_id, stored.invite.to_user_id] {
+            let key = self.user_key(user);
+            pipe.cmd("ZADD")
+                .arg(&key)
+                .arg(stored.expires_at_ms)
+                .arg(&stored.invite.id)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(ttl_ms)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// The pending invites `user_id` is caller or callee of, from that user's list only.
+    pub(super) async fn involving(
+        &self,
+        user_id: signaling::protocol::UserId,
+    ) -> Result<Vec<StoredInvite>, InviteStoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.user_key(user_id);
+        let stale_before = crate::db::now_millis() - KEY_GRACE_MS;
+        let _: () = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(stale_before)
+            .query_async(&mut conn)
+            .await?;
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(LIST_MAX - 1)
+            .query_async(&mut conn)
+            .await?;
+        let mut pending = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.get(&id).await? {
+                Some(stored) => pending.push(stored),
+                // Ended (accepted, declined, cancelled, timed out) since it was listed.
+                None => {
+                    let _: () = redis::cmd("ZREM")
+                        .arg(&key)
+                        .arg(&id)
+                        .query_async(&mut conn)
+                        .await?;
+                }
+            }
+        }
+        Ok(pending)
     }
 
     /// The pair guard names an invite that no longer exists (a node died between ending an
@@ -179,26 +249,5 @@ impl RedisInvites {
             }
         }
         Ok(taken)
-    }
-
-    pub(super) async fn all(&self) -> Result<Vec<StoredInvite>, InviteStoreError> {
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.expiry_key())
-            .arg(0)
-            .arg(LIST_MAX - 1)
-            .query_async(&mut conn)
-            .await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
-        let values: Vec<Option<String>> =
-            redis::cmd("MGET").arg(keys).query_async(&mut conn).await?;
-        Ok(values
-            .into_iter()
-            .flatten()
-            .filter_map(|json| serde_json::from_str(&json).ok())
-            .collect())
     }
 }

@@ -31,15 +31,22 @@ pub enum Bucket {
     RoomCreate,
     /// Room chat messages and DMs, keyed by user id (over HTTP and WebSocket alike).
     Chat,
+    /// Public keys published (`PUT /keys`), keyed by user id.
+    KeyPublish,
+    /// Call invites sent, keyed by user id: each rings someone's tabs and may push to their
+    /// phone, so the budget is tighter than chat's.
+    Invite,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 5] = [
+    pub const ALL: [Bucket; 7] = [
         Bucket::Register,
         Bucket::Login,
         Bucket::LoginAccount,
         Bucket::RoomCreate,
         Bucket::Chat,
+        Bucket::KeyPublish,
+        Bucket::Invite,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +56,8 @@ impl Bucket {
             Bucket::LoginAccount => "login_account",
             Bucket::RoomCreate => "room_create",
             Bucket::Chat => "chat",
+            Bucket::KeyPublish => "key_publish",
+            Bucket::Invite => "invite",
         }
     }
 
@@ -59,6 +68,8 @@ impl Bucket {
             Bucket::LoginAccount => limits.login_account_per_min,
             Bucket::RoomCreate => limits.room_create_per_min,
             Bucket::Chat => limits.chat_per_min,
+            Bucket::KeyPublish => limits.keys_per_min,
+            Bucket::Invite => limits.invite_per_min,
         }
     }
 
@@ -203,7 +214,12 @@ mod tests {
                 "{bucket:?}"
             );
         }
-        for bucket in [Bucket::Chat, Bucket::RoomCreate] {
+        for bucket in [
+            Bucket::Chat,
+            Bucket::RoomCreate,
+            Bucket::KeyPublish,
+            Bucket::Invite,
+        ] {
             assert_eq!(on_backend_error(bucket), Ok(()), "{bucket:?}");
         }
     }

@@ -63,6 +63,10 @@ impl ApiRoomService {
             }
         };
         authorize(role, action)?;
+        if matches!(op, RoomOp::JoinCall) {
+            let max = self.ctx.settings.caps.participants_per_room;
+            rooms::check_room_has_space(&self.ctx.hub, room, user, max)?;
+        }
         role.map(WireRole::from).ok_or(Error::NotFound("room"))
     }
 }

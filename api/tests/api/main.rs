@@ -4,6 +4,7 @@
 mod agent;
 mod auth;
 mod binary;
+mod caps;
 mod captions;
 mod chat;
 mod cluster;
