@@ -37,6 +37,7 @@ pub mod models;
 pub mod push;
 pub mod ratelimit;
 pub mod realtime;
+pub mod sealed;
 pub mod secrets;
 pub mod server;
 pub mod telegram;

@@ -33,6 +33,7 @@ use crate::push::{
 };
 use crate::ratelimit::{LocalLimiter, RateLimiter, RedisLimiter};
 use crate::realtime::RedisBus;
+use crate::sealed::ClusterKey;
 use crate::secrets::{self, SecretError, SecretOrigin};
 use crate::telemetry;
 
@@ -240,6 +241,7 @@ fn start_invites_and_push(
     settings: &Settings,
     redis: Option<&redis::aio::ConnectionManager>,
     push_stream: Option<PushStream>,
+    cluster_key: &ClusterKey,
 ) -> Result<(Arc<CallInviteService>, PushService, PushWorker), StartError> {
     let push_settings = &settings.push;
     let (vapid, origin) = VapidKeys::load(
@@ -259,7 +261,7 @@ fn start_invites_and_push(
                 conn: conn.clone(),
                 prefix: prefix.clone(),
             },
-            InviteStore::Redis(RedisInvites::new(conn.clone(), prefix)),
+            InviteStore::Redis(RedisInvites::new(conn.clone(), prefix, cluster_key.clone())),
         ),
         None => (
             UnseenCounts::memory(),
@@ -285,6 +287,20 @@ fn start_invites_and_push(
         settings.invite_timeout,
     ));
     Ok((invites, push, worker))
+}
+
+/// The key that seals what this node tells the others through Redis: `CLUSTER_SECRET`, or
+/// derived from the JWT secret, which every node of a deployment already shares.
+fn cluster_key(settings: &Settings, jwt_secret: &secrecy::SecretString) -> ClusterKey {
+    match &settings.cluster_secret {
+        Some(secret) => ClusterKey::from_secret(secret),
+        None => {
+            if settings.redis_url.is_some() {
+                tracing::info!("CLUSTER_SECRET is not set: what nodes tell each other through Redis is sealed with a key derived from JWT_SECRET (docs/security.md)");
+            }
+            ClusterKey::derived_from(jwt_secret)
+        }
+    }
 }
 
 /// A ready-to-serve application.
@@ -320,6 +336,7 @@ impl Server {
             32,
         )?;
         announce_secret("JWT_SECRET", &origin, &jwt_secret);
+        let cluster_key = cluster_key(&settings, &jwt_secret);
         let (registration_secret, origin) = secrets::load_or_generate(
             settings.registration_secret.as_ref(),
             &settings.data_dir,
@@ -339,9 +356,14 @@ impl Server {
         // With Redis, events cross nodes through it; without, they stay in this process.
         let bus: Arc<dyn Bus> = match &redis {
             Some((client, conn)) => Arc::new(
-                RedisBus::connect(client, conn.clone(), &settings.redis_prefix)
-                    .await
-                    .map_err(|e| StartError::Redis(format!("bus subscription: {e}")))?,
+                RedisBus::connect(
+                    client,
+                    conn.clone(),
+                    &settings.redis_prefix,
+                    cluster_key.clone(),
+                )
+                .await
+                .map_err(|e| StartError::Redis(format!("bus subscription: {e}")))?,
             ),
             None => Arc::new(LocalBus::new()),
         };
@@ -362,6 +384,7 @@ impl Server {
                     &settings.redis_prefix,
                     identity,
                     media.sfu.clone(),
+                    cluster_key.clone(),
                 )
                 .await
                 .map_err(|e| StartError::Redis(format!("media relay subscription: {e}")))?;
@@ -420,14 +443,18 @@ impl Server {
                 &settings.redis_prefix,
                 format!("node-{:05x}", hub.node_tag()),
                 settings.push.claim_idle,
+                cluster_key.clone(),
             )
         });
         let (invites, push, push_worker) =
-            start_invites_and_push(&settings, redis.as_ref(), push_stream)?;
+            start_invites_and_push(&settings, redis.as_ref(), push_stream, &cluster_key)?;
         let tickets = match &redis {
-            Some(conn) => {
-                WsTickets::redis(conn.clone(), &settings.redis_prefix, settings.ws_ticket_ttl)
-            }
+            Some(conn) => WsTickets::redis(
+                conn.clone(),
+                &settings.redis_prefix,
+                settings.ws_ticket_ttl,
+                cluster_key.clone(),
+            ),
             None => WsTickets::memory(settings.ws_ticket_ttl),
         };
 

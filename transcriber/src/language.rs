@@ -15,6 +15,7 @@
 
 /// Whether `code` is a language code whisper knows (`en`, `ru`, `haw`, …; its own list of
 /// 99). Only codes: whisper also accepts full names ("english"), which the protocol doesn't.
+#[cfg(feature = "whisper")]
 pub fn is_known(code: &str) -> bool {
     (2..=3).contains(&code.len())
         && code.chars().all(|c| c.is_ascii_lowercase())
@@ -239,6 +240,7 @@ mod tests {
         assert_eq!(s.observe(&seen("ru", 0.92)), Some("ru".into()));
     }
 
+    #[cfg(feature = "whisper")]
     #[test]
     fn whispers_language_codes_are_known_and_others_not() {
         assert!(is_known("ru") && is_known("en") && is_known("uk"));

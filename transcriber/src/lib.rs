@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod decode;
+#[cfg(feature = "whisper")]
 pub mod file;
 pub mod ggml;
 pub mod guard;
@@ -25,7 +26,9 @@ pub mod resample;
 pub mod segment;
 pub mod vad;
 pub mod wer;
+#[cfg(feature = "whisper")]
 pub mod whisper;
+#[cfg(feature = "whisper")]
 pub mod worker;
 
 pub use segment::{Segment, Speaker};
@@ -42,6 +45,7 @@ pub enum Error {
     Opus(#[from] opus::Error),
     #[error("resampler: {0}")]
     Resample(String),
+    #[cfg(feature = "whisper")]
     #[error("whisper: {0}")]
     Whisper(#[from] whisper_rs::WhisperError),
     #[error("the model file {path} could not be loaded: {reason}")]

@@ -6,7 +6,9 @@
 //! store (or a Redis dump) doesn't hold usable tickets either.
 //!
 //! With Redis, tickets live there (`SET … EX`, redeemed with `GETDEL`), so a ticket issued by
-//! one node is redeemed once across all of them; without, in this process.
+//! one node is redeemed once across all of them; without, in this process. There the grant is
+//! sealed with the cluster key for its own key ([`crate::sealed`]): a grant some other
+//! writer put in Redis (to open a WebSocket as someone else) is no ticket.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::sealed::ClusterKey;
 
 /// What a ticket stands for: the token it was issued against, so redeeming it checks the
 /// same things as presenting that token (user still there, generation current, not revoked).
@@ -47,6 +50,7 @@ enum TicketStore {
     Redis {
         conn: ConnectionManager,
         prefix: String,
+        seal: ClusterKey,
     },
 }
 
@@ -84,12 +88,13 @@ impl WsTickets {
     }
 
     /// Tickets kept in Redis under `prefix`, redeemable once on any node.
-    pub fn redis(conn: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
+    pub fn redis(conn: ConnectionManager, prefix: &str, ttl: Duration, seal: ClusterKey) -> Self {
         Self {
             ttl,
             store: TicketStore::Redis {
                 conn,
                 prefix: prefix.to_owned(),
+                seal,
             },
         }
     }
@@ -120,11 +125,15 @@ impl WsTickets {
                 }
                 map.insert(key, (now + self.ttl, grant));
             }
-            TicketStore::Redis { conn, prefix } => {
-                let value = serde_json::to_string(&grant).map_err(Error::internal)?;
+            TicketStore::Redis { conn, prefix, seal } => {
+                let key = format!("{prefix}:wsticket:{key}");
+                let value = seal.seal(
+                    &key,
+                    &serde_json::to_string(&grant).map_err(Error::internal)?,
+                );
                 let mut conn = conn.clone();
                 let mut set = redis::cmd("SET");
-                set.arg(format!("{prefix}:wsticket:{key}"))
+                set.arg(key)
                     .arg(value)
                     .arg("EX")
                     .arg(self.ttl.as_secs().max(1));
@@ -156,14 +165,18 @@ impl WsTickets {
                     .filter(|(expires, _)| *expires > Instant::now())
                     .map(|(_, grant)| grant))
             }
-            TicketStore::Redis { conn, prefix } => {
+            TicketStore::Redis { conn, prefix, seal } => {
+                let key = format!("{prefix}:wsticket:{key}");
                 let mut conn = conn.clone();
                 // GETDEL: read and delete in one step, so two nodes can't both redeem it.
                 let mut getdel = redis::cmd("GETDEL");
-                getdel.arg(format!("{prefix}:wsticket:{key}"));
+                getdel.arg(&key);
                 let value = within(getdel.query_async::<Option<String>>(&mut conn)).await;
                 match value {
-                    Ok(value) => Ok(value.and_then(|v| serde_json::from_str(&v).ok())),
+                    Ok(value) => Ok(value.and_then(|v| {
+                        let json = seal.open_stored("ws_ticket", &key, &v)?;
+                        serde_json::from_str(json).ok()
+                    })),
                     Err(err) => {
                         tracing::warn!(error = %err, "WebSocket ticket not redeemed: Redis failed");
                         Err(Error::Unavailable("ticket store unreachable".to_owned()))

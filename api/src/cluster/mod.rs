@@ -34,6 +34,7 @@ use self::placement::Placement;
 use self::registry::{NodeRecord, Registry, HEARTBEAT};
 use self::relay::{RedisRelay, RelayHandle};
 use crate::realtime::pubsub::{read_forever, subscribe};
+use crate::sealed::ClusterKey;
 
 /// What the last heartbeat measured, for the next one's rates.
 #[derive(Debug)]
@@ -107,6 +108,7 @@ impl Cluster {
         prefix: &str,
         node: NodeIdentity,
         sfu: Sfu,
+        key: ClusterKey,
     ) -> redis::RedisResult<Arc<Self>> {
         let NodeIdentity {
             tag: node,
@@ -123,8 +125,9 @@ impl Cluster {
             prefix,
             sfu.clone(),
             placement.clone(),
-            Registry::new(conn.clone(), prefix),
+            Registry::new(conn.clone(), prefix, key.clone()),
             tasks.clone(),
+            key.clone(),
         ));
         let deliver = {
             let relay = Arc::clone(&relay);
@@ -142,7 +145,7 @@ impl Cluster {
             node,
             capacity,
             media,
-            registry: Registry::new(conn, prefix),
+            registry: Registry::new(conn, prefix, key),
             placement,
             relay,
             draining: AtomicBool::new(false),

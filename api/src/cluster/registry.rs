@@ -1,11 +1,17 @@
 //! The node registry in Redis: which nodes are up, where browsers send them media, and how
 //! loaded they are. Each node rewrites its record every [`HEARTBEAT`] with a [`RECORD_TTL`]
 //! expiry, so a node that dies (SIGKILL, a lost box) drops out within seconds by itself.
+//!
+//! Records are sealed with the cluster key for their own key ([`crate::sealed`]): a record
+//! some other writer put there (a fake node to have rooms placed on it) or copied from
+//! another node's key is not a live node.
 
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+
+use crate::sealed::ClusterKey;
 
 /// How often a node rewrites its record.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -39,13 +45,14 @@ impl NodeRecord {
     }
 }
 
-/// Reads the live records and forgets the tags whose record expired, in one step so a node
-/// that rewrites its record meanwhile is never dropped from the set.
+/// Reads the live records (tag, record, tag, record, …) and forgets the tags whose record
+/// expired, in one step so a node that rewrites its record meanwhile is never dropped.
 const LIVE: &str = r"
 local out = {}
 for _, tag in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local record = redis.call('GET', ARGV[1] .. tag)
   if record then
+    table.insert(out, tag)
     table.insert(out, record)
   else
     redis.call('SREM', KEYS[1], tag)
@@ -60,6 +67,7 @@ pub struct Registry {
     conn: ConnectionManager,
     prefix: String,
     live: redis::Script,
+    key: ClusterKey,
 }
 
 impl std::fmt::Debug for Registry {
@@ -71,11 +79,12 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(conn: ConnectionManager, prefix: &str, key: ClusterKey) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),
             live: redis::Script::new(LIVE),
+            key,
         }
     }
 
@@ -96,12 +105,14 @@ impl Registry {
             redis::RedisError::from((redis::ErrorKind::TypeError, "encode", e.to_string()))
         })?;
         let ttl_ms = u64::try_from(RECORD_TTL.as_millis()).unwrap_or(u64::MAX);
+        let key = format!("{}{}", self.record_prefix(), record.node);
+        let sealed = self.key.seal(&key, &json);
         let mut conn = self.conn.clone();
         redis::pipe()
             .atomic()
             .set_options(
-                format!("{}{}", self.record_prefix(), record.node),
-                json,
+                key,
+                sealed,
                 redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl_ms)),
             )
             .ignore()
@@ -128,7 +139,8 @@ impl Registry {
     }
 
     /// The records of every live node. A record that doesn't parse (a newer node's format)
-    /// is skipped, not fatal.
+    /// is skipped, not fatal; one no node sealed for its key, or naming another node than
+    /// its key, is not a node.
     ///
     /// # Errors
     /// The Redis error.
@@ -140,13 +152,23 @@ impl Registry {
             .arg(self.record_prefix())
             .invoke_async(&mut conn)
             .await?;
+        let record_prefix = self.record_prefix();
         Ok(raw
-            .iter()
-            .filter_map(|json| match serde_json::from_str(json) {
-                Ok(record) => Some(record),
-                Err(err) => {
-                    tracing::debug!(error = %err, "skipping a node record that doesn't parse");
-                    None
+            .chunks_exact(2)
+            .filter_map(|pair| {
+                let (tag, sealed) = (&pair[0], &pair[1]);
+                let json = self.key.open_stored(
+                    "node_record",
+                    &format!("{record_prefix}{tag}"),
+                    sealed,
+                )?;
+                match serde_json::from_str::<NodeRecord>(json) {
+                    Ok(record) if record.node.to_string() == *tag => Some(record),
+                    Ok(_) => None,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "skipping a node record that doesn't parse");
+                        None
+                    }
                 }
             })
             .collect())

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use super::placement::Placement;
 use super::registry::{NodeRecord, Registry};
 use super::wire::{Command, Event, Message};
+use crate::sealed::ClusterKey;
 
 /// A call to another node that hasn't answered in this long failed: the node is taken for
 /// gone (its record may still be within its TTL).
@@ -31,6 +32,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a node that failed a call stays out of placement: past its record's TTL and a
 /// heartbeat more, by when a dead node's record is gone.
 const DOUBT: Duration = Duration::from_secs(10);
+
+/// At most this many calls from other nodes are answered at once; past it a call is refused
+/// at once (its caller hears "busy") rather than start another task. Joins hold their slot
+/// only until they are answered.
+const MAX_CALLS_IN_FLIGHT: usize = 512;
 
 /// A peer of a socket here whose media another node carries.
 #[derive(Debug)]
@@ -52,6 +58,10 @@ pub struct RedisRelay {
     node: u32,
     conn: ConnectionManager,
     prefix: String,
+    /// Seals what this node sends and opens what it receives ([`crate::sealed`]).
+    key: ClusterKey,
+    /// Calls being answered (see [`MAX_CALLS_IN_FLIGHT`]).
+    calls: Arc<tokio::sync::Semaphore>,
     sfu: Sfu,
     placement: Placement,
     /// The live nodes as of the last heartbeat (see `Cluster`).
@@ -94,11 +104,14 @@ impl RedisRelay {
         placement: Placement,
         registry: Registry,
         tasks: TaskTracker,
+        key: ClusterKey,
     ) -> Self {
         Self {
             node,
             conn,
             prefix: prefix.to_owned(),
+            key,
+            calls: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT)),
             sfu,
             placement,
             live: Mutex::new(Vec::new()),
@@ -145,9 +158,11 @@ impl RedisRelay {
     async fn send(&self, node: u32, message: &Message) -> Result<(), MediaError> {
         let json = serde_json::to_string(message)
             .map_err(|e| MediaError::Unavailable(format!("encode: {e}")))?;
+        let channel = channel(&self.prefix, node);
+        let sealed = self.key.seal(&channel, &json);
         let mut conn = self.conn.clone();
         let mut publish = redis::cmd("PUBLISH");
-        publish.arg(channel(&self.prefix, node)).arg(json);
+        publish.arg(channel).arg(sealed);
         let receivers = tokio::time::timeout(CALL_TIMEOUT, publish.query_async::<i64>(&mut conn))
             .await
             .map_err(|_| MediaError::Unavailable("Redis did not answer".to_owned()))?
@@ -229,9 +244,17 @@ impl RedisRelay {
         }
     }
 
-    /// One message off this node's channel.
+    /// One message off this node's channel: acted on only if a node sealed it for this
+    /// channel within the last minute ([`crate::sealed`]), so whoever else can write to
+    /// Redis can't join a room's media, mute or drop anyone.
     pub fn deliver(self: &Arc<Self>, payload: &[u8]) {
-        let message = match serde_json::from_slice::<Message>(payload) {
+        let Some(body) =
+            self.key
+                .open_message("media_relay", &channel(&self.prefix, self.node), payload)
+        else {
+            return;
+        };
+        let message = match serde_json::from_str::<Message>(body) {
             Ok(message) => message,
             Err(err) => {
                 tracing::warn!(error = %err, "ignoring an undecodable media relay message");
@@ -257,16 +280,37 @@ impl RedisRelay {
                 }
             }
             Message::Call { id, from, command } => {
+                let Ok(permit) = Arc::clone(&self.calls).try_acquire_owned() else {
+                    metrics::counter!("media_relay_calls_refused_total").increment(1);
+                    tracing::warn!(from, "media relay: too many calls in flight; refusing one");
+                    if let Some(id) = id {
+                        let relay = Arc::clone(self);
+                        self.tasks.spawn(async move {
+                            let busy = Err(MediaError::Unavailable(format!(
+                                "node-{:05x} is busy",
+                                relay.node
+                            )));
+                            let _ = relay.send(from, &Message::Reply { id, result: busy }).await;
+                        });
+                    }
+                    return;
+                };
                 let relay = Arc::clone(self);
                 self.tasks
-                    .spawn(async move { relay.serve(id, from, command).await });
+                    .spawn(async move { relay.serve(id, from, command, permit).await });
             }
         }
     }
 
     /// Runs another node's command on this node's SFU, replies when asked to, and for a
     /// join starts sending the peer's events back.
-    async fn serve(self: Arc<Self>, id: Option<u64>, from: u32, command: Command) {
+    async fn serve(
+        self: Arc<Self>,
+        id: Option<u64>,
+        from: u32,
+        command: Command,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let peer = ParticipantId(command.peer());
         let served_room = lock(&self.served).get(&peer).map(|s| s.room);
         let result: Result<Option<String>, MediaError> = match command {
@@ -288,6 +332,7 @@ impl RedisRelay {
                             };
                             let _ = self.send(from, &reply).await;
                         }
+                        drop(permit);
                         self.send_events_back(from, peer, rx).await;
                         return;
                     }

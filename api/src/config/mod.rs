@@ -95,8 +95,10 @@ pub struct IceServers {
     /// `TURN_SHARED_SECRET`: coturn's `static-auth-secret`; each join then gets its own
     /// time-limited credential (TURN REST convention) instead of the static password.
     pub turn_shared_secret: Option<SecretString>,
-    /// `TURN_CREDENTIAL_TTL_SECS`: how long such a credential works; default 24 h (an
-    /// allocation is refreshed with it, so it must outlast the longest call).
+    /// `TURN_CREDENTIAL_TTL_SECS`: how long such a credential can make new allocations;
+    /// default 1 h. coturn checks the expiry only when an allocation is made and refreshes
+    /// it with the key it derived then, so a call outlives its credential; a later ICE
+    /// restart needs a fresh one, which the browser gets by joining again (`static/js/call.js`).
     pub turn_credential_ttl: std::time::Duration,
 }
 
@@ -115,6 +117,9 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
     pub redis_prefix: String,
+    /// The key that seals what nodes tell each other through Redis (`api::sealed`).
+    /// `None`: derived from the JWT secret, which every node of a deployment shares.
+    pub cluster_secret: Option<SecretString>,
     pub data_dir: PathBuf,
     pub static_dir: PathBuf,
     pub ice: IceServers,
@@ -400,6 +405,13 @@ impl Settings {
                 return Err(invalid("REDIS_URL", "expected a redis://… URL"));
             }
         }
+        let cluster_secret = get("CLUSTER_SECRET");
+        if cluster_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(invalid(
+                "CLUSTER_SECRET",
+                "must be at least 32 characters long",
+            ));
+        }
 
         let ice = IceServers {
             stun_urls: url_list("STUN_SERVERS", get("STUN_SERVERS"), &["stun:", "stuns:"])?,
@@ -410,7 +422,7 @@ impl Settings {
             turn_credential_ttl: std::time::Duration::from_secs(parse_or(
                 "TURN_CREDENTIAL_TTL_SECS",
                 get("TURN_CREDENTIAL_TTL_SECS"),
-                86_400u64,
+                3_600u64,
                 "a number of seconds",
             )?),
         };
@@ -553,6 +565,7 @@ impl Settings {
             database_url,
             redis_url,
             redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "webcall".to_owned()),
+            cluster_secret: cluster_secret.map(SecretString::from),
             data_dir: data_dir(&get),
             static_dir: get("STATIC_DIR").map_or_else(|| PathBuf::from("./static"), PathBuf::from),
             ice,
@@ -918,6 +931,7 @@ mod tests {
                 "REGISTRATION_SECRET",
             ),
             (&[("JWT_SECRET", "short")], "JWT_SECRET"),
+            (&[("CLUSTER_SECRET", "short")], "CLUSTER_SECRET"),
             (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
             (&[("REDIS_URL", "localhost")], "REDIS_URL"),
             (&[("STUN_SERVERS", "stun:a:3478,http://b")], "STUN_SERVERS"),

@@ -11,10 +11,14 @@
 //!
 //! Ending is `GETDEL` of the invite key: Redis runs it atomically, so of an accept on node A
 //! and a timeout swept on node B, exactly one gets the invite.
+//!
+//! An invite is sealed with the cluster key for its own key ([`crate::sealed`]): one that
+//! some other writer put in Redis (to let someone into a room) is no invite.
 
 use redis::aio::ConnectionManager;
 
 use super::store::{InviteStoreError, StoredInvite};
+use crate::sealed::ClusterKey;
 
 /// How long keys outlive their invite, for a sweeper that is late.
 const KEY_GRACE_MS: i64 = 60_000;
@@ -26,6 +30,7 @@ const LIST_MAX: isize = 200;
 pub struct RedisInvites {
     conn: ConnectionManager,
     prefix: String,
+    seal: ClusterKey,
 }
 
 impl std::fmt::Debug for RedisInvites {
@@ -37,10 +42,19 @@ impl std::fmt::Debug for RedisInvites {
 }
 
 impl RedisInvites {
-    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(conn: ConnectionManager, prefix: &str, seal: ClusterKey) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),
+            seal,
+        }
+    }
+
+    /// The invite stored under `key`, if a node sealed it there.
+    fn open(&self, key: &str, value: &str) -> Result<Option<StoredInvite>, InviteStoreError> {
+        match self.seal.open_stored("invite", key, value) {
+            Some(json) => Ok(Some(serde_json::from_str(json)?)),
+            None => Ok(None),
         }
     }
 
@@ -73,12 +87,13 @@ impl RedisInvites {
         if claimed.is_none() && !self.reclaim_stale_pair(stored, ttl_ms).await? {
             return Ok(false);
         }
-        let json = serde_json::to_string(stored)?;
+        let key = self.key(&stored.invite.id);
+        let sealed = self.seal.seal(&key, &serde_json::to_string(stored)?);
         redis::pipe()
             .atomic()
             .cmd("SET")
-            .arg(self.key(&stored.invite.id))
-            .arg(json)
+            .arg(key)
+            .arg(sealed)
             .arg("PX")
             .arg(ttl_ms)
             .ignore()
@@ -198,17 +213,19 @@ impl RedisInvites {
 
     pub(super) async fn get(&self, id: &str) -> Result<Option<StoredInvite>, InviteStoreError> {
         let mut conn = self.conn.clone();
-        let json: Option<String> = redis::cmd("GET")
-            .arg(self.key(id))
-            .query_async(&mut conn)
-            .await?;
-        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+        let key = self.key(id);
+        let value: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+        match value {
+            Some(value) => self.open(&key, &value),
+            None => Ok(None),
+        }
     }
 
     pub(super) async fn take(&self, id: &str) -> Result<Option<StoredInvite>, InviteStoreError> {
         let mut conn = self.conn.clone();
-        let json: Option<String> = redis::cmd("GETDEL")
-            .arg(self.key(id))
+        let key = self.key(id);
+        let value: Option<String> = redis::cmd("GETDEL")
+            .arg(&key)
             .query_async(&mut conn)
             .await?;
         // Whoever took it (or found it gone) also clears the index entries.
@@ -217,10 +234,10 @@ impl RedisInvites {
             .arg(id)
             .query_async(&mut conn)
             .await?;
-        let Some(json) = json else {
+        // A forgery is gone now too, and ends nothing.
+        let Some(stored) = value.map(|v| self.open(&key, &v)).transpose()?.flatten() else {
             return Ok(None);
         };
-        let stored: StoredInvite = serde_json::from_str(&json)?;
         let _: () = redis::cmd("DEL")
             .arg(self.pair_key(&stored))
             .query_async(&mut conn)

@@ -2,6 +2,10 @@
 //! through one consumer group: a notice queued through a node that stops before sending it
 //! is claimed by another node (`XAUTOCLAIM` after [`CLAIM_IDLE`]) and still goes out. An
 //! entry is acknowledged and deleted once its push is done (sent, given up or refused).
+//!
+//! The notice is sealed with the cluster key ([`crate::sealed`]) for the stream, its user
+//! and its count: an entry some other writer added (to send anyone a notice of its making)
+//! is dropped unsent.
 
 use std::time::Duration;
 
@@ -9,6 +13,7 @@ use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 
 use super::notice::Notice;
+use crate::sealed::ClusterKey;
 
 /// Entries kept at most (approximately); older ones are trimmed.
 const MAX_LEN: usize = 10_000;
@@ -39,6 +44,7 @@ pub struct PushStream {
     consumer: String,
     /// Entries pending this long on a consumer are taken over (its node stopped).
     claim_idle: Duration,
+    seal: ClusterKey,
 }
 
 impl std::fmt::Debug for PushStream {
@@ -57,6 +63,7 @@ impl PushStream {
         prefix: &str,
         consumer: String,
         claim_idle: Duration,
+        seal: ClusterKey,
     ) -> Self {
         Self {
             conn,
@@ -64,6 +71,7 @@ impl PushStream {
             key: format!("{prefix}:push_queue"),
             consumer,
             claim_idle,
+            seal,
         }
     }
 
@@ -95,6 +103,7 @@ impl PushStream {
         let json = serde_json::to_string(notice).map_err(|e| {
             redis::RedisError::from((redis::ErrorKind::TypeError, "notice", e.to_string()))
         })?;
+        let json = self.seal.seal(&self.seal_context(user_id, count), &json);
         let mut conn = self.conn.clone();
         redis::cmd("XADD")
             .arg(&self.key)
@@ -162,7 +171,7 @@ impl PushStream {
         let mut bad = Vec::new();
         for id in ids {
             let raw_id = id.id.clone();
-            match decode(id) {
+            match self.decode(id) {
                 Some(entry) => entries.push(entry),
                 None => {
                     tracing::warn!(id = %raw_id, "undecodable push queue entry dropped");
@@ -196,15 +205,25 @@ impl PushStream {
     }
 }
 
-fn decode(entry: StreamId) -> Option<Entry> {
-    let user_id: i64 = entry.get("user")?;
-    let notice: String = entry.get("notice")?;
-    let count: u32 = entry.get("count")?;
-    let notice = serde_json::from_str(&notice).ok()?;
-    Some(Entry {
-        id: entry.id,
-        user_id,
-        notice,
-        count,
-    })
+impl PushStream {
+    /// What an entry's notice is sealed for: this stream, its user and its count.
+    fn seal_context(&self, user_id: i64, count: u32) -> String {
+        format!("{}:{user_id}:{count}", self.key)
+    }
+
+    fn decode(&self, entry: StreamId) -> Option<Entry> {
+        let user_id: i64 = entry.get("user")?;
+        let notice: String = entry.get("notice")?;
+        let count: u32 = entry.get("count")?;
+        let notice =
+            self.seal
+                .open_stored("push_queue", &self.seal_context(user_id, count), &notice)?;
+        let notice = serde_json::from_str(notice).ok()?;
+        Some(Entry {
+            id: entry.id,
+            user_id,
+            notice,
+            count,
+        })
+    }
 }

@@ -2,6 +2,10 @@
 //!
 //! One channel keeps one order: Redis delivers a channel's messages to every subscriber in
 //! publish order, so every node sees the same sequence of joins, chat messages and mutes.
+//!
+//! Every message is sealed with the cluster key ([`crate::sealed`]): one that no node sealed
+//! (written by something else that reaches Redis), sealed for another channel, or older
+//! than a minute is dropped before it is decoded.
 
 use redis::aio::{ConnectionManager, PubSub};
 use signaling::bus::{BoxFuture, Bus, BusError, Envelope, BUS_CAPACITY};
@@ -9,10 +13,12 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 use super::pubsub::{subscribe, Link};
+use crate::sealed::ClusterKey;
 
 pub struct RedisBus {
     conn: ConnectionManager,
     channel: String,
+    key: ClusterKey,
     tx: broadcast::Sender<Envelope>,
     reader: AbortHandle,
 }
@@ -34,6 +40,7 @@ impl RedisBus {
         client: &redis::Client,
         conn: ConnectionManager,
         prefix: &str,
+        key: ClusterKey,
     ) -> redis::RedisResult<Self> {
         let channel = format!("{prefix}:bus");
         let pubsub = subscribe(client, &channel).await?;
@@ -44,11 +51,13 @@ impl RedisBus {
             channel.clone(),
             pubsub,
             tx.clone(),
+            key.clone(),
         ))
         .abort_handle();
         Ok(Self {
             conn,
             channel,
+            key,
             tx,
             reader,
         })
@@ -62,12 +71,19 @@ async fn read_forever(
     channel: String,
     pubsub: PubSub,
     tx: broadcast::Sender<Envelope>,
+    key: ClusterKey,
 ) {
-    let deliver = move |payload: &[u8]| match serde_json::from_slice::<Envelope>(payload) {
-        Ok(envelope) => {
-            let _ = tx.send(envelope);
+    let on_channel = channel.clone();
+    let deliver = move |payload: &[u8]| {
+        let Some(body) = key.open_message("bus", &on_channel, payload) else {
+            return;
+        };
+        match serde_json::from_str::<Envelope>(body) {
+            Ok(envelope) => {
+                let _ = tx.send(envelope);
+            }
+            Err(err) => tracing::warn!(error = %err, "ignoring an undecodable bus message"),
         }
-        Err(err) => tracing::warn!(error = %err, "ignoring an undecodable bus message"),
     };
     let on_link = |link| match link {
         Link::Lost => metrics::gauge!("bus_connected").set(0.0),
@@ -94,7 +110,9 @@ impl Bus for RedisBus {
             let json = serde_json::to_string(&envelope)?;
             let mut conn = self.conn.clone();
             let mut publish = redis::cmd("PUBLISH");
-            publish.arg(&self.channel).arg(json);
+            publish
+                .arg(&self.channel)
+                .arg(self.key.seal(&self.channel, &json));
             // While Redis is down the connection manager may keep a command waiting as it
             // reconnects; the caller (a chat post, say) must not hang until its request times
             // out: it logs the failed broadcast and answers.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use api::cluster::placement::Placement;
 use api::cluster::registry::{NodeRecord, Registry};
+use api::sealed::ClusterKey;
 use bench::call_client::CallClient;
 use serde_json::Value;
 
@@ -35,10 +36,16 @@ async fn cluster_env(redis_url: &str) -> (Env, tempfile::TempDir) {
     (env, data)
 }
 
+/// The key the nodes seal with: they set no `CLUSTER_SECRET`, so it is derived from their
+/// shared JWT secret.
+fn cluster_key(env: &Env) -> ClusterKey {
+    ClusterKey::derived_from(&secrecy::SecretString::from(env["JWT_SECRET"].clone()))
+}
+
 /// The live nodes' records.
 async fn live_nodes(env: &Env) -> Vec<NodeRecord> {
     let conn = redis(&env["REDIS_URL"]).await;
-    Registry::new(conn, &env["REDIS_PREFIX"])
+    Registry::new(conn, &env["REDIS_PREFIX"], cluster_key(env))
         .live()
         .await
         .expect("registry readable")
@@ -626,10 +633,14 @@ async fn a_redis_restart_drops_no_call_and_the_nodes_recover_by_themselves() {
     // Redis kept nothing: the registry and the room's record come back from the nodes.
     let mut recovered = None;
     while back.elapsed() < Duration::from_secs(15) {
-        let live = Registry::new(redis(&env["REDIS_URL"]).await, &env["REDIS_PREFIX"])
-            .live()
-            .await
-            .unwrap_or_default();
+        let live = Registry::new(
+            redis(&env["REDIS_URL"]).await,
+            &env["REDIS_PREFIX"],
+            cluster_key(&env),
+        )
+        .live()
+        .await
+        .unwrap_or_default();
         if live.len() == 2 && room_owner(&env, room).await == Some(owner) {
             recovered = Some(back.elapsed());
             break;

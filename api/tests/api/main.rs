@@ -25,6 +25,7 @@ mod push_egress;
 mod push_sessions;
 mod ratelimit;
 mod realtime;
+mod redis_trust;
 mod reliability;
 mod rooms;
 mod sessions;
