@@ -46,6 +46,10 @@ pub enum Error {
     TranscriptionUnavailable,
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A feature this server isn't configured for (Telegram without a bot token): 404
+    /// `not_enabled`, as for an endpoint that isn't there, not a 503 that says "try later".
+    #[error("{0}")]
+    NotEnabled(&'static str),
     /// The database is down, restarting or out of connections: nothing was stored.
     #[error("the database is unavailable; nothing was stored, try again shortly")]
     DatabaseUnavailable,

@@ -80,11 +80,11 @@ impl Telegram {
     /// A new link token for `user_id` and the deep link that carries it.
     ///
     /// # Errors
-    /// [`Error::Unavailable`] without `TELEGRAM_BOT_USERNAME`; internal errors.
+    /// [`Error::NotEnabled`] without `TELEGRAM_BOT_USERNAME`; internal errors.
     pub async fn start_link(&self, store: &Store, user_id: i64) -> Result<(String, String)> {
         let Some(bot_name) = &self.settings.bot_username else {
-            return Err(Error::Unavailable(
-                "Telegram linking needs TELEGRAM_BOT_USERNAME on the server".to_owned(),
+            return Err(Error::NotEnabled(
+                "Telegram linking is not enabled: the server has no TELEGRAM_BOT_USERNAME",
             ));
         };
         // 24 random bytes: 32 URL-safe characters, within Telegram's 64 for a start parameter.

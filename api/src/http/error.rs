@@ -73,6 +73,7 @@ impl Error {
             Error::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", None),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            Error::NotEnabled(_) => (StatusCode::NOT_FOUND, "not_enabled", None),
             Error::Conflict { code, .. } => (StatusCode::CONFLICT, *code, None),
             Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
             Error::UnsupportedMediaType(_) => (

@@ -27,9 +27,9 @@ pub fn router() -> OpenApiRouter<ApiContext> {
 }
 
 fn bot(ctx: &ApiContext) -> Result<&Arc<Telegram>> {
-    ctx.telegram.as_ref().ok_or_else(|| {
-        Error::Unavailable("Telegram is not configured on this server (TELEGRAM_BOT_TOKEN)".into())
-    })
+    ctx.telegram.as_ref().ok_or(Error::NotEnabled(
+        "Telegram is not enabled on this server (TELEGRAM_BOT_TOKEN)",
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -45,7 +45,7 @@ pub struct LinkDto {
 #[utoipa::path(post, path = "/telegram/link", tag = "agent", security(("bearer" = [])),
     responses(
         (status = 201, description = "A deep link to open in Telegram", body = LinkDto),
-        (status = 503, description = "The server has no bot, or no TELEGRAM_BOT_USERNAME", body = ErrorBody),
+        (status = 404, description = "`not_enabled`: the server has no bot, or no TELEGRAM_BOT_USERNAME", body = ErrorBody),
     ))]
 async fn post_link(
     State(ctx): State<ApiContext>,
@@ -95,7 +95,7 @@ async fn get_status(
     responses(
         (status = 200, description = "Handled (a bad link token is answered in the chat)"),
         (status = 401, description = "Missing or wrong secret token", body = ErrorBody),
-        (status = 503, description = "The server has no bot", body = ErrorBody),
+        (status = 404, description = "`not_enabled`: the server has no bot", body = ErrorBody),
     ))]
 async fn webhook(
     State(ctx): State<ApiContext>,

@@ -162,22 +162,23 @@ fn sha_hex(text: &str) -> String {
 }
 
 #[tokio::test]
-async fn telegram_endpoints_without_a_bot_say_it_is_not_configured() {
+async fn telegram_endpoints_without_a_bot_are_404_not_enabled() {
     let app = spawn_with(&[]).await;
     let alice = app.register("alice").await;
     let err = expect_error(
         app.post("/api/v1/telegram/link", Some(&alice), json!({}))
             .await,
-        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::NOT_FOUND,
     )
     .await;
+    assert_eq!(err["code"], "not_enabled", "{err}");
     assert!(err["message"]
         .as_str()
         .unwrap_or("")
         .contains("TELEGRAM_BOT_TOKEN"));
     assert_eq!(
         webhook(&app, Some(WEBHOOK_SECRET), 1, "/start x").await,
-        StatusCode::SERVICE_UNAVAILABLE
+        StatusCode::NOT_FOUND
     );
     assert_eq!(status(&app, &alice).await, "absent");
 }

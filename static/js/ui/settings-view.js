@@ -157,7 +157,8 @@ export function renderSettings(ctx) {
       stopPoll = pollTelegram(ctx.api, (s) => { if (s !== 'pending') showTelegram(s); });
       tgActions.querySelector('a')?.focus();
     } catch (err) {
-      tgStatus.textContent = err instanceof ApiError && err.status === 503 ? t('telegram_unavailable') : errorText(err);
+      // 404 `not_enabled`: this server has no Telegram bot.
+      tgStatus.textContent = err instanceof ApiError && (err.code === 'not_enabled' || err.status === 503) ? t('telegram_unavailable') : errorText(err);
     }
   }
   async function unlink() {
