@@ -20,8 +20,8 @@ use crate::protocol::{IceServer, UserId};
 pub struct TurnRest {
     pub urls: Vec<String>,
     pub secret: SecretString,
-    /// How long a credential works. TURN refreshes an allocation with it, so it must
-    /// outlast a call.
+    /// How long a credential can make new allocations. coturn checks the expiry when an
+    /// allocation is made, not when it is refreshed, so a call outlives it.
     pub ttl: Duration,
 }
 
