@@ -33,7 +33,23 @@ const RESTART_DEADLINE_MS = 10_000;
 /** Application heartbeat: a socket that answers no ping for two periods is dead. */
 const HEARTBEAT_MS = 10_000;
 const BACKOFF_BASE_MS = 500;
+/** A TURN credential this close to its expiry is treated as expired. */
+const TURN_EXPIRY_MARGIN_MS = 30_000;
 const BACKOFF_MAX_MS = 10_000;
+
+/**
+ * The earliest expiry of the TURN REST credentials among `servers` (username
+ * `<expiry unix time>:<user id>`), in ms; null when there are none.
+ * @param {import('./signaling.js').IceServer[]} servers
+ * @returns {number | null}
+ */
+function turnExpiry(servers) {
+  const expiries = servers
+    .map((s) => /^(\d+):/.exec(s.username ?? '')?.[1])
+    .filter((e) => e !== undefined)
+    .map((e) => Number(e) * 1000);
+  return expiries.length > 0 ? Math.min(...expiries) : null;
+}
 
 export class Call {
   /**
@@ -68,6 +84,11 @@ export class Call {
     this.reconnectAttempt = 0;
     this.restartPending = false;
     /** @type {number | null} */ this.restartSince = null;
+    /**
+     * When the TURN credential of the current media stops making allocations (ms), if any.
+     * @type {number | null}
+     */
+    this.turnExpiresAt = null;
     /** @type {ReturnType<typeof setTimeout> | null} */ this.disconnectTimer = null;
     /** @type {ReturnType<typeof setTimeout> | null} */ this.reconnectTimer = null;
     /** @type {ReturnType<typeof setInterval> | null} */ this.heartbeat = null;
@@ -223,6 +244,7 @@ export class Call {
     this.setState(this.rejoins > 0 ? 'reconnecting' : 'connecting', 'media');
     const pc = new RTCPeerConnection({ iceServers: joined.ice_servers ?? [] });
     this.pc = pc;
+    this.turnExpiresAt = turnExpiry(joined.ice_servers ?? []);
     this.restartPending = false;
     this.restartSince = null;
     pc.addEventListener('icecandidate', (ev) => {
@@ -277,6 +299,13 @@ export class Call {
     const pc = this.pc;
     if (!pc || this.left) return;
     const now = Date.now();
+    // coturn checks a TURN credential when an allocation is made: the call's allocations
+    // outlive it, but an ICE restart's new ones would be refused, leaving a relay-only
+    // browser without candidates. Join again instead: `joined` brings a fresh credential.
+    if (this.turnExpiresAt !== null && now > this.turnExpiresAt - TURN_EXPIRY_MARGIN_MS) {
+      this.rebuildMedia('TURN credential expired');
+      return;
+    }
     this.restartSince ??= now;
     if (now - this.restartSince > RESTART_DEADLINE_MS) {
       this.rebuildMedia('ICE restart did not recover');

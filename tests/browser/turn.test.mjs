@@ -1,20 +1,29 @@
-// Calls through TURN: Debian's coturn on loopback with `use-auth-secret`, the server with the
-// same `TURN_SHARED_SECRET`, and two Chromium pages forced to `iceTransportPolicy: 'relay'`
-// (as a browser behind a firewall that lets nothing but TURN through). Each page must use the
-// time-limited credential from `joined`, connect through a relayed candidate pair, and hold
-// the call for a minute.
+// Calls through TURN: Debian's coturn on loopback with the configuration docker-compose mounts
+// (deploy/coturn/turnserver.conf), the server with the same `TURN_SHARED_SECRET`, and two
+// Chromium pages forced to `iceTransportPolicy: 'relay'` (as a browser behind a firewall that
+// lets nothing but TURN through). Each page must use the time-limited credential from
+// `joined`, connect through a relayed candidate pair, and hold the call for a minute; a call
+// outlives its credential, and when its relays are lost after the expiry it comes back with
+// a fresh credential.
+//
+// coturn's command line changes only what a test must: it listens on 127.0.0.1 at a free port
+// and relays from 127.0.0.1 (compose: every address, 3478), and it may relay to the SFU at
+// 127.0.0.1: `--allowed-peer-ip=127.0.0.1` as compose allows SFU_PUBLIC_IP, plus
+// `--allow-loopback-peers` because a test's SFU is on loopback and compose's never is.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { connect, createServer } from 'node:net';
+import { resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import {
-  everyoneHearsEveryone, holdCall, launchChromium, openCall, roomWith, toneWav, waitFor,
+  everyoneHearsEveryone, holdCall, launchChromium, openCall, roomWith, sample, sleep, toneWav, waitFor,
 } from './harness.mjs';
 import { startServer } from './server.mjs';
 
 const SECRET = 'browser-test-turn-secret';
+const CONFIG = resolve(import.meta.dirname, '..', '..', 'deploy', 'coturn', 'turnserver.conf');
 
 // A minute by default; CI holds it shorter (package.json `test:ci`).
 const HOLD_SECONDS = Number(process.env.WEBCALL_TURN_HOLD_SECONDS ?? 60);
@@ -48,15 +57,19 @@ async function listening(port, ms) {
   return false;
 }
 
-/** coturn on a free port, once it listens (a port found free may be taken first: retried). */
-async function startCoturn() {
+/**
+ * coturn on a free port (or on `fixedPort`), once it listens (a port found free may be taken
+ * first: retried).
+ * @param {number} [fixedPort]
+ */
+async function startCoturn(fixedPort) {
   for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
+    const port = fixedPort ?? await freePort();
     const child = spawn('turnserver', [
-      '-n', '--listening-ip=127.0.0.1', `--listening-port=${port}`, '--relay-ip=127.0.0.1',
-      '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=webcall.test',
-      // The SFU is on 127.0.0.1 too; coturn refuses loopback peers unless told.
-      '--allow-loopback-peers', '--no-tls', '--no-dtls', '--no-cli', '--log-file=stdout',
+      '-c', CONFIG, '--listening-ip=127.0.0.1', `--listening-port=${port}`, '--relay-ip=127.0.0.1',
+      `--static-auth-secret=${SECRET}`,
+      // The SFU is on 127.0.0.1 too (see the top of this file).
+      '--allowed-peer-ip=127.0.0.1', '--allow-loopback-peers',
     ], { stdio: ['ignore', 'ignore', 'inherit'] });
     const spawned = new Promise((resolve, reject) => {
       child.on('spawn', resolve);
@@ -103,6 +116,7 @@ function selectedPath(page) {
   return page.evaluate(async () => {
     const pcs = /** @type {any} */ (window).peerConnections;
     const pc = pcs[pcs.length - 1];
+    if (!pc) return { candidateType: undefined, relayProtocol: undefined, iceServers: [] };
     const stats = await pc.getStats();
     let pair;
     stats.forEach((s) => {
@@ -135,4 +149,63 @@ test(`two browsers allowed only TURN relay call through coturn with per-join cre
   const samples = await holdCall(server, pages, HOLD_SECONDS, 'relay');
   // A sample every 3 s (and the time it takes): 15 in a minute.
   assert.ok(samples >= Math.floor(HOLD_SECONDS / 4), `held the call ${HOLD_SECONDS} s with ${samples} samples`);
+});
+
+/** The expiry (unix seconds) of the TURN REST username `<expiry>:<user>`. */
+function expiryOf(username) {
+  return Number(String(username).split(':')[0]);
+}
+
+test('a relay-only call outlives its TURN credential and, its relays lost after the expiry, comes back with a fresh one', { timeout: 240_000 }, async () => {
+  // The shortest credential the server allows; coturn of its own, to stop and start again.
+  const own = await startCoturn();
+  let turnd = own.child;
+  const short = await startServer({
+    env: {
+      TURN_URLS: `turn:127.0.0.1:${own.port}?transport=udp`,
+      TURN_SHARED_SECRET: SECRET,
+      TURN_CREDENTIAL_TTL_SECS: '60',
+    },
+  });
+  try {
+    const { room, tokens } = await roomWith(short, ['carol', 'dave'], 'TURN expiry test');
+    const pages = [];
+    for (let i = 0; i < 2; i++) {
+      const browser = await launchChromium(toneWav(i));
+      browsers.push(browser);
+      pages.push(await openCall(browser, short.base, room.id, tokens[i], { beforeGoto: relayOnly }));
+    }
+    await waitFor(pages, 'the two pages did not hear each other through TURN', everyoneHearsEveryone);
+    const before = await Promise.all(pages.map(selectedPath));
+    const expiry = Math.max(...before.map((p) => expiryOf(p.iceServers[0].username)));
+
+    // Past the expiry the allocations, made before it, still carry the call.
+    await sleep(Math.max(0, expiry * 1000 + 2000 - Date.now()));
+    const expired = await waitFor(pages, 'the call stopped when the TURN credentials expired', everyoneHearsEveryone, 5000);
+
+    // Every relay is lost (coturn restarted: a new network would do the same). An ICE
+    // restart with the expired credential would get no relay; the pages join again instead.
+    turnd.kill('SIGKILL');
+    await new Promise((r) => turnd.once('exit', r));
+    turnd = (await startCoturn(own.port)).child;
+    const lost = Date.now();
+    const back = await waitFor(pages, 'the call did not come back after its relays were lost', (samples, prev) =>
+      samples.every((s) => s.state === 'connected') && everyoneHearsEveryone(samples, prev), 60_000);
+    const cameBackMs = Date.now() - lost;
+    const after = await Promise.all(pages.map(selectedPath));
+    for (const path of after) {
+      assert.equal(path.candidateType, 'relay', `media goes through TURN again: ${JSON.stringify(path)}`);
+      assert.ok(expiryOf(path.iceServers[0].username) > Date.now() / 1000, `a fresh credential: ${path.iceServers[0].username}`);
+    }
+    console.log(`relays lost after the credentials expired: heard again in ${cameBackMs} ms; ice restarts ${expired.map((s) => s.iceRestarts)} -> ${back.map((s) => s.iceRestarts)}, rejoins ${expired.map((s) => s.rejoins)} -> ${back.map((s) => s.rejoins)}`);
+    // No ICE restart with the expired credential (it would gather no relay and only add its
+    // 10 s deadline, static/js/call.js): each page joined again for a fresh one.
+    for (let i = 0; i < 2; i++) {
+      assert.equal(back[i].iceRestarts, expired[i].iceRestarts, `page ${i} made no futile ICE restart`);
+      assert.ok(back[i].rejoins > expired[i].rejoins, `page ${i} joined again`);
+    }
+  } finally {
+    short.stop();
+    turnd.kill('SIGTERM');
+  }
 });
