@@ -123,7 +123,7 @@ pub fn app(ctx: ApiContext) -> Router {
                 header::CONTENT_TYPE,
                 X_REQUEST_ID.clone(),
             ])
-            .expose_headers([X_REQUEST_ID.clone(), header::RETRY_AFTER])
+            .expose_headers([X_REQUEST_ID.clone(), header::RETRY_AFTER, header::LINK])
             .max_age(Duration::from_secs(3600))
     });
 
