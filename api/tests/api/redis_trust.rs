@@ -298,6 +298,77 @@ async fn an_invite_no_node_sealed_lets_nobody_in() {
 }
 
 #[tokio::test]
+async fn a_push_notice_no_node_queued_is_never_sent() {
+    use crate::push::{subscribe, Receiver, ALLOW_PRIVATE};
+    let Some(receiver) = Receiver::start().await else {
+        return;
+    };
+    let Some(url) = crate::helpers::shared_redis_url("a Redis other parties write to") else {
+        return;
+    };
+    let (mut env, _data) = test_env().await;
+    env.insert("REDIS_URL".into(), url.clone());
+    env.insert("CLUSTER_SECRET".into(), CLUSTER_SECRET.into());
+    env.insert(ALLOW_PRIVATE.0.into(), ALLOW_PRIVATE.1.into());
+    let app = spawn_from(env.clone()).await;
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("redis connects");
+    let bob = app.register("bob").await;
+    let bob_id = app.user_id(&bob).await;
+    let sub = receiver.subscription().await;
+    subscribe(&app, &bob, &sub).await;
+
+    // A "message" of the attacker's making, with a link, queued for Bob.
+    let stream = format!("{}:push_queue", env["REDIS_PREFIX"]);
+    let notice = |text: &str| {
+        json!({"kind": "chat", "room_id": 1, "room_name": "Payroll", "from": "ceo", "text": text})
+            .to_string()
+    };
+    let queue = |value: String| {
+        let mut add = redis::cmd("XADD");
+        add.arg(&stream)
+            .arg("*")
+            .arg("user")
+            .arg(bob_id)
+            .arg("notice")
+            .arg(value)
+            .arg("count")
+            .arg(1);
+        add
+    };
+    let _: String = cmd(
+        &mut conn,
+        &mut queue(notice("forged: log in at https://evil.example")),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        receiver.attempts(&sub).await,
+        0,
+        "a forged notice was pushed"
+    );
+
+    let context = format!("{stream}:{bob_id}:1");
+    let _: String = cmd(
+        &mut conn,
+        &mut queue(key().seal(&context, &notice("sealed"))),
+    )
+    .await;
+    let got = receiver.received(&sub, 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0]["payload"]["body"]
+            .as_str()
+            .map(|b| b.contains("sealed")),
+        Some(true),
+        "{got:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_node_record_no_node_sealed_is_no_live_node() {
     let Some((app, env, mut conn)) = node().await else {
         return;
