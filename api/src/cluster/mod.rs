@@ -127,7 +127,6 @@ impl Cluster {
             placement.clone(),
             Registry::new(conn.clone(), prefix, key.clone()),
             tasks.clone(),
-            key.clone(),
         ));
         let deliver = {
             let relay = Arc::clone(&relay);

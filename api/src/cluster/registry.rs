@@ -88,6 +88,11 @@ impl Registry {
         }
     }
 
+    /// The cluster key its records are sealed with.
+    pub fn key(&self) -> &ClusterKey {
+        &self.key
+    }
+
     fn record_prefix(&self) -> String {
         format!("{}:node:", self.prefix)
     }

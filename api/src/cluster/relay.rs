@@ -104,13 +104,13 @@ impl RedisRelay {
         placement: Placement,
         registry: Registry,
         tasks: TaskTracker,
-        key: ClusterKey,
     ) -> Self {
         Self {
             node,
             conn,
             prefix: prefix.to_owned(),
-            key,
+            // The relay seals with the same key as the registry it reads.
+            key: registry.key().clone(),
             calls: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT)),
             sfu,
             placement,
