@@ -137,6 +137,8 @@ export function renderRoom(ctx, roomId, opts = {}) {
       else if (code === 'transcription_unavailable') ctx.notify(t('err_transcription_unavailable'), 'error');
       else if (code === 'forbidden') ctx.notify(t('err_forbidden'), 'error');
       else if (code === 'rate_limited') ctx.notify(t('err_rate_limited'), 'error');
+      // ROOM_MAX_PARTICIPANTS reached: this join was refused (the server says so once).
+      else if (code === 'room_full') ctx.notify(t('err_room_full'), 'error');
     },
   });
 
