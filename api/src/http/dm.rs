@@ -156,7 +156,7 @@ pub struct MarkedDto {
 
 /// Send a direct message; it is pushed to both users' WebSockets.
 #[utoipa::path(post, path = "/dm/{username}", tag = "dm", security(("bearer" = [])),
-    params(("username" = String, Path, description = "The recipient")), request_body = SendDmBody,
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9_.-]{3,32}$", description = "The recipient")), request_body = SendDmBody,
     responses(
         (status = 201, description = "Stored and pushed", body = DmDto),
         (status = 400, description = "`dm_to_self`", body = ErrorBody),
@@ -184,7 +184,7 @@ async fn send_dm(
 
 /// The conversation with a user, newest first.
 #[utoipa::path(get, path = "/dm/{username}", tag = "dm", security(("bearer" = [])),
-    params(("username" = String, Path), PageQuery),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9_.-]{3,32}$", description = "The other user"), PageQuery),
     responses(
         (status = 200, description = "A page of messages", body = [DmDto]),
         (status = 400, description = "`dm_to_self`", body = ErrorBody),
@@ -223,7 +223,7 @@ async fn conversations(
 
 /// Mark a user's messages to you read; they get a `dm_read` on their WebSocket.
 #[utoipa::path(post, path = "/dm/{username}/read", tag = "dm", security(("bearer" = [])),
-    params(("username" = String, Path)), request_body = MarkReadRequest,
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9_.-]{3,32}$", description = "The other user")), request_body = MarkReadRequest,
     responses(
         (status = 200, description = "How many messages were newly marked", body = MarkedDto),
         (status = 404, description = "No such user", body = ErrorBody),

@@ -41,9 +41,11 @@ pub struct PublicJwkSchema {
     pub kty: String,
     #[schema(pattern = r"^P-256$")]
     pub crv: String,
-    /// base64url of the 32-byte x coordinate.
+    /// base64url (unpadded) of the 32-byte x coordinate.
+    #[schema(min_length = 43, max_length = 43, pattern = r"^[A-Za-z0-9_-]{43}$")]
     pub x: String,
-    /// base64url of the 32-byte y coordinate.
+    /// base64url (unpadded) of the 32-byte y coordinate.
+    #[schema(min_length = 43, max_length = 43, pattern = r"^[A-Za-z0-9_-]{43}$")]
     pub y: String,
 }
 
@@ -107,7 +109,7 @@ async fn put_key(
 
 /// A user's public keys (the newest `E2EE_KEYS_PER_USER`).
 #[utoipa::path(get, path = "/keys/{username}", tag = "keys", security(("bearer" = [])),
-    params(("username" = String, Path)),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9_.-]{3,32}$", description = "A username")),
     responses(
         (status = 200, description = "Current key and the earlier ones still kept", body = UserKeysDto),
         (status = 404, description = "No such user", body = ErrorBody),

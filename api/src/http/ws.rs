@@ -86,6 +86,7 @@ fn sized<F>(ws: WebSocketUpgrade<F>, limit: usize) -> WebSocketUpgrade<F> {
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol (see docs/protocol.md)"),
+        (status = 400, description = "Not a WebSocket handshake (`Upgrade: websocket`, `Sec-WebSocket-Key`, version 13), which OpenAPI can't describe (`bad_request`)", body = ErrorBody),
         (status = 401, description = "Missing or bad token, or a used, expired or unknown ticket; `ws_ticket_required` for `?token=`", body = ErrorBody),
         (status = 503, description = "The ticket store (Redis) is down", body = ErrorBody),
         (status = 404, description = "No such room, or the caller is not a member", body = ErrorBody),
@@ -128,6 +129,7 @@ async fn room_socket(
     params(("ticket" = Option<String>, Query, description = "A single-use ticket from POST /ws-ticket, for browsers")),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol (see docs/protocol.md)"),
+        (status = 400, description = "Not a WebSocket handshake (`Upgrade: websocket`, `Sec-WebSocket-Key`, version 13), which OpenAPI can't describe (`bad_request`)", body = ErrorBody),
         (status = 429, description = "The user already has `WS_MAX_SOCKETS_PER_USER` user sockets open (`too_many_sockets`)", body = ErrorBody),
         (status = 401, description = "Missing or bad token, or a used, expired or unknown ticket; `ws_ticket_required` for `?token=`", body = ErrorBody),
         (status = 503, description = "The ticket store (Redis) is down", body = ErrorBody),
