@@ -136,7 +136,7 @@ async fn migrate_creates_the_embedded_database() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("database is at migration 6"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("database is at migration 8"));
     assert!(dir.path().join("data/webcall.db").exists());
     // Idempotent.
     let again = webcall(dir.path(), &["migrate"], &[])
