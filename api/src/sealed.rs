@@ -157,26 +157,17 @@ impl ClusterKey {
         channel: &str,
         payload: &'a [u8],
     ) -> Option<&'a str> {
-        let refused = |reason: &'static str| {
-            metrics::counter!("cluster_messages_refused_total", "what" => what, "reason" => reason)
-                .increment(1);
-            log_refusal(what, reason);
-        };
         if payload.len() > MAX_MESSAGE_BYTES {
-            refused("too_large");
+            refuse(what, "too_large");
             return None;
         }
         let Ok(text) = std::str::from_utf8(payload) else {
-            refused(SealError::Unsealed.reason());
+            refuse(what, SealError::Unsealed.reason());
             return None;
         };
-        match self.open(channel, text, Some(MESSAGE_MAX_AGE)) {
-            Ok(body) => Some(body),
-            Err(err) => {
-                refused(err.reason());
-                None
-            }
-        }
+        self.open(channel, text, Some(MESSAGE_MAX_AGE))
+            .map_err(|err| refuse(what, err.reason()))
+            .ok()
     }
 
     /// [`Self::open`] for a stored value (no age: Redis expires it), logging a refusal.
@@ -186,15 +177,9 @@ impl ClusterKey {
         key: &str,
         value: &'a str,
     ) -> Option<&'a str> {
-        match self.open(key, value, None) {
-            Ok(body) => Some(body),
-            Err(err) => {
-                metrics::counter!("cluster_messages_refused_total", "what" => what, "reason" => err.reason())
-                    .increment(1);
-                log_refusal(what, err.reason());
-                None
-            }
-        }
+        self.open(key, value, None)
+            .map_err(|err| refuse(what, err.reason()))
+            .ok()
     }
 }
 
@@ -202,9 +187,11 @@ impl ClusterKey {
 /// at most 64 KiB; an SFU offer for a full room tens of KiB), far below what would hurt.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// One warning per 10 s at most: whoever floods Redis with forgeries must not flood the log
-/// too. The counter has the full count.
-fn log_refusal(what: &'static str, reason: &'static str) {
+/// Counts a refused value in `cluster_messages_refused_total`, and logs it: one warning per
+/// 10 s at most, since whoever floods Redis with forgeries must not flood the log too.
+fn refuse(what: &'static str, reason: &'static str) {
+    metrics::counter!("cluster_messages_refused_total", "what" => what, "reason" => reason)
+        .increment(1);
     static LAST_WARNED_MS: AtomicU64 = AtomicU64::new(0);
     let now = now_ms();
     let last = LAST_WARNED_MS.load(Ordering::Relaxed);

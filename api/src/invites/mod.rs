@@ -164,7 +164,14 @@ impl CallInviteService {
     pub async fn accept(&self, deps: InviteDeps<'_>, user_id: UserId, id: &str) -> Result<RoomId> {
         let stored = self.take_as(user_id, id, Party::Callee).await?;
         let room_id = stored.invite.room_id;
-        if let Err(err) = self.check_removal(deps.store, &stored.invite).await {
+        // A removal the invite can't undo, or a room deleted while it rang: the invite ends
+        // as cancelled for both parties.
+        let refused = match self.check_removal(deps.store, &stored.invite).await {
+            Err(err) => Some(err),
+            Ok(()) if deps.store.room(room_id).await?.is_none() => Some(Error::NotFound("room")),
+            Ok(()) => None,
+        };
+        if let Some(err) = refused {
             self.announce(
                 deps.hub,
                 &stored.invite,
@@ -173,16 +180,6 @@ impl CallInviteService {
             )
             .await;
             return Err(err);
-        }
-        if deps.store.room(room_id).await?.is_none() {
-            self.announce(
-                deps.hub,
-                &stored.invite,
-                InviteOutcome::Cancelled,
-                stored.invite.from_user_id,
-            )
-            .await;
-            return Err(Error::NotFound("room"));
         }
         match deps
             .store

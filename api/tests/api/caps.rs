@@ -1,28 +1,15 @@
 //! What one signed-in user may hold or ask for (docs/security.md, "Signed-in users: caps and
 //! budgets"): public keys, invites, rooms, a call's participants, model-written summaries.
 
-use p256::SecretKey;
-use rand_core::OsRng;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::dm::put_key;
 use crate::helpers::{expect_error, json_of, spawn_with, TestApp};
 
 /// A fresh P-256 public key as WebCrypto exports it.
 fn public_jwk() -> Value {
-    let secret = SecretKey::random(&mut OsRng);
-    serde_json::from_str(&secret.public_key().to_jwk_string()).expect("jwk")
-}
-
-async fn put_key(app: &TestApp, token: &str, key_id: &str, jwk: &Value) -> (StatusCode, Value) {
-    json_of(
-        app.request(Method::PUT, "/api/v1/keys", Some(token))
-            .json(&json!({ "key_id": key_id, "jwk": jwk }))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await
+    crate::dm::keypair().1
 }
 
 #[tokio::test]
@@ -330,20 +317,6 @@ async fn seed_session(app: &TestApp, room: i64, user: i64, text: &str) {
     store.close().await;
 }
 
-async fn summarise(app: &TestApp, token: &str, room: i64) -> Value {
-    let (status, body) = json_of(
-        app.post(
-            &format!("/api/v1/rooms/{room}/summary"),
-            Some(token),
-            json!({}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
-}
-
 #[tokio::test]
 async fn the_hourly_ai_summary_budget_is_shared_by_every_node_on_the_database() {
     let llm = crate::standin::StandIn::llm(|_, _| Ok("- Release ships on Friday.".into())).await;
@@ -361,13 +334,13 @@ async fn the_hourly_ai_summary_budget_is_shared_by_every_node_on_the_database() 
     let speech =
         "Good morning everyone, we decided to ship the release on Friday after the review.";
     seed_session(&app, room, alice, speech).await;
-    let first = summarise(&app, &tokens[0], room).await;
+    let first = crate::telegram::summary_of(&app, &tokens[0], room).await;
     assert_eq!(first["summary"]["source"], "ai", "{first}");
 
     // A second node on the same database (or this one restarted): its budget is the same.
     let other = crate::helpers::spawn_from(app.env.clone()).await;
     seed_session(&other, room, alice, speech).await;
-    let second = summarise(&other, &tokens[0], room).await;
+    let second = crate::telegram::summary_of(&other, &tokens[0], room).await;
     assert_eq!(
         (
             second["summary"]["source"].as_str(),

@@ -76,7 +76,7 @@ fn open(key: &[u8; 32], aad: &str, message: &Value) -> String {
     String::from_utf8(plain).expect("utf-8")
 }
 
-async fn put_key(app: &TestApp, token: &str, key_id: &str, jwk: &Value) -> (StatusCode, Value) {
+pub async fn put_key(app: &TestApp, token: &str, key_id: &str, jwk: &Value) -> (StatusCode, Value) {
     json_of(
         app.request(Method::PUT, "/api/v1/keys", Some(token))
             .json(&json!({ "key_id": key_id, "jwk": jwk }))
@@ -88,7 +88,7 @@ async fn put_key(app: &TestApp, token: &str, key_id: &str, jwk: &Value) -> (Stat
 }
 
 /// A fresh key pair and its public JWK as WebCrypto exports it.
-fn keypair() -> (SecretKey, Value) {
+pub fn keypair() -> (SecretKey, Value) {
     let secret = SecretKey::random(&mut OsRng);
     let mut jwk: Value = serde_json::from_str(&secret.public_key().to_jwk_string()).expect("jwk");
     jwk["ext"] = json!(true);

@@ -183,7 +183,7 @@ async fn telegram_endpoints_without_a_bot_are_404_not_enabled() {
     assert_eq!(status(&app, &alice).await, "absent");
 }
 
-async fn summary_of(app: &TestApp, token: &str, room: i64) -> Value {
+pub async fn summary_of(app: &TestApp, token: &str, room: i64) -> Value {
     let (status, body) = json_of(
         app.post(
             &format!("/api/v1/rooms/{room}/summary"),
