@@ -127,7 +127,7 @@ async fn start_media(settings: &Settings) -> Result<Media, StartError> {
         port: settings.media.udp_port,
         shards: settings.media.shards,
         disconnect_grace: settings.media.disconnect_grace,
-        forward_top: settings.media.forward_top,
+        audio_slots: settings.media.audio_slots,
         ..SfuConfig::default()
     };
     let sfu = Sfu::start(config)

@@ -53,6 +53,14 @@ pub struct StreamStats {
     /// Sequence numbers that never arrived between the first and last one seen.
     pub missing: u64,
     last_seq: Option<u16>,
+    /// The CSRC of the last packet (a large room's slot: who it carries now).
+    pub last_csrc: Option<u32>,
+    /// RTP timestamp and arrival of the last packet: across a switch of speaker the
+    /// timestamp must move on by about the time that passed.
+    last_ts: Option<(u32, Instant)>,
+    /// The largest difference seen between a packet's timestamp step and its arrival step
+    /// (ms), over packets that follow a switch of speaker.
+    pub worst_switch_skew_ms: f64,
     pub first_at: Option<Instant>,
     pub last_at: Option<Instant>,
 }
@@ -63,11 +71,29 @@ pub struct ClientStats {
     pub failed: bool,
     pub sent_packets: u64,
     pub streams: HashMap<String, StreamStats>,
+    /// Packets by the speaker their CSRC names (a large room's audio slots).
+    pub sources: HashMap<u32, SourceStats>,
+    /// Packets whose stream changed speaker (CSRC) from the one before on that stream, and
+    /// how many of those carried the marker bit (a new talkspurt).
+    pub switches: u64,
+    pub marked_switches: u64,
+}
+
+/// What arrived naming one speaker in its CSRC, on whichever stream.
+#[derive(Debug, Clone, Default)]
+pub struct SourceStats {
+    pub packets: u64,
+    pub last_at: Option<Instant>,
 }
 
 impl ClientStats {
     pub fn packets_from(&self, stream: &str) -> u64 {
         self.streams.get(stream).map_or(0, |s| s.packets)
+    }
+
+    /// Packets whose CSRC named `source`.
+    pub fn packets_from_source(&self, source: u32) -> u64 {
+        self.sources.get(&source).map_or(0, |s| s.packets)
     }
 }
 
@@ -553,6 +579,17 @@ impl Driver {
                 if !s.ssrcs.contains(&packet.header.ssrc) {
                     s.ssrcs.push(packet.header.ssrc);
                 }
+                let csrc = packet.header.csrc.first().copied();
+                let switched = s.last_csrc.is_some() && csrc.is_some() && s.last_csrc != csrc;
+                if switched {
+                    if let Some((ts, at)) = s.last_ts {
+                        let ts_ms = f64::from(packet.header.timestamp.wrapping_sub(ts)) / 48.0;
+                        let wall_ms = now.duration_since(at).as_secs_f64() * 1000.0;
+                        s.worst_switch_skew_ms = s.worst_switch_skew_ms.max((ts_ms - wall_ms).abs());
+                    }
+                }
+                s.last_csrc = csrc.or(s.last_csrc);
+                s.last_ts = Some((packet.header.timestamp, now));
                 if let Some(last) = s.last_seq {
                     let gap = packet.header.sequence_number.wrapping_sub(last);
                     if gap > 1 && gap < 1000 {
@@ -562,6 +599,17 @@ impl Driver {
                 s.last_seq = Some(packet.header.sequence_number);
                 s.first_at.get_or_insert(now);
                 s.last_at = Some(now);
+                if switched {
+                    stats.switches += 1;
+                    if packet.header.marker {
+                        stats.marked_switches += 1;
+                    }
+                }
+                if let Some(csrc) = csrc {
+                    let source = stats.sources.entry(csrc).or_default();
+                    source.packets += 1;
+                    source.last_at = Some(now);
+                }
             }
         }
     }

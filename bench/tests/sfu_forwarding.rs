@@ -24,12 +24,44 @@ impl Participant {
         self.client.stats().packets_from(&other.stream())
     }
 
+    /// Packets heard on any audio slot naming `other` in their CSRC.
+    fn from_source(&self, other: &Participant, people: &[Participant]) -> u64 {
+        self.client
+            .stats()
+            .packets_from_source(source_of(people, other))
+    }
+
+    /// Server offers this participant was sent.
+    fn offers(&self) -> usize {
+        self.events
+            .lock()
+            .map(|e| {
+                e.iter()
+                    .filter(|e| matches!(e, PeerEvent::Offer { .. }))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     fn saw(&self, wanted: &PeerEvent) -> bool {
         self.events
             .lock()
             .map(|e| e.contains(wanted))
             .unwrap_or(false)
     }
+}
+
+/// The CSRC `who`'s audio goes by, as the others were told in `track_published`.
+fn source_of(people: &[Participant], who: &Participant) -> u32 {
+    people
+        .iter()
+        .filter_map(|p| p.events.lock().ok().map(|e| e.clone()))
+        .flatten()
+        .find_map(|e| match e {
+            PeerEvent::TrackPublished { peer, source } if peer == who.peer => Some(source),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 async fn start_sfu(config: SfuConfig) -> Sfu {
@@ -130,7 +162,8 @@ async fn every_participant_receives_every_other_participants_audio() {
     let d = join(&sfu, RoomId(8), 770.0).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(d.client.stats().streams.is_empty(), "rooms are isolated");
-    assert!(a.saw(&PeerEvent::TrackPublished { peer: b.peer }));
+    let b_source = source_of(&[a], &b);
+    assert_ne!(b_source, 0, "a was told b publishes, and under which CSRC");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,7 +503,7 @@ const SILENT: u8 = 127;
 fn heard(
     me: &Participant,
     others: &[Participant],
-    before: &std::collections::HashMap<String, u64>,
+    before: &std::collections::HashMap<u32, u64>,
     at_least: u64,
 ) -> Vec<u64> {
     let stats = me.client.stats();
@@ -478,8 +511,9 @@ fn heard(
         .iter()
         .filter(|o| o.peer != me.peer)
         .filter(|o| {
-            let now = stats.packets_from(&o.stream());
-            now - before.get(&o.stream()).copied().unwrap_or(0) >= at_least
+            let source = source_of(others, o);
+            let now = stats.packets_from_source(source);
+            now - before.get(&source).copied().unwrap_or(0) >= at_least
         })
         .map(|o| o.peer.0)
         .collect()
@@ -516,16 +550,17 @@ async fn everyone_hears_exactly(people: &[Participant], talking: &[u64], slices:
     }
 }
 
-fn snapshot(me: &Participant) -> std::collections::HashMap<String, u64> {
+fn snapshot(me: &Participant) -> std::collections::HashMap<u32, u64> {
     me.client
         .stats()
-        .streams
+        .sources
         .iter()
-        .map(|(k, v)| (k.clone(), v.packets))
+        .map(|(k, v)| (*k, v.packets))
         .collect()
 }
 
-/// A large room forwards only its loudest speakers: 20 participants, 3 talking, for a minute.
+/// A large room forwards only its loudest speakers, on each listener's audio slots: 20
+/// participants, 3 talking, for a minute.
 /// Every listener gets exactly those 3 in every 5 s slice and nothing of the 17 silent ones (whose packets still flow
 /// to the server and the transcriber); a new speaker is heard within 300 ms once a place is
 /// free; continuing speakers lose no packet across the switch, and a stream that resumes
@@ -533,8 +568,8 @@ fn snapshot(me: &Participant) -> std::collections::HashMap<String, u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_room_forwards_only_its_loudest_speakers_and_switches_to_a_new_one_quickly() {
     let sfu = start_sfu(SfuConfig {
-        forward_top: Some(sfu::ForwardTop {
-            speakers: 3,
+        audio_slots: Some(sfu::AudioSlots {
+            slots: 3,
             above: 12,
         }),
         ..SfuConfig::default()
@@ -570,13 +605,16 @@ async fn a_large_room_forwards_only_its_loudest_speakers_and_switches_to_a_new_o
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let newcomer = &people[7];
     let listeners: Vec<&Participant> = people.iter().filter(|p| p.peer != newcomer.peer).collect();
-    let at_start: Vec<u64> = listeners.iter().map(|l| l.from(newcomer)).collect();
+    let at_start: Vec<u64> = listeners
+        .iter()
+        .map(|l| l.from_source(newcomer, &people))
+        .collect();
     let started = std::time::Instant::now();
     newcomer.client.set_audio_level(TALKING_LEVEL);
     let mut heard_after = vec![None; listeners.len()];
     while started.elapsed() < Duration::from_secs(3) && heard_after.iter().any(Option::is_none) {
         for (k, l) in listeners.iter().enumerate() {
-            if heard_after[k].is_none() && l.from(newcomer) > at_start[k] {
+            if heard_after[k].is_none() && l.from_source(newcomer, &people) > at_start[k] {
                 heard_after[k] = Some(started.elapsed());
             }
         }
@@ -597,4 +635,123 @@ async fn a_large_room_forwards_only_its_loudest_speakers_and_switches_to_a_new_o
             assert_eq!(stream.missing, 0, "{} lost packets of {name}", me.peer.0);
         }
     }
+}
+
+/// Who each participant hears (by CSRC) over `window`, as sorted peer numbers.
+async fn who_hears_whom(people: &[Participant], window: Duration) -> Vec<Vec<u64>> {
+    let before: Vec<_> = people.iter().map(snapshot).collect();
+    tokio::time::sleep(window).await;
+    people
+        .iter()
+        .zip(&before)
+        .map(|(me, before)| {
+            let mut got = heard(me, people, before, 10);
+            got.sort_unstable();
+            got
+        })
+        .collect()
+}
+
+fn peers(of: &[&Participant]) -> Vec<u64> {
+    let mut v: Vec<u64> = of.iter().map(|p| p.peer.0).collect();
+    v.sort_unstable();
+    v
+}
+
+/// A room forced large (every room is, with `above: 0`) with 2 audio slots: people speak in
+/// turns and over each other, and each listener hears the current speakers (never itself)
+/// on its 2 slots, each packet naming its speaker in the CSRC; a 7th joining sends no offer to
+/// the 6 already there; a slot that changes speaker keeps its sequence numbers gapless, marks
+/// the switch, and moves its timestamp on by the time that passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_room_switches_speakers_on_fixed_audio_slots_without_renegotiating() {
+    let sfu = start_sfu(SfuConfig {
+        audio_slots: Some(sfu::AudioSlots { slots: 2, above: 0 }),
+        ..SfuConfig::default()
+    })
+    .await;
+    let room = RoomId(30);
+    let mut people = Vec::new();
+    for i in 0..6u8 {
+        people.push(join_at_level(&sfu, room, 300.0 + f32::from(i) * 40.0, SILENT).await);
+    }
+    wait_until("all 6 are connected", || {
+        people.iter().all(|p| p.client.stats().connected_after.is_some())
+    })
+    .await;
+    wait_until("everyone knows everyone's CSRC", || {
+        people.iter().all(|p| source_of(&people, p) != 0)
+    })
+    .await;
+    for p in &people {
+        assert_eq!(p.offers(), 1, "one server offer at join brings the slots");
+    }
+
+    // Two speak: everyone else hears both; each of them hears the other.
+    people[0].client.set_audio_level(TALKING_LEVEL);
+    people[1].client.set_audio_level(TALKING_LEVEL);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let heard = who_hears_whom(&people, Duration::from_secs(3)).await;
+    for (i, got) in heard.iter().enumerate() {
+        let want = match i {
+            0 => peers(&[&people[1]]),
+            1 => peers(&[&people[0]]),
+            _ => peers(&[&people[0], &people[1]]),
+        };
+        assert_eq!(got, &want, "who participant {i} hears while 0 and 1 speak");
+    }
+
+    // A 7th joins: nobody already in the room is sent an offer, and it hears the speakers.
+    let offers_before: Vec<usize> = people.iter().map(Participant::offers).collect();
+    people.push(join_at_level(&sfu, room, 300.0 + 6.0 * 40.0, SILENT).await);
+    wait_until("the 7th hears both speakers", || {
+        people[6].from_source(&people[0], &people) > 50
+            && people[6].from_source(&people[1], &people) > 50
+    })
+    .await;
+    let offers_after: Vec<usize> = people[..6].iter().map(Participant::offers).collect();
+    assert_eq!(offers_after, offers_before, "a join in a large room offers nobody else anything");
+
+    // Turns: 1 stops, 2 starts; once 1's hangover is over, 2 is heard in its place.
+    people[1].client.set_audio_level(SILENT);
+    people[2].client.set_audio_level(TALKING_LEVEL);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let heard = who_hears_whom(&people, Duration::from_secs(3)).await;
+    for (i, got) in heard.iter().enumerate() {
+        let want = match i {
+            0 => peers(&[&people[2]]),
+            2 => peers(&[&people[0]]),
+            _ => peers(&[&people[0], &people[2]]),
+        };
+        assert_eq!(got, &want, "who participant {i} hears after the turn");
+    }
+
+    // Over each other: 0, 2 and 3 speak at once with 2 slots. A listener hears 2 of them;
+    // each speaker hears the other two (its own place's slot carries the third).
+    people[3].client.set_audio_level(TALKING_LEVEL);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let heard = who_hears_whom(&people, Duration::from_secs(3)).await;
+    let talkers = peers(&[&people[0], &people[2], &people[3]]);
+    for (i, got) in heard.iter().enumerate() {
+        assert!(!got.contains(&people[i].peer.0), "participant {i} hears itself");
+        assert!(got.iter().all(|p| talkers.contains(p)), "participant {i} hears a silent one: {got:?}");
+        assert_eq!(got.len(), 2, "participant {i} hears {got:?}");
+    }
+    for (i, p) in people.iter().enumerate() {
+        let stats = p.client.stats();
+        let slots: Vec<&String> = stats.streams.keys().collect();
+        assert!(stats.streams.len() <= 2, "participant {i} receives only its 2 slots: {slots:?}");
+        for (name, stream) in &stats.streams {
+            assert_eq!(stream.missing, 0, "participant {i}: a sequence gap on {name}");
+            assert_eq!(stream.ssrcs.len(), 1, "participant {i}: one SSRC on {name}");
+            assert!(
+                stream.worst_switch_skew_ms < 40.0,
+                "participant {i}: across a switch on {name} the timestamp moved {:.1} ms off real time",
+                stream.worst_switch_skew_ms
+            );
+        }
+        assert_eq!(stats.marked_switches, stats.switches, "participant {i}: every switch starts a talkspurt");
+    }
+    let switched: u64 = people.iter().map(|p| p.client.stats().switches).sum();
+    assert!(switched > 0, "the turns switched some slot to another speaker");
 }

@@ -20,23 +20,26 @@ pub struct SfuConfig {
     /// ...and staying disconnected this long removes it (its place, subscriptions and SSRCs
     /// are kept until then, so a blip or an ICE restart resumes the call).
     pub disconnect_grace: Duration,
-    /// Large rooms forward only their loudest speakers; `None` forwards everyone always.
-    pub forward_top: Option<ForwardTop>,
+    /// Large rooms send each listener a fixed number of audio slots; `None` keeps every room
+    /// small (one stream per speaker, everyone forwarded always).
+    pub audio_slots: Option<AudioSlots>,
 }
 
-/// In a room of more than `above` participants, each subscriber gets only the `speakers`
-/// loudest current speakers ([`crate::audible`]); the others' packets aren't forwarded.
+/// A room that has had more than `above` participants is *large* until it empties: each
+/// listener receives `slots` audio streams, negotiated once at join, and the loudest current
+/// speakers ([`crate::audible`]) are switched onto them, each packet naming its speaker in
+/// the RTP CSRC list. Joins and leaves then send no offer to anyone else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForwardTop {
-    pub speakers: usize,
+pub struct AudioSlots {
+    pub slots: usize,
     pub above: usize,
 }
 
-impl Default for ForwardTop {
+impl Default for AudioSlots {
     /// Three voices at once is already more than people follow; twelve is a large meeting.
     fn default() -> Self {
         Self {
-            speakers: 3,
+            slots: 3,
             above: 12,
         }
     }
@@ -52,7 +55,7 @@ impl Default for SfuConfig {
             connect_timeout: Duration::from_secs(20),
             ice_disconnected_timeout: Duration::from_secs(5),
             disconnect_grace: Duration::from_secs(20),
-            forward_top: Some(ForwardTop::default()),
+            audio_slots: Some(AudioSlots::default()),
         }
     }
 }

@@ -1,9 +1,12 @@
 //! WebCall's media plane: a selective forwarding unit for Opus audio.
 //!
 //! Each participant's browser sends one Opus track to the server; the server forwards it to
-//! every other participant of the room, each on its own m-line and SSRC. Built on the sans-I/O
+//! every other participant of the room: in a small room each speaker on its own m-line and
+//! SSRC, in a large room the loudest speakers on a fixed number of audio slots per listener
+//! (the speaker named in the CSRC; see [`audible`] and docs/sfu.md). Built on the sans-I/O
 //! WebRTC core `rtc`:
 //!
+//! - [`audible`]: which speakers hold a large room's places (and so its listeners' slots).
 //! - [`audio`]: the audio profile (Opus, levels, RTCP) shared with the project's clients.
 //! - [`shard`]: a few shards (one per core by default), each owning one UDP socket, the peers
 //!   pinned to it and the rooms they are in. ICE-lite; datagrams are routed to a peer by the
@@ -35,7 +38,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use config::{ForwardTop, SfuConfig};
+pub use config::{AudioSlots, SfuConfig};
 pub use rtc::peer_connection::transport::RTCIceCandidateInit as IceCandidate;
 pub use tap::{TapPacket, TapReceiver};
 
@@ -90,9 +93,11 @@ pub enum PeerEvent {
     },
     /// ICE and DTLS are up.
     Connected,
-    /// A participant of the room started sending audio (its stream id is `p<peer>`).
+    /// A participant of the room started sending audio: in a small room on the stream
+    /// `p<peer>`, in a large room on the audio slots (`slot<i>`) with `source` in the CSRC.
     TrackPublished {
         peer: PeerId,
+        source: u32,
     },
     /// A participant's audio is gone (left, failed).
     TrackUnpublished {

@@ -71,6 +71,17 @@ struct Subscription {
     stage: SubscriptionStage,
 }
 
+/// One of a listener's audio slots in a large room: a stream negotiated once, at join, on
+/// which the shard puts whichever speaker holds the slot's place now. Each packet names its
+/// speaker in the CSRC list.
+#[derive(Debug)]
+struct AudioSlot {
+    stream: Subscription,
+    /// The speaker whose packets this slot carried last.
+    source: Option<PeerId>,
+    last_sent: Option<Instant>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SubscriptionStage {
     Pending,
@@ -119,6 +130,10 @@ pub struct Peer {
     /// Subscriptions of publishers who left: their m-lines are reused before new ones are
     /// added, so the SDP doesn't grow with every join and leave.
     idle: Vec<Subscription>,
+    /// In a large room: the audio slots (and no subscriptions).
+    slots: Vec<AudioSlot>,
+    /// The number this peer's audio goes by in the CSRC of slot packets: unique on its shard.
+    pub source: u32,
 }
 
 impl std::fmt::Debug for Peer {
@@ -139,6 +154,22 @@ fn outgoing_track(publisher: PeerId, ssrc: u32) -> MediaStreamTrack {
         format!("p{}", publisher.0),
         format!("a{}-{ssrc}", publisher.0),
         format!("participant {}", publisher.0),
+        ssrc,
+    )
+}
+
+/// A slot that carried nothing for longer than this (three 20 ms frames) was paused on
+/// purpose: its speaker stopped speaking or lost the place. Shorter gaps are loss upstream,
+/// left for the receiver to conceal.
+const SLOT_RESUME_GAP: Duration = Duration::from_millis(60);
+
+/// The track of a listener's audio slot `index`: the stream id `slot<index>` names no
+/// speaker; each packet's CSRC does.
+fn slot_track(index: usize, ssrc: u32) -> MediaStreamTrack {
+    audio_track(
+        format!("slot{index}"),
+        format!("slot{index}-{ssrc}"),
+        format!("audio slot {index}"),
         ssrc,
     )
 }
@@ -205,6 +236,7 @@ impl Peer {
         offer_sdp: String,
         local_addr: SocketAddr,
         advertised: SocketAddr,
+        source: u32,
         now: Instant,
     ) -> Result<(Self, String), SfuError> {
         let sdp_err = |e: rtc::shared::error::Error| SfuError::Sdp(e.to_string());
@@ -279,6 +311,8 @@ impl Peer {
                 opus_pt,
                 subscriptions: HashMap::new(),
                 idle: Vec::new(),
+                slots: Vec::new(),
+                source,
             },
             answer_sdp,
         ))
@@ -455,6 +489,7 @@ impl Peer {
     pub fn has_pending_subscriptions(&self) -> bool {
         self.subscriptions
             .values()
+            .chain(self.slots.iter().map(|s| &s.stream))
             .any(|s| s.stage == SubscriptionStage::Pending)
     }
 
@@ -559,16 +594,28 @@ impl Peer {
     /// # Errors
     /// [`SfuError::Negotiation`] when the connection refuses the new sender.
     pub fn subscribe(&mut self, publisher: PeerId) -> Result<(), SfuError> {
-        if self.subscriptions.contains_key(&publisher) {
+        if self.subscriptions.contains_key(&publisher) || self.in_large_room() {
             return Ok(());
         }
+        let subscription = self.open_stream(format!("p{}", publisher.0), |ssrc| {
+            outgoing_track(publisher, ssrc)
+        })?;
+        self.subscriptions.insert(publisher, subscription);
+        self.mark_changed();
+        Ok(())
+    }
+
+    /// An m-line sending `track`: a freed one reused (same SSRC, and the rewriter carries
+    /// its numbering on, so to the receiver it is one stream that paused and resumed with a
+    /// new source and msid), or a new one.
+    fn open_stream(
+        &mut self,
+        stream: String,
+        track: impl Fn(u32) -> MediaStreamTrack,
+    ) -> Result<Subscription, SfuError> {
         let neg = |e: rtc::shared::error::Error| SfuError::Negotiation(e.to_string());
-        let stream = format!("p{}", publisher.0);
-        let subscription = match self.idle.pop() {
+        Ok(match self.idle.pop() {
             Some(mut idle) => {
-                // Reuse a freed m-line: same SSRC, and the rewriter carries its numbering on,
-                // so to the receiver it is one stream that paused and resumed with a new
-                // source (and a new msid naming the new publisher).
                 if let Some(mut t) = self.pc.rtp_transceiver(idle.sender.into()) {
                     t.set_direction(RTCRtpTransceiverDirection::Sendonly);
                 }
@@ -576,9 +623,7 @@ impl Peer {
                     .pc
                     .rtp_sender(idle.sender)
                     .ok_or_else(|| SfuError::Negotiation("idle sender vanished".to_owned()))?;
-                sender
-                    .replace_track(outgoing_track(publisher, idle.ssrc))
-                    .map_err(neg)?;
+                sender.replace_track(track(idle.ssrc)).map_err(neg)?;
                 sender.set_streams(vec![stream]);
                 idle.stage = SubscriptionStage::Pending;
                 idle
@@ -592,7 +637,7 @@ impl Peer {
                 };
                 let transceiver = self
                     .pc
-                    .add_transceiver_from_track(outgoing_track(publisher, ssrc), Some(init))
+                    .add_transceiver_from_track(track(ssrc), Some(init))
                     .map_err(neg)?;
                 let sender = self
                     .pc
@@ -610,10 +655,38 @@ impl Peer {
                     stage: SubscriptionStage::Pending,
                 }
             }
-        };
-        self.subscriptions.insert(publisher, subscription);
+        })
+    }
+
+    /// This peer is in a large room: it gets `count` audio slots (takes effect after the next
+    /// server offer) in place of its per-publisher streams, whose m-lines the slots reuse.
+    /// Done once; later joins and leaves in the room change nothing here.
+    ///
+    /// # Errors
+    /// [`SfuError::Negotiation`] when the connection refuses a new sender.
+    pub fn open_slots(&mut self, count: usize) -> Result<(), SfuError> {
+        if self.in_large_room() {
+            return Ok(());
+        }
+        let publishers: Vec<PeerId> = self.subscriptions.keys().copied().collect();
+        for publisher in publishers {
+            self.unsubscribe(publisher);
+        }
+        for index in 0..count {
+            let stream = self.open_stream(format!("slot{index}"), |ssrc| slot_track(index, ssrc))?;
+            self.slots.push(AudioSlot {
+                stream,
+                source: None,
+                last_sent: None,
+            });
+        }
         self.mark_changed();
         Ok(())
+    }
+
+    /// Whether this peer listens through audio slots.
+    pub fn in_large_room(&self) -> bool {
+        !self.slots.is_empty()
     }
 
     /// Stops sending `publisher`'s audio; its m-line goes inactive and is kept for reuse.
@@ -639,13 +712,12 @@ impl Peer {
     /// Forwards one publisher packet to this peer under the subscription's SSRC and numbering.
     /// Returns false when the packet could not be written (counted as dropped).
     pub fn forward(&mut self, now: Instant, publisher: PeerId, source: &rtc::rtp::Packet) -> bool {
+        let connecting = matches!(self.state, PeerState::Connecting { .. });
         let Some(sub) = self.subscriptions.get_mut(&publisher) else {
             return false;
         };
         // Not live yet, or SRTP not keyed yet (DTLS still running): nothing to send it with.
-        if sub.stage != SubscriptionStage::Live
-            || matches!(self.state, PeerState::Connecting { .. })
-        {
+        if sub.stage != SubscriptionStage::Live || connecting {
             return true;
         }
         let (seq, ts) = sub.rewriter.rewrite(
@@ -655,22 +727,85 @@ impl Peer {
             sub.first_seq,
             sub.first_ts,
         );
+        let (sender, ssrc) = (sub.sender, sub.ssrc);
+        self.write(now, sender, ssrc, seq, ts, source.header.marker, Vec::new(), source)
+    }
+
+    /// Forwards one packet of `publisher` (whose CSRC is `csrc`) on audio slot `index`. A
+    /// packet from another speaker than the slot's last, or after the slot carried nothing
+    /// for a while (its speaker stopped and spoke again), continues the stream: the numbering
+    /// goes on without a gap, the timestamp moves by the real time since the slot's last
+    /// packet, and the marker bit starts a talkspurt, so the receiver's jitter buffer sees a
+    /// pause in one stream and re-syncs rather than conceals packets that never existed.
+    /// Returns false when the packet could not be written.
+    pub fn forward_to_slot(
+        &mut self,
+        now: Instant,
+        index: usize,
+        publisher: PeerId,
+        csrc: u32,
+        source: &rtc::rtp::Packet,
+    ) -> bool {
+        let connecting = matches!(self.state, PeerState::Connecting { .. });
+        let Some(slot) = self.slots.get_mut(index) else {
+            return false;
+        };
+        if slot.stream.stage != SubscriptionStage::Live || connecting {
+            return true;
+        }
+        let switched = slot.source != Some(publisher);
+        let elapsed = slot
+            .last_sent
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let resumed = slot.last_sent.is_some() && elapsed > SLOT_RESUME_GAP;
+        if (switched && slot.source.is_some()) || resumed {
+            // 48 kHz Opus clock; a slot silent for over a day wraps harmlessly.
+            let units = u32::try_from(elapsed.as_micros() * 48 / 1000).unwrap_or(u32::MAX);
+            slot.stream.rewriter.switch_source(units);
+        }
+        slot.source = Some(publisher);
+        slot.last_sent = Some(now);
+        let sub = &mut slot.stream;
+        let (seq, ts) = sub.rewriter.rewrite(
+            source.header.ssrc,
+            source.header.sequence_number,
+            source.header.timestamp,
+            sub.first_seq,
+            sub.first_ts,
+        );
+        let (sender, ssrc) = (sub.sender, sub.ssrc);
+        let marker = source.header.marker || switched || resumed;
+        self.write(now, sender, ssrc, seq, ts, marker, vec![csrc], source)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &mut self,
+        now: Instant,
+        sender: RTCRtpSenderId,
+        ssrc: u32,
+        sequence_number: u16,
+        timestamp: u32,
+        marker: bool,
+        csrc: Vec<u32>,
+        source: &rtc::rtp::Packet,
+    ) -> bool {
         // A fresh header rather than a clone of the publisher's: extension ids are negotiated
         // per leg (the publisher's mean nothing here), and cloning their list only to clear
         // it cost an allocation per forwarded packet. The payload is shared, not copied.
         let packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
-                marker: source.header.marker,
+                marker,
                 payload_type: self.opus_pt,
-                sequence_number: seq,
-                timestamp: ts,
-                ssrc: sub.ssrc,
+                sequence_number,
+                timestamp,
+                ssrc,
+                csrc,
                 ..Default::default()
             },
             payload: source.payload.clone(),
         };
-        let sender = sub.sender;
         match self.pc.rtp_sender(sender) {
             Some(mut s) => match s.write_rtp(now, packet) {
                 Ok(()) => true,
@@ -680,14 +815,6 @@ impl Peer {
                 }
             },
             None => false,
-        }
-    }
-
-    /// The shard stops forwarding `publisher` to this peer for now (it isn't among a large
-    /// room's loudest); the stream resumes later without a sequence gap.
-    pub fn pause_stream(&mut self, publisher: PeerId) {
-        if let Some(sub) = self.subscriptions.get_mut(&publisher) {
-            sub.rewriter.pause();
         }
     }
 
@@ -707,7 +834,8 @@ impl Peer {
         self.negotiation = Negotiation::AwaitingAnswer {
             changed_since: false,
         };
-        for sub in self.subscriptions.values_mut() {
+        let slots = self.slots.iter_mut().map(|s| &mut s.stream);
+        for sub in self.subscriptions.values_mut().chain(slots) {
             if sub.stage == SubscriptionStage::Pending {
                 sub.stage = SubscriptionStage::Offered;
             }
@@ -730,7 +858,8 @@ impl Peer {
             .set_remote_description(now, answer)
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         self.negotiation = Negotiation::Stable;
-        for sub in self.subscriptions.values_mut() {
+        let slots = self.slots.iter_mut().map(|s| &mut s.stream);
+        for sub in self.subscriptions.values_mut().chain(slots) {
             if sub.stage == SubscriptionStage::Offered {
                 sub.stage = SubscriptionStage::Live;
             }

@@ -3,17 +3,18 @@
 //! Every subscription sends under its own SSRC, so a receiver sees one continuous stream per
 //! m-line no matter when it joined. When the publisher's stream restarts (new SSRC, or a jump
 //! from a restarted encoder), the output continues from where it was instead of jumping, which
-//! would make the receiver's jitter buffer discard or stall. When the SFU stops forwarding a
-//! stream for a while (a large room forwards only its loudest speakers), the output resumes
-//! with the next sequence number and the real timestamp: to the receiver that is a pause in
-//! speech (as with DTX), not lost packets to conceal.
+//! would make the receiver's jitter buffer discard or stall. When an audio slot passes to
+//! another speaker, or resumes after carrying nothing for a while, the output goes on with
+//! the next sequence number and a timestamp moved by the real time that passed: to the
+//! receiver that is a pause in speech (as with DTX), not lost packets to conceal.
 
 /// Maps a publisher's (ssrc, seq, timestamp) into one subscriber's continuous stream.
 #[derive(Debug, Clone)]
 pub struct SequenceRewriter {
     state: Option<State>,
-    /// Packets were withheld on purpose since the last one sent ([`SequenceRewriter::pause`]).
-    paused: bool,
+    /// The next packet comes from another speaker ([`SequenceRewriter::switch_source`]), this
+    /// many timestamp units after the last one sent.
+    switched: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -41,14 +42,16 @@ impl SequenceRewriter {
     pub fn new() -> Self {
         Self {
             state: None,
-            paused: false,
+            switched: None,
         }
     }
 
-    /// The SFU stops forwarding this stream for now; when it resumes, the output continues
-    /// at the next sequence number so the gap doesn't read as loss.
-    pub fn pause(&mut self) {
-        self.paused = true;
+    /// The next packet starts another source on this stream (an audio slot given to another
+    /// speaker) after `elapsed_ts` timestamp units of real time (48 kHz). The output continues
+    /// at the next sequence number and moves its timestamp on by that time, so the receiver's
+    /// jitter buffer sees a pause in one continuous stream and keeps its timing.
+    pub fn switch_source(&mut self, elapsed_ts: u32) {
+        self.switched = Some(elapsed_ts.max(RESTART_TS_STEP));
     }
 
     /// Rewrites one packet's header fields. `first_seq`/`first_ts` pick where a fresh output
@@ -72,24 +75,18 @@ impl SequenceRewriter {
             },
             Some(s) => {
                 let jump = seq.wrapping_sub(s.last_in_seq);
-                let restarted = s.source_ssrc != ssrc
+                let restarted = self.switched.is_some()
+                    || s.source_ssrc != ssrc
                     || (jump > MAX_SEQ_JUMP && jump < u16::MAX - MAX_SEQ_JUMP);
                 if restarted {
                     // Continue right after the last packet we sent.
                     let next_seq = s.last_out_seq.wrapping_add(1);
-                    let next_ts = s.last_out_ts.wrapping_add(RESTART_TS_STEP);
+                    let step = self.switched.unwrap_or(RESTART_TS_STEP);
+                    let next_ts = s.last_out_ts.wrapping_add(step);
                     State {
                         source_ssrc: ssrc,
                         seq_offset: next_seq.wrapping_sub(seq),
                         ts_offset: next_ts.wrapping_sub(ts),
-                        last_in_seq: seq.wrapping_sub(1),
-                        ..s
-                    }
-                } else if self.paused {
-                    // Same source, packets withheld: close the sequence gap, keep the time.
-                    let next_seq = s.last_out_seq.wrapping_add(1);
-                    State {
-                        seq_offset: next_seq.wrapping_sub(seq),
                         last_in_seq: seq.wrapping_sub(1),
                         ..s
                     }
@@ -98,7 +95,7 @@ impl SequenceRewriter {
                 }
             }
         };
-        self.paused = false;
+        self.switched = None;
         let out_seq = seq.wrapping_add(state.seq_offset);
         let out_ts = ts.wrapping_add(state.ts_offset);
         // Only advance "last" on packets that move forward; a late (reordered) packet keeps
@@ -153,14 +150,17 @@ mod tests {
     }
 
     #[test]
-    fn a_paused_stream_resumes_without_a_sequence_gap_and_with_its_real_timing() {
+    fn a_switch_to_another_speaker_continues_the_numbering_and_keeps_real_time() {
         let mut r = SequenceRewriter::new();
         assert_eq!(r.rewrite(1, 100, 0, 0, 0), (0, 0));
         assert_eq!(r.rewrite(1, 101, 960, 0, 0), (1, 960));
-        r.pause();
-        // 2 s (100 packets) withheld: the next one follows on, 2 s later in time.
-        assert_eq!(r.rewrite(1, 202, 97_920, 0, 0), (2, 97_920));
-        assert_eq!(r.rewrite(1, 203, 98_880, 0, 0), (3, 98_880));
+        // 500 ms later another speaker (whose numbers mean nothing here) gets the slot.
+        r.switch_source(24_000);
+        assert_eq!(r.rewrite(2, 7, 555, 0, 0), (2, 24_960));
+        assert_eq!(r.rewrite(2, 8, 1_515, 0, 0), (3, 25_920));
+        // A switch straight back, with the same SSRC as before: still a switch.
+        r.switch_source(0);
+        assert_eq!(r.rewrite(1, 150, 48_000, 0, 0), (4, 26_880));
     }
 
     #[test]

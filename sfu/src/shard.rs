@@ -35,23 +35,27 @@ struct PeerEntry {
     events: EventSender,
 }
 
+/// Where one publisher's packets go ([`ShardCore::route`]).
+enum Route {
+    /// A small room: every other member, each on its own stream of this publisher.
+    Everyone(Vec<PeerId>),
+    /// A large room: (listener, slot) pairs.
+    Slots(Vec<(PeerId, usize)>),
+    /// A large room where this publisher holds no place.
+    Nowhere,
+}
+
 #[derive(Default)]
 struct RoomState {
     peers: Vec<PeerId>,
     active_speaker: ActiveSpeaker<PeerId>,
-    /// The loudest speakers, kept up to date in every room so a room that grows past the
-    /// limit starts from who is talking.
+    /// The loudest speakers at fixed places (slots + 1: a listener who holds one of the
+    /// first `slots` places hears the spare one there instead of itself), kept up to date
+    /// in every room so a room that turns large starts from who is talking.
     audible: AudibleSpeakers<PeerId>,
-    /// The publishers forwarded right now: `None` is everyone (a room within the limit).
-    forwarded: Option<Vec<PeerId>>,
-}
-
-impl RoomState {
-    fn forwards(&self, publisher: PeerId) -> bool {
-        self.forwarded
-            .as_ref()
-            .is_none_or(|list| list.contains(&publisher))
-    }
+    /// The room has had more than `AudioSlots::above` participants since it was last empty:
+    /// its listeners have audio slots, and only the places' speakers are forwarded.
+    large: bool,
 }
 
 /// The state of one shard, without I/O.
@@ -72,6 +76,8 @@ pub struct ShardCore {
     next_tick: Instant,
     /// Datagrams received, for the node's load in the cluster registry.
     packets_in: u64,
+    /// The CSRC the next peer's audio goes by (never 0, unique among the shard's peers).
+    next_source: u32,
 }
 
 impl ShardCore {
@@ -93,6 +99,7 @@ impl ShardCore {
             next_tick: Instant::now() + TICK,
             inbound: Vec::new(),
             packets_in: 0,
+            next_source: 1,
         }
     }
 
@@ -254,28 +261,48 @@ impl ShardCore {
             ));
         }
         let (local, advertised) = (self.local_addr, self.advertised);
+        let source = self.take_source();
         let (mut peer, answer) =
-            contain(|| Peer::answer_offer(id, room, offer, local, advertised, now))
+            contain(|| Peer::answer_offer(id, room, offer, local, advertised, source, now))
                 .unwrap_or_else(|()| {
                     Err(SfuError::Sdp("the offer could not be processed".to_owned()))
                 })?;
-        // Subscribe the newcomer to everyone already publishing; one server offer brings them.
-        let publishers: Vec<PeerId> = self
+        let members = self.rooms.get(&room).map_or(0, |r| r.peers.len());
+        let was_large = self.rooms.get(&room).is_some_and(|r| r.large);
+        let turns_large = !was_large
+            && self
+                .config
+                .audio_slots
+                .is_some_and(|slots| members + 1 > slots.above);
+        let publishers: Vec<(PeerId, u32)> = self
             .rooms
             .get(&room)
             .map(|r| {
                 r.peers
                     .iter()
-                    .copied()
-                    .filter(|p| self.peers.get(p).is_some_and(|e| e.peer.publishing))
+                    .filter_map(|p| self.peers.get(p).map(|e| (*p, &e.peer)))
+                    .filter(|(_, peer)| peer.publishing)
+                    .map(|(p, peer)| (p, peer.source))
                     .collect()
             })
             .unwrap_or_default();
-        for publisher in &publishers {
-            peer.subscribe(*publisher)?;
-        }
-        for publisher in &publishers {
-            let _ = events.send(PeerEvent::TrackPublished { peer: *publisher });
+        // A large room's newcomer gets its audio slots in one server offer, whoever speaks;
+        // a small room's subscribes to everyone already publishing, in one offer too.
+        let slots = self.config.audio_slots.map_or(0, |s| s.slots);
+        let needs_offer = if was_large || turns_large {
+            peer.open_slots(slots)?;
+            true
+        } else {
+            for (publisher, _) in &publishers {
+                peer.subscribe(*publisher)?;
+            }
+            !publishers.is_empty()
+        };
+        for (publisher, source) in &publishers {
+            let _ = events.send(PeerEvent::TrackPublished {
+                peer: *publisher,
+                source: *source,
+            });
         }
         self.by_ufrag.insert(peer.ufrag.clone(), id);
         self.peers.insert(id, PeerEntry { peer, events });
@@ -285,12 +312,55 @@ impl ShardCore {
         }
         room_state.peers.push(id);
         metrics::gauge!("sfu_participants").increment(1.0);
-        if !publishers.is_empty() {
+        if turns_large {
+            self.turn_large(now, room, id);
+        }
+        if needs_offer {
             self.negotiate(now, id);
         }
         self.reselect(now, room);
-        tracing::info!(room = room.0, peer = id.0, "peer joined the media plane");
+        tracing::info!(
+            room = room.0,
+            peer = id.0,
+            large = was_large || turns_large,
+            "peer joined the media plane"
+        );
         Ok(answer)
+    }
+
+    /// A fresh CSRC for a joining peer.
+    fn take_source(&mut self) -> u32 {
+        loop {
+            let source = self.next_source;
+            self.next_source = self.next_source.wrapping_add(1).max(1);
+            if !self.peers.values().any(|e| e.peer.source == source) {
+                return source;
+            }
+        }
+    }
+
+    /// The room grew past the limit: everyone already in it moves to audio slots (one server
+    /// offer each, once; from now on joins and leaves send no offer to them).
+    fn turn_large(&mut self, now: Instant, room: RoomId, newcomer: PeerId) {
+        let Some(state) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        state.large = true;
+        metrics::counter!("sfu_rooms_turned_large_total").increment(1);
+        let members: Vec<PeerId> = state.peers.iter().copied().filter(|p| *p != newcomer).collect();
+        let slots = self.config.audio_slots.map_or(0, |s| s.slots);
+        for member in members {
+            let Some(entry) = self.peers.get_mut(&member) else {
+                continue;
+            };
+            if let Err(err) = entry.peer.open_slots(slots) {
+                tracing::warn!(peer = member.0, error = %err, "audio slots failed");
+                continue;
+            }
+            self.negotiate(now, member);
+            self.drain_peer(now, member);
+        }
+        tracing::info!(room = room.0, slots, "room turned large: listeners get audio slots");
     }
 
     /// Sends a server offer to `id` if its subscriptions changed and none is outstanding.
@@ -344,16 +414,19 @@ impl ShardCore {
         metrics::gauge!("sfu_participants").decrement(1.0);
         let room = entry.peer.room;
         let mut others = Vec::new();
+        let mut large = false;
         if let Some(state) = self.rooms.get_mut(&room) {
             state.peers.retain(|p| *p != id);
             state.active_speaker.remove(id);
             state.audible.remove(id);
             others = state.peers.clone();
+            large = state.large;
             if state.peers.is_empty() {
                 self.rooms.remove(&room);
                 metrics::gauge!("sfu_rooms").decrement(1.0);
             }
         }
+        let published = entry.peer.is_publishing_announced();
         for other in others {
             if let Some(e) = self.peers.get_mut(&other) {
                 if e.peer.is_subscribed_to(id) {
@@ -361,6 +434,9 @@ impl ShardCore {
                     let _ = e.events.send(PeerEvent::TrackUnpublished { peer: id });
                     self.negotiate(now, other);
                     self.drain_peer(now, other);
+                } else if large && published {
+                    // Its slot simply carries someone else next: no offer.
+                    let _ = e.events.send(PeerEvent::TrackUnpublished { peer: id });
                 }
             }
         }
@@ -462,7 +538,18 @@ impl ShardCore {
                     .collect()
             })
             .unwrap_or_default();
-        self.broadcast(room, &PeerEvent::TrackPublished { peer: publisher });
+        let source = self.peers.get(&publisher).map_or(0, |e| e.peer.source);
+        self.broadcast(
+            room,
+            &PeerEvent::TrackPublished {
+                peer: publisher,
+                source,
+            },
+        );
+        if self.rooms.get(&room).is_some_and(|r| r.large) {
+            // Listeners hear it on their slots once it speaks: nobody renegotiates.
+            return;
+        }
         for other in others {
             let Some(entry) = self.peers.get_mut(&other) else {
                 continue;
@@ -475,6 +562,45 @@ impl ShardCore {
         }
     }
 
+    /// Where `publisher`'s packets go now: in a small room to every other member on its own
+    /// stream; in a large room, if it holds a place, onto that place's slot of every other
+    /// member (the spare place onto the slot of whoever holds the place it stands in for).
+    fn route(&self, room: RoomId, publisher: PeerId) -> Route {
+        let Some(r) = self.rooms.get(&room) else {
+            return Route::Nowhere;
+        };
+        if !r.large {
+            return Route::Everyone(r.peers.iter().copied().filter(|p| *p != publisher).collect());
+        }
+        // A place's holder is forwarded while speaking (the detector's hangover carries the
+        // ends of words); its silence would only cost every listener packets.
+        if !self
+            .peers
+            .get(&publisher)
+            .is_some_and(|e| e.peer.speaking.is_speaking())
+        {
+            return Route::Nowhere;
+        }
+        let slots = self.config.audio_slots.map_or(0, |s| s.slots);
+        match r.audible.place_of(publisher) {
+            None => Route::Nowhere,
+            Some(place) if place < slots => Route::Slots(
+                r.peers
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != publisher)
+                    .map(|p| (p, place))
+                    .collect(),
+            ),
+            Some(_) => Route::Slots(
+                (0..slots)
+                    .filter_map(|slot| r.audible.at(slot).map(|holder| (holder, slot)))
+                    .filter(|(holder, _)| *holder != publisher)
+                    .collect(),
+            ),
+        }
+    }
+
     fn forward(
         &mut self,
         now: Instant,
@@ -484,23 +610,15 @@ impl ShardCore {
         inbound: &mut [InboundRtp],
     ) {
         let started = Instant::now();
-        let (subscribers, mut forwarded): (Vec<PeerId>, bool) = match self.rooms.get(&room) {
-            Some(r) => (
-                r.peers
-                    .iter()
-                    .copied()
-                    .filter(|p| *p != publisher)
-                    .collect(),
-                r.forwards(publisher),
-            ),
-            None => return,
-        };
+        let csrc = self.peers.get(&publisher).map_or(0, |e| e.peer.source);
+        let mut route = self.route(room, publisher);
         let mut paused = 0u64;
+        let mut reached: Vec<PeerId> = Vec::new();
         for rtp in inbound.iter() {
             if let Some(level) = rtp.audio_level {
                 if !muted && self.update_speaking(now, room, publisher, level) {
                     // Speech started or stopped: this publisher may have gained or lost a place.
-                    forwarded = self.rooms.get(&room).is_some_and(|r| r.forwards(publisher));
+                    route = self.route(room, publisher);
                 }
             }
             if muted {
@@ -509,20 +627,37 @@ impl ShardCore {
             }
             // The transcriber hears everyone, forwarded or not.
             self.offer_to_taps(now, room, publisher, &rtp.packet);
-            if !forwarded {
-                paused += 1;
-                continue;
-            }
-            for sub in &subscribers {
-                if let Some(entry) = self.peers.get_mut(sub) {
-                    if !entry.peer.forward(now, publisher, &rtp.packet) {
-                        metrics::counter!("sfu_packets_dropped_total", "reason" => "not_subscribed").increment(1);
+            match &route {
+                Route::Nowhere => paused += 1,
+                Route::Everyone(listeners) => {
+                    for listener in listeners {
+                        if let Some(entry) = self.peers.get_mut(listener) {
+                            if !entry.peer.forward(now, publisher, &rtp.packet) {
+                                metrics::counter!("sfu_packets_dropped_total", "reason" => "not_subscribed").increment(1);
+                            }
+                        }
+                        reached.push(*listener);
+                    }
+                }
+                Route::Slots(targets) => {
+                    for (listener, slot) in targets {
+                        if let Some(entry) = self.peers.get_mut(listener) {
+                            if !entry.peer.forward_to_slot(now, *slot, publisher, csrc, &rtp.packet)
+                            {
+                                metrics::counter!("sfu_packets_dropped_total", "reason" => "no_slot").increment(1);
+                            }
+                        }
+                        reached.push(*listener);
                     }
                 }
             }
         }
-        for sub in &subscribers {
-            if let Some(entry) = self.peers.get_mut(sub) {
+        if inbound.len() > 1 {
+            reached.sort_unstable();
+            reached.dedup();
+        }
+        for listener in &reached {
+            if let Some(entry) = self.peers.get_mut(listener) {
                 while let Some(t) = entry.peer.poll_transmit() {
                     self.transmits.push_back(t);
                 }
@@ -589,11 +724,10 @@ impl ShardCore {
         changed.is_some()
     }
 
-    /// Chooses again which publishers a large room forwards (on speech starting or stopping,
-    /// joins, leaves and each tick; never per packet). Subscribers of a publisher that stops
-    /// being forwarded are told, so its stream resumes later without a sequence gap.
+    /// Chooses again which publishers hold the places (on speech starting or stopping,
+    /// joins, leaves and each tick; never per packet).
     fn reselect(&mut self, now: Instant, room: RoomId) {
-        let Some(top) = self.config.forward_top else {
+        let Some(slots) = self.config.audio_slots else {
             return;
         };
         let Some(state) = self.rooms.get(&room) else {
@@ -613,35 +747,18 @@ impl ShardCore {
         let Some(state) = self.rooms.get_mut(&room) else {
             return;
         };
-        let changed = state.audible.update(now, top.speakers, &candidates);
-        let limited = state.peers.len() > top.above;
-        if !changed && limited == state.forwarded.is_some() {
+        let before: Vec<PeerId> = state.audible.selected().collect();
+        if !state
+            .audible
+            .update(now, slots.slots + 1, slots.slots, &candidates) || !state.large {
             return;
         }
-        let forwarded: Option<Vec<PeerId>> = limited.then(|| state.audible.selected().collect());
-        let was = |p: &PeerId| state.forwarded.as_ref().is_none_or(|list| list.contains(p));
-        let now_paused: Vec<PeerId> = match &forwarded {
-            None => Vec::new(),
-            Some(list) => state
-                .peers
-                .iter()
-                .copied()
-                .filter(|p| was(p) && !list.contains(p))
-                .collect(),
-        };
-        if limited {
-            let newly = forwarded.iter().flatten().filter(|p| !was(p)).count();
-            metrics::counter!("sfu_loudest_switches_total").increment(newly as u64);
-        }
-        state.forwarded = forwarded;
-        let members = state.peers.clone();
-        for publisher in now_paused {
-            for member in &members {
-                if let Some(entry) = self.peers.get_mut(member) {
-                    entry.peer.pause_stream(publisher);
-                }
-            }
-        }
+        let newly = state
+            .audible
+            .selected()
+            .filter(|p| !before.contains(p))
+            .count();
+        metrics::counter!("sfu_loudest_switches_total").increment(newly as u64);
     }
 
     fn update_active_speaker(&mut self, now: Instant, room: RoomId) {
@@ -695,7 +812,7 @@ impl ShardCore {
         }
         // Once per tick, after the hangovers above: speech that ended frees a place, and a
         // louder voice displaces a speaking one only after a hold (time alone can change it).
-        if self.config.forward_top.is_some() {
+        if self.config.audio_slots.is_some() {
             let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
             for room in rooms {
                 self.reselect(now, room);

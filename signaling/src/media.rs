@@ -256,8 +256,9 @@ pub fn to_client(event: sfu::PeerEvent) -> Option<ServerMessage> {
     Some(match event {
         E::Offer { sdp } => ServerMessage::Offer { sdp },
         E::Connected => return None,
-        E::TrackPublished { peer } => ServerMessage::TrackPublished {
+        E::TrackPublished { peer, source } => ServerMessage::TrackPublished {
             participant_id: participant(peer),
+            source,
         },
         E::TrackUnpublished { peer } => ServerMessage::TrackUnpublished {
             participant_id: participant(peer),

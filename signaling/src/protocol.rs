@@ -418,9 +418,13 @@ pub enum ServerMessage {
     Offer {
         sdp: String,
     },
-    /// The participant's audio is flowing; its remote stream id is `p<participant_id>`.
+    /// The participant's audio is flowing: in a small room on the remote stream
+    /// `p<participant_id>`; in a large room on the audio slots (streams `slot<i>`), where each
+    /// packet names its speaker by `source` in the RTP CSRC list
+    /// (`RTCRtpReceiver.getContributingSources()`).
     TrackPublished {
         participant_id: ParticipantId,
+        source: u32,
     },
     /// The participant's audio is gone (left, removed, media failed).
     TrackUnpublished {

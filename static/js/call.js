@@ -103,6 +103,10 @@ export class Call {
      * @type {Promise<void>}
      */
     this.negotiation = Promise.resolve();
+    /** Server offers received (a join in a large room sends the others none). */
+    this.serverOffers = 0;
+    /** @type {Map<number, number>} CSRC -> participant id, from `track_published` */
+    this.sources = new Map();
   }
 
   /** @param {() => Promise<void>} step */
@@ -148,7 +152,12 @@ export class Call {
     socket.on('*', (msg) => this.hooks.onMessage?.(msg));
     socket.on('joined', (msg) => { void this.onJoined(msg); });
     socket.on('answer', (msg) => this.serially(() => this.onAnswer(msg.sdp)));
-    socket.on('offer', (msg) => this.serially(() => this.answerServerOffer(msg.sdp)));
+    socket.on('offer', (msg) => {
+      this.serverOffers += 1;
+      this.serially(() => this.answerServerOffer(msg.sdp));
+    });
+    // A large room's audio slots name their speaker by this number in each packet's CSRC.
+    socket.on('track_published', (msg) => { if (msg.source) this.sources.set(msg.source, msg.participant_id); });
     socket.on('pong', () => { this.lastPong = Date.now(); });
     socket.on('media_closed', (msg) => this.rebuildMedia(`media closed (${msg.reason})`));
     socket.on('error', (msg) => this.serially(async () => this.onServerError(msg)));
@@ -414,6 +423,31 @@ export class Call {
           });
         }
       });
+    }
+    return out;
+  }
+
+  /**
+   * In a large room, whom each audio slot (stream `slot<i>`) carries now: the speaker its
+   * latest packet's CSRC names (getContributingSources(), in step with the audio played).
+   * `age`: ms since that packet's audio was played; `participantId` null when unknown.
+   * @returns {{streamId: string, participantId: number | null, source: number, age: number}[]}
+   */
+  slotSpeakers() {
+    const pc = this.pc;
+    if (!pc) return [];
+    const now = performance.timeOrigin + performance.now();
+    /** @type {{streamId: string, participantId: number | null, source: number, age: number}[]} */
+    const out = [];
+    for (const receiver of pc.getReceivers()) {
+      const streamId = this.streamOf(receiver.track.id);
+      if (!streamId.startsWith('slot')) continue;
+      /** @type {RTCRtpContributingSource | null} */
+      let latest = null;
+      for (const c of receiver.getContributingSources()) if (!latest || c.timestamp > latest.timestamp) latest = c;
+      out.push(latest
+        ? { streamId, participantId: this.sources.get(latest.source) ?? null, source: latest.source, age: now - latest.timestamp }
+        : { streamId, participantId: null, source: 0, age: Infinity });
     }
     return out;
   }

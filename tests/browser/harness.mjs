@@ -183,6 +183,8 @@ const MIN_LEVEL = 0.01;
  *   me: number | null | undefined, state: string | undefined, rejoins: number, iceRestarts: number,
  *   inbound: import('../../static/js/call.js').InboundAudio[], at: number, tone: number | undefined,
  *   tones: number[], streams: Record<string, Listened>, audioContext: string,
+ *   slots: {streamId: string, participantId: number | null, source: number, age: number}[],
+ *   serverOffers: number,
  * }} Sample
  */
 
@@ -277,6 +279,8 @@ export function sample(pages) {
         rejoins: webcall?.rejoins ?? 0,
         iceRestarts: webcall?.iceRestarts ?? 0,
         inbound: webcall ? await webcall.inboundAudio() : [],
+        slots: webcall?.slotSpeakers?.() ?? [],
+        serverOffers: webcall?.serverOffers ?? 0,
       };
     });
     return { ...call, at: Date.now(), tone: toneOf(p), tones, ...listened };

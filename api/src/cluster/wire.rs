@@ -86,7 +86,12 @@ impl Command {
 pub enum Event {
     Offer { sdp: String },
     Connected,
-    TrackPublished { peer: u64 },
+    TrackPublished {
+        peer: u64,
+        /// Absent from nodes older than audio slots.
+        #[serde(default)]
+        source: u32,
+    },
     TrackUnpublished { peer: u64 },
     Speaking { peer: u64, speaking: bool },
     ActiveSpeaker { peer: u64 },
@@ -100,7 +105,10 @@ impl From<sfu::PeerEvent> for Event {
         match event {
             E::Offer { sdp } => Self::Offer { sdp },
             E::Connected => Self::Connected,
-            E::TrackPublished { peer } => Self::TrackPublished { peer: peer.0 },
+            E::TrackPublished { peer, source } => Self::TrackPublished {
+                peer: peer.0,
+                source,
+            },
             E::TrackUnpublished { peer } => Self::TrackUnpublished { peer: peer.0 },
             E::Speaking { peer, speaking } => Self::Speaking {
                 peer: peer.0,
@@ -124,7 +132,10 @@ impl From<Event> for sfu::PeerEvent {
         match event {
             Event::Offer { sdp } => Self::Offer { sdp },
             Event::Connected => Self::Connected,
-            Event::TrackPublished { peer } => Self::TrackPublished { peer: PeerId(peer) },
+            Event::TrackPublished { peer, source } => Self::TrackPublished {
+                peer: PeerId(peer),
+                source,
+            },
             Event::TrackUnpublished { peer } => Self::TrackUnpublished { peer: PeerId(peer) },
             Event::Speaking { peer, speaking } => Self::Speaking {
                 peer: PeerId(peer),
@@ -156,7 +167,10 @@ mod tests {
         let events = [
             E::Offer { sdp: "v=0".into() },
             E::Connected,
-            E::TrackPublished { peer: PeerId(7) },
+            E::TrackPublished {
+                peer: PeerId(7),
+                source: 3,
+            },
             E::TrackUnpublished { peer: PeerId(7) },
             E::Speaking {
                 peer: PeerId(1 << 40),

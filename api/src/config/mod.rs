@@ -71,10 +71,12 @@ pub struct MediaSettings {
     /// `SFU_DISCONNECT_GRACE_SECS`: how long a participant whose network went silent keeps
     /// its place in the call (ICE restart or a blip resumes it); default 20 s.
     pub disconnect_grace: std::time::Duration,
-    /// `SFU_AUDIO_FORWARD_TOP` (default 3; 0 forwards everyone) and `SFU_AUDIO_FORWARD_ABOVE`
-    /// (default 12): in a room of more than ABOVE participants each one hears only the TOP
-    /// loudest current speakers, so a large room costs N x TOP instead of N².
-    pub forward_top: Option<sfu::ForwardTop>,
+    /// `SFU_AUDIO_SLOTS` (default 3; 0: no room is ever large) and `SFU_AUDIO_SLOTS_ABOVE`
+    /// (default 12; 0: every room is large): a room that has had more than ABOVE participants
+    /// gives each listener SLOTS audio streams carrying the loudest current speakers, so it
+    /// costs N x SLOTS streams instead of N², and joins renegotiate with nobody else.
+    /// `SFU_AUDIO_FORWARD_TOP` / `SFU_AUDIO_FORWARD_ABOVE` are the old names, still read.
+    pub audio_slots: Option<sfu::AudioSlots>,
     /// `NODE_CAPACITY` (default 500): participants this node's SFU is sized for. With
     /// several nodes, a new room goes to the node with the lowest share of its capacity in
     /// use; a node past it still takes rooms when every node is.
@@ -703,25 +705,26 @@ fn media_settings(
             "must be between 1 and 600",
         ));
     }
-    let defaults = sfu::ForwardTop::default();
-    let speakers = parse_or(
-        "SFU_AUDIO_FORWARD_TOP",
-        get("SFU_AUDIO_FORWARD_TOP"),
-        defaults.speakers,
-        "a number of speakers (0 = forward everyone)",
+    let defaults = sfu::AudioSlots::default();
+    // The names before audio slots still work (same meaning), so an upgrade keeps its setting.
+    let (slots_var, slots_raw) = renamed(get, "SFU_AUDIO_SLOTS", "SFU_AUDIO_FORWARD_TOP");
+    let slots = parse_or(
+        slots_var,
+        slots_raw,
+        defaults.slots,
+        "a number of audio slots (0 = no room is ever large)",
     )?;
+    if slots > MAX_AUDIO_SLOTS {
+        return Err(invalid(slots_var, "must be at most 8"));
+    }
+    let (above_var, above_raw) =
+        renamed(get, "SFU_AUDIO_SLOTS_ABOVE", "SFU_AUDIO_FORWARD_ABOVE");
     let above = parse_or(
-        "SFU_AUDIO_FORWARD_ABOVE",
-        get("SFU_AUDIO_FORWARD_ABOVE"),
+        above_var,
+        above_raw,
         defaults.above,
         "a number of participants",
     )?;
-    if speakers > 0 && above < speakers {
-        return Err(invalid(
-            "SFU_AUDIO_FORWARD_ABOVE",
-            "must be at least SFU_AUDIO_FORWARD_TOP",
-        ));
-    }
     let node_capacity = parse_or(
         "NODE_CAPACITY",
         get("NODE_CAPACITY"),
@@ -748,8 +751,23 @@ fn media_settings(
         udp_port,
         shards,
         disconnect_grace: std::time::Duration::from_secs(grace_secs),
-        forward_top: (speakers > 0).then_some(sfu::ForwardTop { speakers, above }),
+        audio_slots: (slots > 0).then_some(sfu::AudioSlots { slots, above }),
     })
+}
+
+/// More voices at once than anyone follows; each slot is an m-line every listener holds.
+const MAX_AUDIO_SLOTS: usize = 8;
+
+/// A setting read under its current name, or else under the name it had before.
+fn renamed(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    old: &'static str,
+) -> (&'static str, Option<String>) {
+    match get(name) {
+        Some(v) => (name, Some(v)),
+        None => (old, get(old)),
+    }
 }
 
 fn parse_or<T: std::str::FromStr>(
@@ -828,15 +846,25 @@ mod tests {
         assert_eq!((s.summary.max_messages, s.summary.min_chars), (200, 60));
         assert!(s.telegram.is_none());
         assert_eq!(
-            s.media.forward_top,
-            Some(sfu::ForwardTop {
-                speakers: 3,
+            s.media.audio_slots,
+            Some(sfu::AudioSlots {
+                slots: 3,
                 above: 12
             }),
-            "large rooms forward their 3 loudest speakers"
+            "rooms of more than 12 give each listener 3 audio slots"
         );
-        let everyone = settings(&[("SFU_AUDIO_FORWARD_TOP", "0")]).expect("valid");
-        assert_eq!(everyone.media.forward_top, None);
+        let never_large = settings(&[("SFU_AUDIO_SLOTS", "0")]).expect("valid");
+        assert_eq!(never_large.media.audio_slots, None);
+        let old_names = settings(&[
+            ("SFU_AUDIO_FORWARD_TOP", "2"),
+            ("SFU_AUDIO_FORWARD_ABOVE", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            old_names.media.audio_slots,
+            Some(sfu::AudioSlots { slots: 2, above: 0 }),
+            "the names before audio slots are still read"
+        );
     }
 
     #[test]
@@ -968,17 +996,13 @@ mod tests {
                 &[("SFU_DISCONNECT_GRACE_SECS", "soon")],
                 "SFU_DISCONNECT_GRACE_SECS",
             ),
+            (&[("SFU_AUDIO_SLOTS", "three")], "SFU_AUDIO_SLOTS"),
+            (&[("SFU_AUDIO_SLOTS", "9")], "SFU_AUDIO_SLOTS"),
             (
                 &[("SFU_AUDIO_FORWARD_TOP", "three")],
                 "SFU_AUDIO_FORWARD_TOP",
             ),
-            (
-                &[
-                    ("SFU_AUDIO_FORWARD_TOP", "5"),
-                    ("SFU_AUDIO_FORWARD_ABOVE", "2"),
-                ],
-                "SFU_AUDIO_FORWARD_ABOVE",
-            ),
+            (&[("SFU_AUDIO_SLOTS_ABOVE", "-1")], "SFU_AUDIO_SLOTS_ABOVE"),
             (&[("RATE_LIMIT_CHAT", "-1")], "RATE_LIMIT_CHAT"),
             (&[("WS_IDLE_TIMEOUT_SECS", "0")], "WS_IDLE_TIMEOUT_SECS"),
             (&[("WHISPER_LANGUAGE", "english")], "WHISPER_LANGUAGE"),
