@@ -4,6 +4,11 @@
 # (`scripts/fuzz.sh 20`); run it longer by hand.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     default: 30 s, every target
+#   scripts/fuzz.sh --build-only                          toolchain, cargo-fuzz and the build
+#
+# (CI starts `--build-only` in the background, at the lowest CPU priority, while its test
+# stages mostly wait on real time, then fuzzes on the finished build: a cold run saves the
+# ~10 minutes this build takes from scratch.)
 #
 # Each target starts from $WEBCALL_FUZZ_CORPUS/<target> (default fuzz/corpus; kept between
 # runs, ignored by git; CI keeps it in ~/.cache/webcall) and the committed seeds in
@@ -17,6 +22,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+build_only=0
+if [ "${1:-}" = "--build-only" ]; then
+  build_only=1
+  shift
+fi
 seconds="${1:-30}"
 shift || true
 case "$seconds" in
@@ -47,6 +57,7 @@ else
   cargo +nightly fuzz build "${target_dir[@]}"
 fi
 echo "built the fuzz targets in $(( SECONDS - build_start )) s"
+[ "$build_only" -eq 1 ] && exit 0
 
 mkdir -p artifacts/logs
 failed=()

@@ -602,10 +602,12 @@ impl Drain {
     /// next, and their browsers reconnect through the proxy.
     async fn run(self) {
         if !self.timeout.is_zero() {
-            self.flag.store(true, Ordering::Relaxed);
+            // The registry record first: once `/readyz` says draining, no node places a new
+            // room here either (a test saw the record lag the 503 by a heartbeat).
             if let Some(cluster) = &self.cluster {
                 cluster.start_draining().await;
             }
+            self.flag.store(true, Ordering::Relaxed);
             let deadline = tokio::time::Instant::now() + self.timeout;
             tracing::info!(timeout = ?self.timeout, "draining: no new rooms here; waiting for this node's calls to end");
             while let Some(sfu) = &self.sfu {

@@ -1,6 +1,7 @@
 //! A participant as a browser is one: the room WebSocket (join, offer/answer, events) plus
 //! an [`RtcClient`] for the audio.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,8 @@ pub struct CallClient {
     pub rtc: RtcClient,
     outgoing: mpsc::UnboundedSender<Message>,
     log: Arc<Mutex<Vec<Value>>>,
+    /// Participant id -> the CSRC its audio goes by on a large room's slots.
+    sources: Arc<Mutex<HashMap<u64, u32>>>,
     /// From opening the socket to starting the WebRTC client (join round trip).
     rtc_started_after: Duration,
     reader: tokio::task::JoinHandle<()>,
@@ -84,6 +87,8 @@ impl CallClient {
         let reader_rtc = rtc.clone_handle();
         let reader_out = outgoing.clone();
         let reader_log = log.clone();
+        let sources = Arc::new(Mutex::new(HashMap::new()));
+        let reader_sources = sources.clone();
         let reader = tokio::spawn(async move {
             while let Some(Ok(frame)) = stream.next().await {
                 let Message::Text(text) = frame else {
@@ -106,6 +111,15 @@ impl CallClient {
                         }
                     }
                 }
+                if msg["type"] == "track_published" {
+                    let participant = msg["participant_id"].as_u64();
+                    let source = msg["source"].as_u64().and_then(|s| u32::try_from(s).ok());
+                    if let (Some(p), Some(s), Ok(mut map)) =
+                        (participant, source, reader_sources.lock())
+                    {
+                        map.insert(p, s);
+                    }
+                }
                 if let Ok(mut log) = reader_log.lock() {
                     log.push(msg);
                 }
@@ -116,6 +130,7 @@ impl CallClient {
             rtc,
             outgoing,
             log,
+            sources,
             rtc_started_after,
             reader,
         })
@@ -126,9 +141,26 @@ impl CallClient {
         format!("p{}", self.participant_id)
     }
 
-    /// Packets received from `other`.
+    /// Packets received from `other`: on its own stream (a small room) or on any audio
+    /// slot whose CSRC names it (a large room).
     pub fn packets_from(&self, other: &CallClient) -> u64 {
-        self.rtc.stats().packets_from(&other.stream_id())
+        self.received_from(&self.rtc.stats(), other)
+    }
+
+    /// As [`Self::packets_from`], out of a snapshot of this client's stats.
+    pub fn received_from(&self, stats: &ClientStats, other: &CallClient) -> u64 {
+        let on_slots = self
+            .source_of(other)
+            .map_or(0, |s| stats.packets_from_source(s));
+        stats.packets_from(&other.stream_id()) + on_slots
+    }
+
+    /// The CSRC `other`'s audio goes by on this client's audio slots, once told.
+    pub fn source_of(&self, other: &CallClient) -> Option<u32> {
+        self.sources
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&other.participant_id).copied())
     }
 
     pub fn stats(&self) -> ClientStats {

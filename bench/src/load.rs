@@ -229,7 +229,9 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         None => None,
     };
 
-    // Per (subscriber, publisher) stream: packets and sequence gaps within the window.
+    // Per (subscriber, publisher) pair: packets within the window, on the publisher's own
+    // stream (a small room) or on the subscriber's audio slots by CSRC (a large room); sequence
+    // gaps per subscriber over all its streams.
     let mut streams = 0u64;
     let mut received = 0u64;
     let mut missing = 0u64;
@@ -241,21 +243,17 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             .enumerate()
             .filter(|(_, (r, o))| r == room && o.participant_id != me.participant_id)
         {
-            let id = other.stream_id();
-            let got = after[i].streams.get(&id).map_or(0, |s| s.packets)
-                - before[i].streams.get(&id).map_or(0, |s| s.packets);
+            let got = me.received_from(&after[i], other) - me.received_from(&before[i], other);
             if !talking[j] {
                 // Forwarded silence: the loudest-speaker selection should have held it back.
                 from_silent += got;
                 continue;
             }
-            let gaps = after[i].streams.get(&id).map_or(0, |s| s.missing)
-                - before[i].streams.get(&id).map_or(0, |s| s.missing);
             streams += 1;
             received += got;
-            missing += gaps;
             min_rate = min_rate.min(got as f64 / elapsed);
         }
+        missing += after[i].missing_total() - before[i].missing_total();
     }
     let forwarded_per_second = (received + from_silent) as f64 / elapsed;
     let mut join_times: Vec<Duration> = clients.iter().filter_map(|(_, c)| c.join_time()).collect();

@@ -91,6 +91,12 @@ impl ClientStats {
         self.streams.get(stream).map_or(0, |s| s.packets)
     }
 
+    /// Sequence gaps over every stream received (a large room's slots carry several
+    /// speakers each, so their gaps belong to no one speaker).
+    pub fn missing_total(&self) -> u64 {
+        self.streams.values().map(|s| s.missing).sum()
+    }
+
     /// Packets whose CSRC named `source`.
     pub fn packets_from_source(&self, source: u32) -> u64 {
         self.sources.get(&source).map_or(0, |s| s.packets)
@@ -585,7 +591,8 @@ impl Driver {
                     if let Some((ts, at)) = s.last_ts {
                         let ts_ms = f64::from(packet.header.timestamp.wrapping_sub(ts)) / 48.0;
                         let wall_ms = now.duration_since(at).as_secs_f64() * 1000.0;
-                        s.worst_switch_skew_ms = s.worst_switch_skew_ms.max((ts_ms - wall_ms).abs());
+                        s.worst_switch_skew_ms =
+                            s.worst_switch_skew_ms.max((ts_ms - wall_ms).abs());
                     }
                 }
                 s.last_csrc = csrc.or(s.last_csrc);

@@ -25,7 +25,7 @@ impl Participant {
     }
 
     /// Packets heard on any audio slot naming `other` in their CSRC.
-    fn from_source(&self, other: &Participant, people: &[Participant]) -> u64 {
+    fn heard_on_slots(&self, other: &Participant, people: &[Participant]) -> u64 {
         self.client
             .stats()
             .packets_from_source(source_of(people, other))
@@ -607,14 +607,14 @@ async fn a_large_room_forwards_only_its_loudest_speakers_and_switches_to_a_new_o
     let listeners: Vec<&Participant> = people.iter().filter(|p| p.peer != newcomer.peer).collect();
     let at_start: Vec<u64> = listeners
         .iter()
-        .map(|l| l.from_source(newcomer, &people))
+        .map(|l| l.heard_on_slots(newcomer, &people))
         .collect();
     let started = std::time::Instant::now();
     newcomer.client.set_audio_level(TALKING_LEVEL);
     let mut heard_after = vec![None; listeners.len()];
     while started.elapsed() < Duration::from_secs(3) && heard_after.iter().any(Option::is_none) {
         for (k, l) in listeners.iter().enumerate() {
-            if heard_after[k].is_none() && l.from_source(newcomer, &people) > at_start[k] {
+            if heard_after[k].is_none() && l.heard_on_slots(newcomer, &people) > at_start[k] {
                 heard_after[k] = Some(started.elapsed());
             }
         }
@@ -676,7 +676,9 @@ async fn a_large_room_switches_speakers_on_fixed_audio_slots_without_renegotiati
         people.push(join_at_level(&sfu, room, 300.0 + f32::from(i) * 40.0, SILENT).await);
     }
     wait_until("all 6 are connected", || {
-        people.iter().all(|p| p.client.stats().connected_after.is_some())
+        people
+            .iter()
+            .all(|p| p.client.stats().connected_after.is_some())
     })
     .await;
     wait_until("everyone knows everyone's CSRC", || {
@@ -705,12 +707,15 @@ async fn a_large_room_switches_speakers_on_fixed_audio_slots_without_renegotiati
     let offers_before: Vec<usize> = people.iter().map(Participant::offers).collect();
     people.push(join_at_level(&sfu, room, 300.0 + 6.0 * 40.0, SILENT).await);
     wait_until("the 7th hears both speakers", || {
-        people[6].from_source(&people[0], &people) > 50
-            && people[6].from_source(&people[1], &people) > 50
+        people[6].heard_on_slots(&people[0], &people) > 50
+            && people[6].heard_on_slots(&people[1], &people) > 50
     })
     .await;
     let offers_after: Vec<usize> = people[..6].iter().map(Participant::offers).collect();
-    assert_eq!(offers_after, offers_before, "a join in a large room offers nobody else anything");
+    assert_eq!(
+        offers_after, offers_before,
+        "a join in a large room offers nobody else anything"
+    );
 
     // Turns: 1 stops, 2 starts; once 1's hangover is over, 2 is heard in its place.
     people[1].client.set_audio_level(SILENT);
@@ -733,16 +738,28 @@ async fn a_large_room_switches_speakers_on_fixed_audio_slots_without_renegotiati
     let heard = who_hears_whom(&people, Duration::from_secs(3)).await;
     let talkers = peers(&[&people[0], &people[2], &people[3]]);
     for (i, got) in heard.iter().enumerate() {
-        assert!(!got.contains(&people[i].peer.0), "participant {i} hears itself");
-        assert!(got.iter().all(|p| talkers.contains(p)), "participant {i} hears a silent one: {got:?}");
+        assert!(
+            !got.contains(&people[i].peer.0),
+            "participant {i} hears itself"
+        );
+        assert!(
+            got.iter().all(|p| talkers.contains(p)),
+            "participant {i} hears a silent one: {got:?}"
+        );
         assert_eq!(got.len(), 2, "participant {i} hears {got:?}");
     }
     for (i, p) in people.iter().enumerate() {
         let stats = p.client.stats();
         let slots: Vec<&String> = stats.streams.keys().collect();
-        assert!(stats.streams.len() <= 2, "participant {i} receives only its 2 slots: {slots:?}");
+        assert!(
+            stats.streams.len() <= 2,
+            "participant {i} receives only its 2 slots: {slots:?}"
+        );
         for (name, stream) in &stats.streams {
-            assert_eq!(stream.missing, 0, "participant {i}: a sequence gap on {name}");
+            assert_eq!(
+                stream.missing, 0,
+                "participant {i}: a sequence gap on {name}"
+            );
             assert_eq!(stream.ssrcs.len(), 1, "participant {i}: one SSRC on {name}");
             assert!(
                 stream.worst_switch_skew_ms < 40.0,
@@ -750,8 +767,14 @@ async fn a_large_room_switches_speakers_on_fixed_audio_slots_without_renegotiati
                 stream.worst_switch_skew_ms
             );
         }
-        assert_eq!(stats.marked_switches, stats.switches, "participant {i}: every switch starts a talkspurt");
+        assert_eq!(
+            stats.marked_switches, stats.switches,
+            "participant {i}: every switch starts a talkspurt"
+        );
     }
     let switched: u64 = people.iter().map(|p| p.client.stats().switches).sum();
-    assert!(switched > 0, "the turns switched some slot to another speaker");
+    assert!(
+        switched > 0,
+        "the turns switched some slot to another speaker"
+    );
 }

@@ -220,7 +220,12 @@ mod tests {
         // Much louder, but the place was only just taken: still no switch.
         let mut b = AudibleSpeakers::default();
         b.update(t0, 1, 1, &[talking(1, 40.0)]);
-        assert!(!b.update(t0 + MIN_HOLD / 2, 1, 1, &[talking(1, 40.0), talking(2, 20.0)]));
+        assert!(!b.update(
+            t0 + MIN_HOLD / 2,
+            1,
+            1,
+            &[talking(1, 40.0), talking(2, 20.0)]
+        ));
         // Held long enough: the much louder voice takes it.
         assert!(b.update(t0 + MIN_HOLD, 1, 1, &[talking(1, 40.0), talking(2, 20.0)]));
         assert_eq!(selected(&b), vec![2]);
@@ -260,13 +265,23 @@ mod tests {
     fn a_speaker_keeps_its_place_number_while_others_come_and_go() {
         let t0 = Instant::now();
         let mut a = AudibleSpeakers::default();
-        a.update(t0, 3, 3, &[talking(1, 30.0), talking(2, 30.0), talking(3, 30.0)]);
+        a.update(
+            t0,
+            3,
+            3,
+            &[talking(1, 30.0), talking(2, 30.0), talking(3, 30.0)],
+        );
         let place_of_3 = a.place_of(3);
         // 1 leaves, 2 falls silent: 4 and 5 take those places, 3 stays where it was.
         let t1 = t0 + Duration::from_millis(100);
         a.update(t1, 3, 3, &[silent(2), talking(3, 30.0), talking(4, 30.0)]);
         assert_eq!(a.place_of(3), place_of_3);
-        a.update(t1, 3, 3, &[talking(3, 30.0), talking(4, 30.0), talking(5, 30.0)]);
+        a.update(
+            t1,
+            3,
+            3,
+            &[talking(3, 30.0), talking(4, 30.0), talking(5, 30.0)],
+        );
         assert_eq!(a.place_of(3), place_of_3);
         assert_eq!(selected(&a), vec![3, 4, 5]);
         let places: Vec<Option<u32>> = (0..3).map(|i| a.at(i)).collect();
@@ -281,7 +296,10 @@ mod tests {
         a.update(t0, 3, 2, &[talking(1, 30.0), talking(2, 30.0)]);
         let t1 = t0 + Duration::from_millis(100);
         a.update(t1, 3, 2, &[talking(1, 30.0), silent(2), talking(3, 30.0)]);
-        assert!(a.place_of(3).is_some_and(|p| p < 2), "3 is heard by everyone");
+        assert!(
+            a.place_of(3).is_some_and(|p| p < 2),
+            "3 is heard by everyone"
+        );
         assert_eq!(a.place_of(2), None, "silent 2 gave its place up");
     }
 
@@ -289,11 +307,20 @@ mod tests {
     fn a_speaker_on_the_spare_moves_up_when_a_place_everyone_hears_falls_silent() {
         let t0 = Instant::now();
         let mut a = AudibleSpeakers::default();
-        a.update(t0, 3, 2, &[talking(1, 30.0), talking(2, 30.0), talking(3, 30.0)]);
+        a.update(
+            t0,
+            3,
+            2,
+            &[talking(1, 30.0), talking(2, 30.0), talking(3, 30.0)],
+        );
         assert_eq!(a.place_of(3), Some(2), "the third speaker is on the spare");
         let t1 = t0 + Duration::from_millis(100);
         assert!(a.update(t1, 3, 2, &[talking(1, 30.0), silent(2), talking(3, 30.0)]));
         assert!(a.place_of(3).is_some_and(|p| p < 2), "3 moved up");
-        assert_eq!(a.place_of(2), Some(2), "2 holds the spare while nobody needs it");
+        assert_eq!(
+            a.place_of(2),
+            Some(2),
+            "2 holds the spare while nobody needs it"
+        );
     }
 }

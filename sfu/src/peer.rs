@@ -673,7 +673,8 @@ impl Peer {
             self.unsubscribe(publisher);
         }
         for index in 0..count {
-            let stream = self.open_stream(format!("slot{index}"), |ssrc| slot_track(index, ssrc))?;
+            let stream =
+                self.open_stream(format!("slot{index}"), |ssrc| slot_track(index, ssrc))?;
             self.slots.push(AudioSlot {
                 stream,
                 source: None,
@@ -728,7 +729,16 @@ impl Peer {
             sub.first_ts,
         );
         let (sender, ssrc) = (sub.sender, sub.ssrc);
-        self.write(now, sender, ssrc, seq, ts, source.header.marker, Vec::new(), source)
+        self.write(
+            now,
+            sender,
+            ssrc,
+            seq,
+            ts,
+            source.header.marker,
+            Vec::new(),
+            source,
+        )
     }
 
     /// Forwards one packet of `publisher` (whose CSRC is `csrc`) on audio slot `index`. A

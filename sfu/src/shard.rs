@@ -347,7 +347,12 @@ impl ShardCore {
         };
         state.large = true;
         metrics::counter!("sfu_rooms_turned_large_total").increment(1);
-        let members: Vec<PeerId> = state.peers.iter().copied().filter(|p| *p != newcomer).collect();
+        let members: Vec<PeerId> = state
+            .peers
+            .iter()
+            .copied()
+            .filter(|p| *p != newcomer)
+            .collect();
         let slots = self.config.audio_slots.map_or(0, |s| s.slots);
         for member in members {
             let Some(entry) = self.peers.get_mut(&member) else {
@@ -360,7 +365,11 @@ impl ShardCore {
             self.negotiate(now, member);
             self.drain_peer(now, member);
         }
-        tracing::info!(room = room.0, slots, "room turned large: listeners get audio slots");
+        tracing::info!(
+            room = room.0,
+            slots,
+            "room turned large: listeners get audio slots"
+        );
     }
 
     /// Sends a server offer to `id` if its subscriptions changed and none is outstanding.
@@ -570,7 +579,13 @@ impl ShardCore {
             return Route::Nowhere;
         };
         if !r.large {
-            return Route::Everyone(r.peers.iter().copied().filter(|p| *p != publisher).collect());
+            return Route::Everyone(
+                r.peers
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != publisher)
+                    .collect(),
+            );
         }
         // A place's holder is forwarded while speaking (the detector's hangover carries the
         // ends of words); its silence would only cost every listener packets.
@@ -642,7 +657,9 @@ impl ShardCore {
                 Route::Slots(targets) => {
                     for (listener, slot) in targets {
                         if let Some(entry) = self.peers.get_mut(listener) {
-                            if !entry.peer.forward_to_slot(now, *slot, publisher, csrc, &rtp.packet)
+                            if !entry
+                                .peer
+                                .forward_to_slot(now, *slot, publisher, csrc, &rtp.packet)
                             {
                                 metrics::counter!("sfu_packets_dropped_total", "reason" => "no_slot").increment(1);
                             }
@@ -750,7 +767,9 @@ impl ShardCore {
         let before: Vec<PeerId> = state.audible.selected().collect();
         if !state
             .audible
-            .update(now, slots.slots + 1, slots.slots, &candidates) || !state.large {
+            .update(now, slots.slots + 1, slots.slots, &candidates)
+            || !state.large
+        {
             return;
         }
         let newly = state

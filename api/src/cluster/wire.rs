@@ -84,7 +84,9 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Offer { sdp: String },
+    Offer {
+        sdp: String,
+    },
     Connected,
     TrackPublished {
         peer: u64,
@@ -92,11 +94,23 @@ pub enum Event {
         #[serde(default)]
         source: u32,
     },
-    TrackUnpublished { peer: u64 },
-    Speaking { peer: u64, speaking: bool },
-    ActiveSpeaker { peer: u64 },
-    MediaState { peer: u64, connected: bool },
-    Closed { connect_timeout: bool },
+    TrackUnpublished {
+        peer: u64,
+    },
+    Speaking {
+        peer: u64,
+        speaking: bool,
+    },
+    ActiveSpeaker {
+        peer: u64,
+    },
+    MediaState {
+        peer: u64,
+        connected: bool,
+    },
+    Closed {
+        connect_timeout: bool,
+    },
 }
 
 impl From<sfu::PeerEvent> for Event {

@@ -717,8 +717,7 @@ fn media_settings(
     if slots > MAX_AUDIO_SLOTS {
         return Err(invalid(slots_var, "must be at most 8"));
     }
-    let (above_var, above_raw) =
-        renamed(get, "SFU_AUDIO_SLOTS_ABOVE", "SFU_AUDIO_FORWARD_ABOVE");
+    let (above_var, above_raw) = renamed(get, "SFU_AUDIO_SLOTS_ABOVE", "SFU_AUDIO_FORWARD_ABOVE");
     let above = parse_or(
         above_var,
         above_raw,
