@@ -7,7 +7,7 @@
 #   scripts/load.sh -- --rooms 1 --participants 100 --speakers 3 --seconds 30
 #   SERVER_CPU=0 CLIENT_CPU=1 scripts/load.sh -- ...   # pin server and clients (taskset)
 #
-# Server settings pass through: e.g. SFU_AUDIO_FORWARD_TOP=0 SFU_SHARDS=1 scripts/load.sh ...
+# Server settings pass through: e.g. SFU_AUDIO_SLOTS=0 SFU_SHARDS=1 scripts/load.sh ...
 # WEBCALL_BIN / WEBCALL_BENCH_BIN: the binaries (default: target/release, else target/debug).
 set -euo pipefail
 
@@ -21,7 +21,7 @@ pin() { if [ -n "${1:-}" ]; then echo taskset -c "$1"; fi; }
 port=$(free_port)
 secret=load-registration-secret
 passthrough=()
-for var in SFU_SHARDS SFU_AUDIO_FORWARD_TOP SFU_AUDIO_FORWARD_ABOVE RUST_LOG; do
+for var in SFU_SHARDS SFU_AUDIO_SLOTS SFU_AUDIO_SLOTS_ABOVE RUST_LOG; do
     if [ -n "${!var:-}" ]; then passthrough+=("$var=${!var}"); fi
 done
 # shellcheck disable=SC2046

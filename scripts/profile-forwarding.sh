@@ -21,7 +21,7 @@ secret=profile-registration-secret
 start_webcall "$bin" PORT="$port" STATIC_DIR="$root/static" REGISTRATION_SECRET="$secret" \
     BCRYPT_COST=4 RATE_LIMIT_REGISTER=1000000 RATE_LIMIT_LOGIN=1000000 \
     RATE_LIMIT_ROOM_CREATE=1000000 RATE_LIMIT_LOGIN_ACCOUNT=1000000 SFU_SHARDS=1 \
-    SFU_AUDIO_FORWARD_TOP="${SFU_AUDIO_FORWARD_TOP:-0}"
+    SFU_AUDIO_SLOTS="${SFU_AUDIO_SLOTS:-0}"
 taskset -a -pc "${SERVER_CPU:-0}" "$server_pid" >/dev/null
 
 REGISTRATION_SECRET="$secret" taskset -c "${CLIENT_CPU:-1}" "$bench" load \

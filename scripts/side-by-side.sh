@@ -114,12 +114,12 @@ PY
 fi
 
 # (a) Conference: everyone talks and hears everyone. WebCall forwards every stream here
-# (SFU_AUDIO_FORWARD_TOP=0), exactly what Janus does: the same work, so CPU compares.
+# (SFU_AUDIO_SLOTS=0), exactly what Janus does: the same work, so CPU compares.
 # Raised until either SFU loses packets: the capacity knee.
 for p in 4 8 12 16 20 24 28 32 36 40; do
-    both "conference 1x$p" "SFU_AUDIO_FORWARD_TOP=0" --rooms 1 --participants "$p" --seconds 20
+    both "conference 1x$p" "SFU_AUDIO_SLOTS=0" --rooms 1 --participants "$p" --seconds 20
 done
-both "conference 4x6" "SFU_AUDIO_FORWARD_TOP=0" --rooms 4 --participants 6 --seconds 20
+both "conference 4x6" "SFU_AUDIO_SLOTS=0" --rooms 4 --participants 6 --seconds 20
 # (d) Large room: 3 talk, the rest keep an open, silent microphone. WebCall as shipped
 # (loudest 3 forwarded above 12 participants) against Janus forwarding every stream.
 for p in 20 40; do
