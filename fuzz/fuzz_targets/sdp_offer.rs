@@ -31,6 +31,7 @@ fn joined(now: Instant) -> Peer {
         CHROMIUM_OFFER.to_owned(),
         addr(),
         addr(),
+        1,
         now,
     )
     .expect("the Chromium seed offer is accepted");
@@ -47,7 +48,15 @@ fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
     match mode % 4 {
         0 => {
-            let _ = Peer::answer_offer(PeerId(1), RoomId(1), text.to_owned(), addr(), addr(), now);
+            let _ = Peer::answer_offer(
+                PeerId(1),
+                RoomId(1),
+                text.to_owned(),
+                addr(),
+                addr(),
+                1,
+                now,
+            );
         }
         1 => {
             let _ = joined(now).handle_restart_offer(now, text.to_owned());
