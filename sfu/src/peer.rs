@@ -82,6 +82,19 @@ struct AudioSlot {
     last_sent: Option<Instant>,
 }
 
+impl Subscription {
+    /// The sequence number and timestamp `source` goes out with on this stream.
+    fn rewrite(&mut self, source: &rtc::rtp::Packet) -> (u16, u32) {
+        self.rewriter.rewrite(
+            source.header.ssrc,
+            source.header.sequence_number,
+            source.header.timestamp,
+            self.first_seq,
+            self.first_ts,
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SubscriptionStage {
     Pending,
@@ -721,13 +734,7 @@ impl Peer {
         if sub.stage != SubscriptionStage::Live || connecting {
             return true;
         }
-        let (seq, ts) = sub.rewriter.rewrite(
-            source.header.ssrc,
-            source.header.sequence_number,
-            source.header.timestamp,
-            sub.first_seq,
-            sub.first_ts,
-        );
+        let (seq, ts) = sub.rewrite(source);
         let (sender, ssrc) = (sub.sender, sub.ssrc);
         self.write(
             now,
@@ -776,13 +783,7 @@ impl Peer {
         slot.source = Some(publisher);
         slot.last_sent = Some(now);
         let sub = &mut slot.stream;
-        let (seq, ts) = sub.rewriter.rewrite(
-            source.header.ssrc,
-            source.header.sequence_number,
-            source.header.timestamp,
-            sub.first_seq,
-            sub.first_ts,
-        );
+        let (seq, ts) = sub.rewrite(source);
         let (sender, ssrc) = (sub.sender, sub.ssrc);
         let marker = source.header.marker || switched || resumed;
         self.write(now, sender, ssrc, seq, ts, marker, vec![csrc], source)
