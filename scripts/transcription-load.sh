@@ -5,7 +5,9 @@
 # (api/tests/api/transcription_load.rs) in its own process; the table goes to
 # bench/reports/transcription-load.md and the raw results to bench/reports/transcription-load.jsonl.
 #
-#   scripts/transcription-load.sh                           # N = 1 2 4 6, workers = 1 2
+#   scripts/transcription-load.sh                           # N = 1 2 4 6, workers = 1 2,
+#                                                           # and N = 4 6 in a large room
+#   LARGE_SPEAKERS= scripts/transcription-load.sh           # small rooms only
 #   SPEAKERS="1 2" WORKERS="1" scripts/transcription-load.sh --short   # CI-sized: 2 sentences
 #   OUT=/tmp/tl scripts/transcription-load.sh               # write the report elsewhere
 #
@@ -18,6 +20,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 speakers=${SPEAKERS:-"1 2 4 6"}
 workers=${WORKERS:-"1 2"}
+# Rows in a large room (SFU_AUDIO_SLOTS=$slots from the first join): the room hears only its
+# loudest $slots speakers, and the transcriber, when behind, keeps what the room heard.
+large_speakers=${LARGE_SPEAKERS-"4 6"}
+slots=${SLOTS:-3}
 sentences=${SENTENCES:-4}
 if [ "${1:-}" = "--short" ]; then sentences=2; fi
 out=${OUT:-"$root/bench/reports"}
@@ -44,12 +50,18 @@ jsonl="$out/transcription-load.jsonl"
 rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 : > "$jsonl"
+points=()
 for w in $workers; do
-    for n in $speakers; do
-        echo "==> $n speakers, WHISPER_WORKERS=$w" >&2
+    for n in $speakers; do points+=("$w $n 0"); done
+    for n in $large_speakers; do points+=("$w $n $slots"); done
+done
+for point in "${points[@]}"; do
+    read -r w n k <<< "$point"
+    {
+        echo "==> $n speakers, WHISPER_WORKERS=$w, audio slots $k"
         log=$(mktemp)
         if ! WEBCALL_TEST_WHISPER_MODEL="$model" LOAD_SPEAKERS="$n" LOAD_SENTENCES="$sentences" \
-            WHISPER_WORKERS="$w" RUST_LOG=warn \
+            LOAD_SLOTS="$k" WHISPER_WORKERS="$w" RUST_LOG=warn \
             "$test_bin" --ignored --exact --nocapture \
             transcription_load::transcription_load_of_simultaneous_speakers >"$log" 2>&1; then
             tail -n 40 "$log" >&2
@@ -59,7 +71,7 @@ for w in $workers; do
         grep '^RESULT ' "$log" | cut -d' ' -f2- >> "$jsonl"
         grep '^ROW ' "$log" | cut -d' ' -f2- >> "$rows"
         rm -f "$log"
-    done
+    } >&2
 done
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
@@ -81,13 +93,19 @@ fi
     echo
     echo "- **final after end of speech**: from the end of a sentence to its final caption at the"
     echo "  listener, p50 / p95 / max over the sentences that got one in time."
-    echo "- **late or missing**: sentences with no final before the speaker's next sentence ended."
-    echo "- **dropped**: utterances the transcriber's bounded queue dropped (oldest first) to stay live."
+    echo "- **room**: *small* forwards every speaker to everyone; *large* (\`SFU_AUDIO_SLOTS\`, forced"
+    echo "  from the first join) forwards only the loudest few, so some sentences nobody hears."
+    echo "- **late or missing, heard / not heard**: sentences with no final before the speaker's next"
+    echo "  sentence ended, among those the listener heard (half their frames or more arrived) and"
+    echo "  the others."
+    echo "- **dropped (heard / not heard)**: utterances the transcriber's bounded queue dropped to"
+    echo "  stay live; when behind it drops audio the room did not hear first, then the quietest,"
+    echo "  then the oldest (\`transcriber_dropped_utterances_total{heard}\`)."
     echo "- **queue / whisper**: the transcriber's own p50 stage times (\`transcriber_stage_seconds\`)."
     echo "- **CPU**: cores used by the whole process (server + whisper + clients) while it ran."
     echo
-    echo "| speakers at once | workers x threads | sentences (all speakers) | final after end of speech p50 / p95 / max s | late or missing | dropped | queue / whisper p50 s | WER | CPU cores |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| speakers at once | room | workers x threads | sentences (all speakers) | final after end of speech p50 / p95 / max s | late or missing, heard / not heard | dropped (heard / not heard) | queue / whisper p50 s | WER | CPU cores |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     cat "$rows"
     echo
     echo "Raw results: \`transcription-load.jsonl\`."

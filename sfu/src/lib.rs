@@ -25,6 +25,7 @@
 pub mod audible;
 pub mod audio;
 mod config;
+mod deadlines;
 pub mod ice_lite;
 pub mod peer;
 pub mod rewrite;

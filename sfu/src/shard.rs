@@ -12,6 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::audible::{AudibleSpeakers, Candidate};
+use crate::deadlines::Deadlines;
 use crate::peer::{InboundRtp, Peer, PeerState};
 use crate::speaking::ActiveSpeaker;
 use crate::tap::{TapPacket, TapSender};
@@ -74,6 +75,8 @@ pub struct ShardCore {
     /// When the periodic checks (speaking hangovers, connect timeouts) are next due. Absolute,
     /// so steady traffic can't keep pushing it into the future.
     next_tick: Instant,
+    /// Each peer's next `rtc` timer, asked again only for peers something touched.
+    deadlines: Deadlines,
     /// Datagrams received, for the node's load in the cluster registry.
     packets_in: u64,
     /// The CSRC the next peer's audio goes by (never 0, unique among the shard's peers).
@@ -97,6 +100,7 @@ impl ShardCore {
             by_addr: HashMap::new(),
             transmits: VecDeque::new(),
             next_tick: Instant::now() + TICK,
+            deadlines: Deadlines::default(),
             inbound: Vec::new(),
             packets_in: 0,
             next_source: 1,
@@ -199,6 +203,7 @@ impl ShardCore {
                     if let Err(err) = entry.peer.add_remote_candidate(candidate) {
                         tracing::debug!(peer = peer.0, error = %err, "remote candidate ignored");
                     }
+                    self.deadlines.touch(peer);
                 }
             }
             Command::Leave { peer } => self.remove_peer(now, peer, None),
@@ -377,6 +382,7 @@ impl ShardCore {
         let Some(entry) = self.peers.get_mut(&id) else {
             return;
         };
+        self.deadlines.touch(id);
         match entry.peer.poll_offer(now, true) {
             Ok(Some(sdp)) => {
                 tracing::trace!(peer = id.0, %sdp, "server offer");
@@ -402,6 +408,7 @@ impl ShardCore {
         let Some(mut entry) = self.peers.remove(&id) else {
             return;
         };
+        self.deadlines.remove(id);
         entry.peer.close();
         // Flush what close() produced (DTLS close_notify) to the client.
         while let Some(t) = entry.peer.poll_transmit() {
@@ -461,6 +468,7 @@ impl ShardCore {
     /// Collects what a peer produced: its datagrams, its state changes, and the RTP it
     /// received, which is forwarded to the room right here.
     fn drain_peer(&mut self, now: Instant, id: PeerId) {
+        self.deadlines.touch(id);
         let mut inbound = std::mem::take(&mut self.inbound);
         let (room, state, muted) = {
             let Some(entry) = self.peers.get_mut(&id) else {
@@ -640,8 +648,9 @@ impl ShardCore {
                 metrics::counter!("sfu_packets_dropped_total", "reason" => "muted").increment(1);
                 continue;
             }
-            // The transcriber hears everyone, forwarded or not.
-            self.offer_to_taps(now, room, publisher, &rtp.packet);
+            // The transcriber hears everyone, forwarded or not, and is told which.
+            let heard = !matches!(route, Route::Nowhere);
+            self.offer_to_taps(now, room, publisher, heard, &rtp.packet);
             match &route {
                 Route::Nowhere => paused += 1,
                 Route::Everyone(listeners) => {
@@ -692,6 +701,7 @@ impl ShardCore {
         now: Instant,
         room: RoomId,
         peer: PeerId,
+        heard: bool,
         packet: &rtc::rtp::Packet,
     ) {
         // Most rooms aren't transcribed: no hash lookup per packet then.
@@ -708,6 +718,7 @@ impl ShardCore {
                 sequence: packet.header.sequence_number,
                 rtp_timestamp: packet.header.timestamp,
                 arrival: now,
+                heard,
                 payload: packet.payload.clone(),
             })
         });
@@ -800,18 +811,32 @@ impl ShardCore {
         }
     }
 
-    /// Drives every peer's timers, speaking hangovers and connect timeouts.
+    /// Drives the timers of the peers that are due and, once per tick, every peer's speaking
+    /// hangover, connect timeout and liveness.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.refresh_deadlines();
+        for id in self.deadlines.take_due(now) {
+            let Some(entry) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            entry.peer.handle_timeout(now);
+            self.drain_peer(now, id);
+        }
+        if now >= self.next_tick {
+            self.tick(now);
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
         self.next_tick = now + TICK;
         self.sweep_taps();
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        // Forwarding doesn't refresh its listeners' deadlines (see `deadlines.rs`): this does.
+        self.deadlines.touch_all(ids.iter().copied());
         for id in ids {
             let Some(entry) = self.peers.get_mut(&id) else {
                 continue;
             };
-            if entry.peer.poll_timeout().is_some_and(|t| t <= now) {
-                entry.peer.handle_timeout(now);
-            }
             if let PeerState::Connecting { since } = entry.peer.state {
                 if now.duration_since(since) >= self.config.connect_timeout {
                     self.remove_peer(now, id, Some(CloseReason::ConnectTimeout));
@@ -843,17 +868,20 @@ impl ShardCore {
         self.transmits.pop_front()
     }
 
+    fn refresh_deadlines(&mut self) {
+        let peers = &mut self.peers;
+        self.deadlines
+            .refresh(|id| peers.get_mut(&id).and_then(|e| e.peer.poll_timeout()));
+    }
+
+    /// When [`Self::handle_timeout`] is next due: the earliest peer timer or the next tick.
     pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
         if self.peers.is_empty() {
             return None;
         }
+        self.refresh_deadlines();
         let tick = self.next_tick.max(now);
-        let earliest = self
-            .peers
-            .values_mut()
-            .filter_map(|e| e.peer.poll_timeout())
-            .min();
-        Some(earliest.map_or(tick, |t| t.min(tick)))
+        Some(self.deadlines.earliest().map_or(tick, |t| t.min(tick)))
     }
 
     /// Closes every peer (shutdown): each gets its DTLS close_notify. Not a failure, so
@@ -954,13 +982,12 @@ async fn run(
         // The select below prefers datagrams; under steady traffic its timer branch could
         // starve, so overdue timers (RTCP, ICE keepalives, hangovers) are served here first.
         let now = Instant::now();
-        if core.poll_timeout(now).is_some_and(|t| t <= now) {
+        let next = core.poll_timeout(now);
+        if next.is_some_and(|t| t <= now) {
             core.handle_timeout(now);
             continue;
         }
-        let deadline = core
-            .poll_timeout(now)
-            .unwrap_or_else(|| now + Duration::from_secs(3600));
+        let deadline = next.unwrap_or_else(|| now + Duration::from_secs(3600));
         tokio::select! {
             biased;
             command = commands.recv() => match command {

@@ -23,6 +23,10 @@ pub struct TapPacket {
     pub sequence: u16,
     pub rtp_timestamp: u32,
     pub arrival: Instant,
+    /// Whether the room hears this packet: always in a small room, and in a large room only
+    /// while its speaker holds an audio slot. A transcriber that can't keep up drops what
+    /// nobody heard first.
+    pub heard: bool,
     pub payload: Bytes,
 }
 
@@ -99,6 +103,7 @@ mod tests {
             sequence: seq,
             rtp_timestamp: 0,
             arrival: Instant::now(),
+            heard: true,
             payload: Bytes::from_static(b"opus"),
         }
     }

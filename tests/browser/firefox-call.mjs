@@ -1,19 +1,15 @@
 // Firefox and Chromium in one call (run inside ./netns.sh: `npm run test:firefox`). Firefox
 // nominates on its first checks toward an ICE-lite server; before the SFU answered checks
-// itself, it never connected. Both pages must hear each other and hold the call.
-//
-// Firefox's fake microphone is a generated sine (media.navigator.streams.fake), at the
-// frequency of media.navigator.audio.fake_frequency: set to toneHz(0) here, and Chromium
-// sends toneHz(1), so each page's analyser tells who it hears (harness.mjs hearing) in both
-// engines, as in the Chromium-only calls.
+// itself, it never connected. Both pages must hear each other and hold the call. Firefox sends
+// toneHz(0) (firefox.mjs), Chromium toneHz(1), so each page's analyser tells who it hears.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import puppeteer from 'puppeteer-core';
 
 import {
-  everyoneHearsEveryone, holdCall, launchChromium, openCall, roomWith, sessionFor, setTone, toneWav, waitFor,
+  everyoneHearsEveryone, holdCall, launchChromium, openCall, roomWith, toneWav, waitFor,
 } from './harness.mjs';
+import { launchFirefox, openFirefoxCall } from './firefox.mjs';
 import { startServer } from './server.mjs';
 import { toneHz } from './wav.mjs';
 
@@ -26,22 +22,7 @@ let chromium;
 
 before(async () => {
   server = await startServer({ env: { SFU_BIND: MEDIA_IP, SFU_PUBLIC_IP: MEDIA_IP } });
-  firefox = await puppeteer.launch({
-    browser: 'firefox',
-    executablePath: process.env.FIREFOX ?? '/usr/bin/firefox-esr',
-    headless: true,
-    extraPrefsFirefox: {
-      'media.navigator.streams.fake': true,
-      'media.navigator.permission.disabled': true,
-      'media.navigator.audio.fake_frequency': toneHz(0),
-      // No sound server here: with the default backend an AudioContext stays suspended (its
-      // resume() never settles), and the analysers that tell which tone a stream carries
-      // never run. Firefox's mock audio backend runs them (and plays the call) on its own clock.
-      'media.cubeb.force_mock_context': true,
-      'media.autoplay.default': 0,
-      'media.autoplay.blocking_policy': 0,
-    },
-  });
+  firefox = await launchFirefox(toneHz(0));
   chromium = await launchChromium(toneWav(1));
 });
 
@@ -53,15 +34,7 @@ after(async () => {
 
 test(`Firefox and Chromium hear each other and hold a ${SECONDS} s call`, { timeout: (SECONDS + 120) * 1000 }, async () => {
   const { room, tokens } = await roomWith(server, ['fiona', 'chris'], 'Two engines');
-  const ffPage = await firefox.newPage();
-  setTone(ffPage, toneHz(0));
-  ffPage.on('pageerror', (err) => console.error('firefox page error:', err));
-  await ffPage.evaluateOnNewDocument((session) => {
-    if (!sessionStorage.getItem('webcall.session')) sessionStorage.setItem('webcall.session', JSON.stringify(session));
-  }, sessionFor(tokens[0]));
-  await ffPage.goto(`${server.base}/rooms/${room.id}`);
-  await ffPage.locator('button::-p-text(Join call)').click();
-  await ffPage.waitForFunction(() => Boolean(/** @type {any} */ (window).webcall?.participantId));
+  const ffPage = await openFirefoxCall(firefox, server.base, room.id, tokens[0]);
   const crPage = await openCall(chromium, server.base, room.id, tokens[1]);
   const pages = [ffPage, crPage];
   const started = Date.now();

@@ -5,9 +5,13 @@
 //! weights are shared). Producers [`Queue::push`] jobs and never block.
 //!
 //! - **Finals** (a finished utterance, the caption people keep) always go first. When the
-//!   workers fall behind, finals are dropped oldest-first *per speaker* (a speaker holds at
-//!   most [`PER_SPEAKER`] queued; a full queue drops the pushing speaker's oldest, else the
-//!   oldest overall), counted in `transcriber_dropped_utterances_total` and
+//!   workers fall behind, finals are dropped by what they are [`Worth`]: a speaker holds at
+//!   most [`PER_SPEAKER`] queued (more drops that speaker's oldest); a full queue drops the
+//!   least worth among what waits and the newcomer, the oldest of equals. Audio the room heard
+//!   (in a large room, only its slots' speakers are heard) is worth more than audio it didn't,
+//!   and a louder voice more than a quieter one, so an overloaded transcriber keeps the
+//!   meeting's current speakers and loses side talk first. Heard finals are also taken first.
+//!   Drops are counted in `transcriber_dropped_utterances_total{heard}` and
 //!   `transcriber_dropped_audio_seconds`, with a log line.
 //! - **Partials** (the utterance so far, while someone speaks) only use spare capacity: a
 //!   worker takes one only when no final waits, a speaker has at most one queued (a newer
@@ -64,6 +68,8 @@ pub struct Job {
     pub utterance: Utterance,
     pub language: LanguageRequest,
     pub enqueued: Instant,
+    /// Whether the room heard this audio (see [`Worth`]).
+    pub heard: bool,
     pub sink: SegmentSink,
 }
 
@@ -145,9 +151,44 @@ pub struct Queue {
 
 #[derive(Debug, Default)]
 struct Inner {
-    finals: VecDeque<Job>,
+    finals: VecDeque<(Worth, Job)>,
     partials: VecDeque<Job>,
     closed: bool,
+}
+
+/// How much a final is worth keeping when the workers are behind: audio the room heard before
+/// audio it didn't, then the louder in [`LEVEL_STEP_DB`] steps, so voices at a normal
+/// speaking level count as equals (and the oldest of them goes first, as it is the latest
+/// caption already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Worth {
+    heard: bool,
+    level_step: i32,
+}
+
+/// Loudness steps of [`Worth`]: speech levels within this many dB are treated as equal.
+pub const LEVEL_STEP_DB: f32 = 6.0;
+
+impl Worth {
+    pub fn of(heard: bool, samples: &[f32]) -> Self {
+        Self {
+            heard,
+            level_step: level_step(samples),
+        }
+    }
+}
+
+/// The utterance's RMS level in [`LEVEL_STEP_DB`] steps of dBFS (digital silence lowest).
+fn level_step(samples: &[f32]) -> i32 {
+    if samples.is_empty() {
+        return i32::MIN;
+    }
+    let power = samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / samples.len() as f64;
+    if power <= 0.0 {
+        return i32::MIN;
+    }
+    let db = 10.0 * power.log10();
+    (db / f64::from(LEVEL_STEP_DB)).floor() as i32
 }
 
 /// Jobs taken out of the queue unheard, reported to their sinks after the lock is released.
@@ -162,12 +203,15 @@ impl Unheard {
         for old in &self.dropped {
             let seconds = audio_of(&old.utterance).as_secs_f64();
             queue.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("transcriber_dropped_utterances_total").increment(1);
+            let heard = if old.heard { "true" } else { "false" };
+            metrics::counter!("transcriber_dropped_utterances_total", "heard" => heard)
+                .increment(1);
             metrics::histogram!("transcriber_dropped_audio_seconds").record(seconds);
             tracing::warn!(
                 participant_id = old.speaker.participant,
                 seconds,
-                "transcriber behind: dropped the speaker's oldest queued audio"
+                heard = old.heard,
+                "transcriber behind: dropped queued audio"
             );
         }
         let dropped = self.dropped.len();
@@ -200,10 +244,14 @@ impl Queue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Enqueues a job. A final drops older finals if the queue or the speaker's share is
-    /// full, and replaces the speaker's queued partial; a partial replaces the speaker's
-    /// queued partial. Returns how many finals were dropped. Never blocks on the workers.
+    /// Enqueues a job. A final replaces the speaker's queued partial; if the speaker's share
+    /// is full it drops that speaker's oldest final, and if the queue is full the final of
+    /// least [`Worth`] (itself, if it is worth less than all that wait). A partial replaces
+    /// the speaker's queued partial. Returns how many finals were dropped. Never blocks on the
+    /// workers.
     pub fn push(&self, job: Job) -> usize {
+        // Measured before taking the lock: a pass over the utterance's samples.
+        let worth = Worth::of(job.heard, &job.utterance.samples);
         let mut unheard = Unheard::default();
         {
             let mut inner = self.lock();
@@ -216,18 +264,37 @@ impl Queue {
             match job.kind {
                 JobKind::Partial => inner.partials.push_back(job),
                 JobKind::Final => {
-                    let mine = inner.finals.iter().filter(|j| j.speaker == speaker).count();
-                    if mine >= PER_SPEAKER || inner.finals.len() >= self.capacity {
-                        let victim = inner
+                    let mine = inner.finals.iter().position(|(_, j)| j.speaker == speaker);
+                    let share = inner
+                        .finals
+                        .iter()
+                        .filter(|(_, j)| j.speaker == speaker)
+                        .count();
+                    let victim = if share >= PER_SPEAKER {
+                        mine
+                    } else if inner.finals.len() >= self.capacity {
+                        // The least worth waiting; the first (oldest) of equals.
+                        inner
                             .finals
                             .iter()
-                            .position(|j| j.speaker == speaker)
-                            .unwrap_or(0);
-                        if let Some(old) = inner.finals.remove(victim) {
-                            unheard.dropped.push(old);
+                            .enumerate()
+                            .min_by_key(|(i, (w, _))| (*w, *i))
+                            .map(|(i, _)| i)
+                    } else {
+                        None
+                    };
+                    match victim {
+                        Some(i) if inner.finals[i].0 > worth && share < PER_SPEAKER => {
+                            // Everything waiting is worth more than the newcomer.
+                            unheard.dropped.push(job);
+                        }
+                        victim => {
+                            if let Some((_, old)) = victim.and_then(|i| inner.finals.remove(i)) {
+                                unheard.dropped.push(old);
+                            }
+                            inner.finals.push_back((worth, job));
                         }
                     }
-                    inner.finals.push_back(job);
                     self.finals_waiting
                         .store(inner.finals.len(), Ordering::Relaxed);
                 }
@@ -258,9 +325,11 @@ impl Queue {
         self.ready.notify_all();
     }
 
-    /// The next job: a final if one waits, else a partial that isn't out of date.
+    /// The next job: the oldest final the room heard, else the oldest final, else a partial
+    /// that isn't out of date.
     fn next(inner: &mut Inner, unheard: &mut Unheard, queue: &Queue) -> Option<Job> {
-        if let Some(job) = inner.finals.pop_front() {
+        let first = inner.finals.iter().position(|(w, _)| w.heard).unwrap_or(0);
+        if let Some((_, job)) = inner.finals.remove(first) {
             queue
                 .finals_waiting
                 .store(inner.finals.len(), Ordering::Relaxed);
@@ -498,6 +567,7 @@ mod tests {
             },
             language: LanguageRequest::Fixed("en".to_owned()),
             enqueued: Instant::now(),
+            heard: true,
             sink: Arc::new(|_| {}),
         }
     }
@@ -510,7 +580,7 @@ mod tests {
         q.lock()
             .finals
             .iter()
-            .map(|j| (j.speaker.participant, j.utterance.start))
+            .map(|(_, j)| (j.speaker.participant, j.utterance.start))
             .collect()
     }
 
@@ -545,6 +615,82 @@ mod tests {
         assert_eq!(q.push(job(3, 0)), 1);
         assert_eq!(queued(&q), vec![(2, 0), (3, 0)]);
         assert_eq!(q.dropped(), 1);
+    }
+
+    /// A final of a 300 Hz tone at `amplitude`, heard by the room or not.
+    fn spoken(participant: u64, start: u64, amplitude: f32, heard: bool) -> Job {
+        let mut j = job(participant, start);
+        j.utterance.samples = (0..16_000)
+            .map(|i| amplitude * (i as f32 * 300.0 / 16_000.0 * std::f32::consts::TAU).sin())
+            .collect();
+        j.heard = heard;
+        j
+    }
+
+    #[test]
+    fn a_full_queue_drops_what_the_room_did_not_hear_before_what_it_heard() {
+        let q = Queue::new(3);
+        q.push(spoken(1, 0, 0.3, true));
+        q.push(spoken(2, 0, 0.3, false));
+        q.push(spoken(3, 0, 0.3, true));
+        assert_eq!(q.push(spoken(4, 0, 0.3, true)), 1);
+        assert_eq!(queued(&q), vec![(1, 0), (3, 0), (4, 0)]);
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_quietest_voice_and_the_oldest_of_equals() {
+        let q = Queue::new(3);
+        q.push(spoken(1, 0, 0.3, true));
+        // -40 dB below the others: side talk, a far-away microphone.
+        q.push(spoken(2, 0, 0.003, true));
+        q.push(spoken(3, 0, 0.25, true));
+        q.push(spoken(4, 0, 0.3, true));
+        assert_eq!(
+            queued(&q),
+            vec![(1, 0), (3, 0), (4, 0)],
+            "the quiet one went"
+        );
+        q.push(spoken(5, 0, 0.28, true));
+        assert_eq!(
+            queued(&q),
+            vec![(3, 0), (4, 0), (5, 0)],
+            "within a few dB, the oldest goes, as before"
+        );
+    }
+
+    #[test]
+    fn a_newcomer_worth_less_than_all_that_wait_is_the_one_dropped() {
+        let seen = Seen::default();
+        let q = Queue::new(2);
+        q.push(spoken(1, 0, 0.3, true));
+        q.push(spoken(2, 0, 0.3, true));
+        assert_eq!(q.push(logged(spoken(3, 0, 0.3, false), &seen)), 1);
+        assert_eq!(queued(&q), vec![(1, 0), (2, 0)]);
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec![(3, JobKind::Final, Outcome::Dropped)],
+            "its producer still hears back"
+        );
+    }
+
+    #[test]
+    fn a_speaker_over_its_share_loses_its_own_oldest_even_when_heard_less() {
+        let q = Queue::new(10);
+        q.push(spoken(1, 0, 0.3, false));
+        q.push(spoken(1, 1, 0.3, false));
+        q.push(spoken(1, 2, 0.3, false));
+        assert_eq!(queued(&q), vec![(1, 1), (1, 2)]);
+    }
+
+    #[test]
+    fn heard_finals_are_transcribed_before_unheard_ones() {
+        let q = Queue::new(10);
+        q.push(spoken(1, 0, 0.3, false));
+        q.push(spoken(2, 0, 0.3, true));
+        let order: Vec<u64> = std::iter::from_fn(|| q.try_pop())
+            .map(|j| j.speaker.participant)
+            .collect();
+        assert_eq!(order, vec![2, 1]);
     }
 
     #[test]

@@ -553,6 +553,8 @@ struct Track {
     last_arrival: Instant,
     language: SpeakerLanguage,
     partial: PartialState,
+    /// The room heard some of the utterance in progress (see `sfu::TapPacket::heard`).
+    heard: bool,
 }
 
 /// Partial captions of the utterance in progress on one track.
@@ -739,12 +741,14 @@ impl SessionTask {
     fn submit_final(&mut self, track: &mut Track, sink: &SegmentSink, u: Utterance) {
         self.in_flight += 1;
         track.partial.reset();
+        let heard = std::mem::take(&mut track.heard);
         self.pool.queue().push(Job {
             speaker: track.pipeline.speaker,
             kind: JobKind::Final,
             utterance: u,
             language: track.language.for_final(),
             enqueued: Instant::now(),
+            heard,
             sink: sink.clone(),
         });
     }
@@ -789,6 +793,7 @@ impl SessionTask {
                 utterance,
                 language: track.language.for_partial(),
                 enqueued: Instant::now(),
+                heard: track.heard,
                 sink: sink.clone(),
             });
         }
@@ -826,10 +831,12 @@ impl SessionTask {
                         &self.options.languages,
                     ),
                     partial: PartialState::default(),
+                    heard: false,
                 })
             }
         };
         track.last_arrival = packet.arrival;
+        track.heard |= packet.heard;
         let done =
             track
                 .pipeline

@@ -741,6 +741,72 @@ async fn a_speaker_who_rejoins_stays_one_speaker_and_nothing_is_lost_or_doubled(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_large_room_a_speaker_nobody_hears_is_still_transcribed() {
+    let Some(model) = test_model() else { return };
+    // One audio slot, the room large from its first join: while alice holds the slot, bob
+    // talking at the same time is forwarded to nobody but alice (the spare place).
+    let mut settings = whisper(&model, "2");
+    settings.extend([("SFU_AUDIO_SLOTS", "1"), ("SFU_AUDIO_SLOTS_ABOVE", "0")]);
+    let app = spawn_with(&settings).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (room, tokens) = app.room_with(&["alice", "bob", "carol"]).await;
+    let (alice_id, bob_id) = (app.user_id(&tokens[0]).await, app.user_id(&tokens[1]).await);
+    // Alice talks on well past bob's end, so the slot stays hers while bob talks.
+    let alice_says = format!("{ALICE_SAYS} We have a long list to go through this morning.");
+    let (alice, alice_voice) =
+        speaker(&app, room, &tokens[0], speech(&alice_says, dir.path(), "a")).await;
+    let (bob, bob_voice) = speaker(&app, room, &tokens[1], speech(BOB_SAYS, dir.path(), "b")).await;
+    let carol = CallClient::join(&app.base, room, &tokens[2], 0.0)
+        .await
+        .expect("carol joins");
+    wait_until("everyone is connected", 20, || {
+        [&alice, &bob, &carol]
+            .iter()
+            .all(|c| c.stats().connected_after.is_some())
+    })
+    .await;
+    carol
+        .send(json!({"type": "transcription_start"}))
+        .expect("send");
+    wait_until("the agent is on", 10, || {
+        carol.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+
+    alice_voice.play();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bob_voice.play();
+    wait_until("both have spoken", 30, || {
+        alice_voice.finished().is_some() && bob_voice.finished().is_some()
+    })
+    .await;
+    // Carol heard alice on her slot and not bob: the room's one slot was taken.
+    assert!(carol.packets_from(&alice) >= 50, "carol hears alice");
+    assert!(
+        carol.packets_from(&bob) < 25,
+        "bob was not forwarded to carol: {} packets",
+        carol.packets_from(&bob)
+    );
+    // The transcript has both: the transcriber gets every unmuted track, heard or not.
+    wait_captioned(&carol, alice_id, &alice_says, 120).await;
+    wait_captioned(&carol, bob_id, BOB_SAYS, 120).await;
+    let segments = transcript_segments(&app, room, &tokens[2]).await;
+    let text_of = |user_id: i64| {
+        segments
+            .iter()
+            .filter(|s| s["user_id"].as_i64() == Some(user_id))
+            .filter_map(|s| s["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (user_id, said) in [(alice_id, alice_says.as_str()), (bob_id, BOB_SAYS)] {
+        let text = text_of(user_id);
+        let wer = transcriber::wer::wer(said, &text);
+        assert!(wer <= MAX_WER, "{text:?} WER {wer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speech_still_in_the_transcriber_at_shutdown_is_stored_before_the_server_stops() {
     let Some(model) = test_model() else { return };
     let (mut env, data) = test_env().await;

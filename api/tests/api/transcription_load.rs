@@ -89,14 +89,22 @@ async fn transcription_load_of_simultaneous_speakers() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Each worker gets its share of the cores unless told otherwise, as an owner would set it.
     let threads = env_usize("WHISPER_THREADS", (cores / workers).max(1));
-    let (workers_s, threads_s) = (workers.to_string(), threads.to_string());
-    let app = spawn_with(&[
+    // LOAD_SLOTS=k: a large room (k audio slots from the first join), where the room hears
+    // only its k loudest speakers and the transcriber, when behind, keeps what it heard.
+    let slots = env_usize("LOAD_SLOTS", 0);
+    let (workers_s, threads_s, slots_s) =
+        (workers.to_string(), threads.to_string(), slots.to_string());
+    let mut settings = vec![
         ("WHISPER_MODEL", model.as_str()),
         ("WHISPER_LANGUAGE", "en"),
         ("WHISPER_WORKERS", workers_s.as_str()),
         ("WHISPER_THREADS", threads_s.as_str()),
-    ])
-    .await;
+    ];
+    if slots > 0 {
+        settings.push(("SFU_AUDIO_SLOTS", slots_s.as_str()));
+        settings.push(("SFU_AUDIO_SLOTS_ABOVE", "0"));
+    }
+    let app = spawn_with(&settings).await;
     let names: Vec<String> = (0..speakers).map(|i| format!("speaker{i}")).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     // One listener who only hears: the captions are stamped on arrival at their socket.
@@ -111,16 +119,19 @@ async fn transcription_load_of_simultaneous_speakers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let rate = 48_000usize;
     let mut tracks = Vec::new();
+    let mut starts: Vec<Vec<f64>> = Vec::new();
     let mut ends: Vec<Vec<f64>> = Vec::new();
     let mut said: Vec<String> = Vec::new();
     for s in 0..speakers {
         let mut track = vec![0i16; (s as f64 * STAGGER_S * rate as f64) as usize];
+        let mut my_starts = Vec::new();
         let mut my_ends = Vec::new();
         let mut my_words = Vec::new();
         for k in 0..sentences {
             let text = SENTENCES[(s * 3 + k) % SENTENCES.len()];
             let mut pcm = speech_in("en-us", 150, text, dir.path(), &format!("s{s}k{k}"));
             pcm.truncate(pcm.len().saturating_sub(rate)); // `speech_in`'s trailing second
+            my_starts.push(track.len() as f64 / rate as f64);
             track.extend(&pcm);
             my_ends.push(track.len() as f64 / rate as f64);
             track.resize(track.len() + (PAUSE_S * rate as f64) as usize, 0);
@@ -128,6 +139,7 @@ async fn transcription_load_of_simultaneous_speakers() {
         }
         track.resize(track.len() + 2 * rate, 0);
         tracks.push(track);
+        starts.push(my_starts);
         ends.push(my_ends);
         said.push(my_words.join(" "));
     }
@@ -178,10 +190,25 @@ async fn transcription_load_of_simultaneous_speakers() {
     for voice in &voices {
         voice.play();
     }
-    wait_until("every track played", 300, || {
-        voices.iter().all(|v| v.finished().is_some())
-    })
-    .await;
+    // What the listener received from each speaker over time (10 samples a second), to tell
+    // the sentences the room heard from those it didn't (a large room forwards k speakers).
+    let mut received: Vec<(Instant, Vec<u64>)> = Vec::new();
+    let played_by = Instant::now() + Duration::from_secs(300);
+    while !voices.iter().all(|v| v.finished().is_some()) {
+        assert!(
+            Instant::now() < played_by,
+            "the tracks did not finish playing"
+        );
+        let stats = listener.stats();
+        received.push((
+            Instant::now(),
+            calls
+                .iter()
+                .map(|c| listener.received_from(&stats, c))
+                .collect(),
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Let the queue drain: stop once no final has come for 8 s (a backlog is dropped, not
     // kept, so this ends), or after 90 s.
     let drained_by = Instant::now() + Duration::from_secs(90);
@@ -202,6 +229,16 @@ async fn transcription_load_of_simultaneous_speakers() {
     // and before their next one ended; none in that window counts as late or missing.
     let mut latency = Vec::new();
     let mut missing = 0usize;
+    // Sentences the listener heard (at least half their frames arrived), and how many of
+    // those and of the others got no final in time.
+    let (mut heard_sentences, mut heard_missing, mut unheard_missing) = (0usize, 0usize, 0usize);
+    let received_by = |s: usize, at: Instant| {
+        received
+            .iter()
+            .find(|(t, _)| *t >= at)
+            .or(received.last())
+            .map_or(0, |(_, counts)| counts[s])
+    };
     let mut live_wer = Vec::new();
     for s in 0..speakers {
         let t0 = voices[s].started().expect("started");
@@ -213,12 +250,24 @@ async fn transcription_load_of_simultaneous_speakers() {
         for (k, end) in ends[s].iter().enumerate() {
             let spoken_end = t0 + Duration::from_secs_f64(*end);
             let next_end = ends[s].get(k + 1).map(|e| t0 + Duration::from_secs_f64(*e));
+            let spoken_start = t0 + Duration::from_secs_f64(starts[s][k]);
+            let frames = (end - starts[s][k]) / 0.02;
+            let got = received_by(s, spoken_end).saturating_sub(received_by(s, spoken_start));
+            let heard = got as f64 >= frames * 0.5;
+            heard_sentences += usize::from(heard);
             match finals
                 .iter()
                 .find(|at| **at > spoken_end && next_end.is_none_or(|n| **at < n))
             {
                 Some(at) => latency.push(at.duration_since(spoken_end).as_secs_f64()),
-                None => missing += 1,
+                None if heard => {
+                    missing += 1;
+                    heard_missing += 1;
+                }
+                None => {
+                    missing += 1;
+                    unheard_missing += 1;
+                }
             }
         }
         let heard: Vec<&str> = arrivals
@@ -248,8 +297,14 @@ async fn transcription_load_of_simultaneous_speakers() {
         "final_p50_s": pct(0.5),
         "final_p95_s": pct(0.95),
         "final_max_s": latency.last(),
+        "slots": slots,
         "late_or_missing": missing,
+        "heard_sentences": heard_sentences,
+        "heard_late_or_missing": heard_missing,
+        "unheard_late_or_missing": unheard_missing,
         "dropped_utterances": counter_total(&metrics, "transcriber_dropped_utterances_total", &[]),
+        "dropped_heard": counter_total(&metrics, "transcriber_dropped_utterances_total", &["heard=\"true\""]),
+        "dropped_unheard": counter_total(&metrics, "transcriber_dropped_utterances_total", &["heard=\"false\""]),
         "finals_received": arrivals.len(),
         "partials_sent": counter_total(&metrics, "transcriber_partials_total", &["outcome=\"sent\""]),
         "partials_skipped": counter_total(&metrics, "transcriber_partials_total", &["outcome=\"skipped\""]),
@@ -260,13 +315,21 @@ async fn transcription_load_of_simultaneous_speakers() {
     });
     println!("RESULT {result}");
     let secs = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+    let room = if slots > 0 {
+        format!("large, {slots} slots")
+    } else {
+        "small".to_owned()
+    };
+    let unheard_sentences = speakers * sentences - heard_sentences;
     println!(
-        "ROW | {speakers} | {workers} x {threads} | {} | {} / {} / {} | {missing} | {} | {} / {} | {:.3} | {:.2} |",
+        "ROW | {speakers} | {room} | {workers} x {threads} | {} | {} / {} / {} | {heard_missing} of {heard_sentences} / {unheard_missing} of {unheard_sentences} | {} ({} / {}) | {} / {} | {:.3} | {:.2} |",
         speakers * sentences,
         secs(pct(0.5)),
         secs(pct(0.95)),
         secs(latency.last().copied()),
         result["dropped_utterances"],
+        result["dropped_heard"],
+        result["dropped_unheard"],
         secs(stage("queue")),
         secs(stage("whisper")),
         result["wer_mean"].as_f64().unwrap_or(f64::NAN),
