@@ -21,7 +21,7 @@ pin() { if [ -n "${1:-}" ]; then echo taskset -c "$1"; fi; }
 port=$(free_port)
 secret=load-registration-secret
 passthrough=()
-for var in SFU_SHARDS SFU_AUDIO_SLOTS SFU_AUDIO_SLOTS_ABOVE RUST_LOG; do
+for var in SFU_SHARDS SFU_AUDIO_SLOTS SFU_AUDIO_SLOTS_ABOVE ROOM_MAX_PARTICIPANTS RUST_LOG; do
     if [ -n "${!var:-}" ]; then passthrough+=("$var=${!var}"); fi
 done
 # shellcheck disable=SC2046
