@@ -126,6 +126,26 @@ pub(crate) async fn transcript_segments(app: &TestApp, room: i64, token: &str) -
     body["segments"].as_array().expect("segments").clone()
 }
 
+/// One speaker's words in the stored transcript, in order.
+fn text_of(segments: &[Value], user_id: i64) -> String {
+    segments
+        .iter()
+        .filter(|s| s["user_id"].as_i64() == Some(user_id))
+        .filter_map(|s| s["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `by` turns the room's transcriber on; returns once `by` is told it is on.
+async fn start_transcription(by: &CallClient) {
+    by.send(json!({"type": "transcription_start"}))
+        .expect("send");
+    wait_until("the agent is on", 10, || {
+        by.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
+    })
+    .await;
+}
+
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -283,15 +303,7 @@ async fn two_speakers_are_transcribed_live_and_stored_with_the_right_names_in_or
         starts.windows(2).all(|w| w[0] <= w[1]),
         "time order: {starts:?}"
     );
-    let text_of = |user_id: i64| {
-        segments
-            .iter()
-            .filter(|s| s["user_id"].as_i64() == Some(user_id))
-            .filter_map(|s| s["text"].as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let (alice_text, bob_text) = (text_of(alice_id), text_of(bob_id));
+    let (alice_text, bob_text) = (text_of(&segments, alice_id), text_of(&segments, bob_id));
     let alice_wer = transcriber::wer::wer(ALICE_SAYS, &alice_text);
     let bob_wer = transcriber::wer::wer(BOB_SAYS, &bob_text);
     eprintln!("live: alice {alice_text:?} WER {alice_wer:.2}; bob {bob_text:?} WER {bob_wer:.2}");
@@ -686,13 +698,7 @@ async fn a_speaker_who_rejoins_stays_one_speaker_and_nothing_is_lost_or_doubled(
     let (alice, _quiet) = speaker(&app, room, &tokens[0], vec![0; 4800]).await;
     let (bob, bob_voice) = speaker(&app, room, &tokens[1], speech(BOB_SAYS, dir.path(), "b")).await;
     wait_until("media flows", 20, || alice.packets_from(&bob) >= 25).await;
-    alice
-        .send(json!({"type": "transcription_start"}))
-        .expect("send");
-    wait_until("the agent is on", 10, || {
-        bob.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
-    })
-    .await;
+    start_transcription(&alice).await;
     bob_voice.play();
     wait_until("bob's first caption", 120, || {
         !captions_of(&alice, bob_id).is_empty()
@@ -765,13 +771,7 @@ async fn in_a_large_room_a_speaker_nobody_hears_is_still_transcribed() {
             .all(|c| c.stats().connected_after.is_some())
     })
     .await;
-    carol
-        .send(json!({"type": "transcription_start"}))
-        .expect("send");
-    wait_until("the agent is on", 10, || {
-        carol.saw(|m| m["type"] == "transcription_state" && m["active"] == true)
-    })
-    .await;
+    start_transcription(&carol).await;
 
     alice_voice.play();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -791,16 +791,8 @@ async fn in_a_large_room_a_speaker_nobody_hears_is_still_transcribed() {
     wait_captioned(&carol, alice_id, &alice_says, 120).await;
     wait_captioned(&carol, bob_id, BOB_SAYS, 120).await;
     let segments = transcript_segments(&app, room, &tokens[2]).await;
-    let text_of = |user_id: i64| {
-        segments
-            .iter()
-            .filter(|s| s["user_id"].as_i64() == Some(user_id))
-            .filter_map(|s| s["text"].as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     for (user_id, said) in [(alice_id, alice_says.as_str()), (bob_id, BOB_SAYS)] {
-        let text = text_of(user_id);
+        let text = text_of(&segments, user_id);
         let wer = transcriber::wer::wer(said, &text);
         assert!(wer <= MAX_WER, "{text:?} WER {wer}");
     }
