@@ -378,8 +378,13 @@ test('service worker: registered at /sw.js with scope /, a push becomes a notifi
   assert.deepEqual(shown, [{ title: 'alice is calling', body: 'Room “Standup”', tag: 'invite:1', data: { url: '/rooms/1', kind: 'invite' } }],
     `registrations: ${JSON.stringify(registrations)}`);
 
-  // A newer message under the same tag replaces it; another tag adds one.
+  // Another tag adds one; a newer message under the same tag replaces it. One push at a time,
+  // each waited for, as a push service delivers them: CDP answers a delivery before the
+  // worker has shown its notification, and two showNotification calls racing in one headless
+  // Chromium have lost one of them (twice in CI, dm:bob missing).
   await push({ kind: 'dm', title: 'bob', body: '2 new messages', url: '/dm/bob', tag: 'dm:bob', count: 2 });
+  for (let i = 0; i < 50 && shown.length < 2; i++) { shown = await notifications(); await sleep(100); }
+  assert.deepEqual(shown.map((n) => n.tag).sort(), ['dm:bob', 'invite:1'], 'another tag adds a notification');
   await push({ kind: 'invite', title: 'alice is calling', body: 'Room “Retro”', url: 'https://elsewhere.example/x', tag: 'invite:1' });
   for (let i = 0; i < 50; i++) {
     shown = await notifications();

@@ -250,8 +250,10 @@ impl Queue {
     /// the speaker's queued partial. Returns how many finals were dropped. Never blocks on the
     /// workers.
     pub fn push(&self, job: Job) -> usize {
-        // Measured before taking the lock: a pass over the utterance's samples.
-        let worth = Worth::of(job.heard, &job.utterance.samples);
+        // Measured before taking the lock (a pass over the samples), and only for finals:
+        // partials are never dropped for room, only replaced.
+        let worth =
+            (job.kind == JobKind::Final).then(|| Worth::of(job.heard, &job.utterance.samples));
         let mut unheard = Unheard::default();
         {
             let mut inner = self.lock();
@@ -261,40 +263,10 @@ impl Queue {
                     unheard.skipped.push(old);
                 }
             }
-            match job.kind {
-                JobKind::Partial => inner.partials.push_back(job),
-                JobKind::Final => {
-                    let mine = inner.finals.iter().position(|(_, j)| j.speaker == speaker);
-                    let share = inner
-                        .finals
-                        .iter()
-                        .filter(|(_, j)| j.speaker == speaker)
-                        .count();
-                    let victim = if share >= PER_SPEAKER {
-                        mine
-                    } else if inner.finals.len() >= self.capacity {
-                        // The least worth waiting; the first (oldest) of equals.
-                        inner
-                            .finals
-                            .iter()
-                            .enumerate()
-                            .min_by_key(|(i, (w, _))| (*w, *i))
-                            .map(|(i, _)| i)
-                    } else {
-                        None
-                    };
-                    match victim {
-                        Some(i) if inner.finals[i].0 > worth && share < PER_SPEAKER => {
-                            // Everything waiting is worth more than the newcomer.
-                            unheard.dropped.push(job);
-                        }
-                        victim => {
-                            if let Some((_, old)) = victim.and_then(|i| inner.finals.remove(i)) {
-                                unheard.dropped.push(old);
-                            }
-                            inner.finals.push_back((worth, job));
-                        }
-                    }
+            match worth {
+                None => inner.partials.push_back(job),
+                Some(worth) => {
+                    self.admit_final(&mut inner, worth, job, &mut unheard);
                     self.finals_waiting
                         .store(inner.finals.len(), Ordering::Relaxed);
                 }
@@ -302,6 +274,32 @@ impl Queue {
         }
         self.ready.notify_one();
         unheard.report(self)
+    }
+
+    /// Queues a final, first making room: the speaker's own oldest if its share is full,
+    /// else, in a full queue, the least worth waiting (the oldest of equals), unless the
+    /// newcomer is worth less than all of them, which is then the one dropped.
+    fn admit_final(&self, inner: &mut Inner, worth: Worth, job: Job, unheard: &mut Unheard) {
+        let speaker = job.speaker;
+        let own: Vec<usize> = (0..inner.finals.len())
+            .filter(|i| inner.finals[*i].1.speaker == speaker)
+            .collect();
+        let victim = if own.len() >= PER_SPEAKER {
+            own.first().copied()
+        } else if inner.finals.len() >= self.capacity {
+            let least = (0..inner.finals.len()).min_by_key(|i| (inner.finals[*i].0, *i));
+            if least.is_some_and(|i| inner.finals[i].0 > worth) {
+                unheard.dropped.push(job);
+                return;
+            }
+            least
+        } else {
+            None
+        };
+        if let Some((_, old)) = victim.and_then(|i| inner.finals.remove(i)) {
+            unheard.dropped.push(old);
+        }
+        inner.finals.push_back((worth, job));
     }
 
     /// Finals dropped so far.
