@@ -40,7 +40,9 @@ pub(super) enum Errand {
 
 /// An answer for the client; `refused` counts as a strike like any refused command.
 pub(super) struct Reply {
-    pub(super) message: ServerMessage,
+    /// Boxed: the replies channel allocates a block of 32 slots up front for every socket,
+    /// chat or not, and a `ServerMessage` inline made that ~8.5 KiB per participant.
+    pub(super) message: Box<ServerMessage>,
     pub(super) refused: bool,
     /// The answer to `agent_summary`: the socket may ask again.
     pub(super) ends_summary: bool,
@@ -50,12 +52,12 @@ impl Reply {
     fn of(request_id: Option<&str>, result: Result<ServerMessage, ServiceError>) -> Self {
         match result {
             Ok(message) => Reply {
-                message,
+                message: Box::new(message),
                 refused: false,
                 ends_summary: false,
             },
             Err(err) => Reply {
-                message: ServerMessage::error(request_id, &err.code, err.message),
+                message: Box::new(ServerMessage::error(request_id, &err.code, err.message)),
                 refused: true,
                 ends_summary: false,
             },

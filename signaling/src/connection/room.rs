@@ -165,7 +165,7 @@ pub async fn run_room<Si, St, E>(
                     errands.summary_done();
                 }
                 let sent = if reply.refused {
-                    conn.reject_with(reply.message).await
+                    conn.reject_with(*reply.message).await
                 } else {
                     conn.send(&reply.message).await
                 };

@@ -1,15 +1,16 @@
-//! A shard: one UDP socket, the peers pinned to it and their rooms, driven by one task.
+//! The sans-I/O state of one shard: its peers and their rooms.
 //!
-//! [`ShardCore`] is the sans-I/O part: datagrams, commands and timeouts go in; datagrams to
-//! send and the next deadline come out. [`spawn`] wraps it in a tokio task with the socket.
+//! Datagrams, calls (join, answer, leave, …) and timeouts go in, each with the time passed
+//! in; what it wants done comes out of [`ShardCore::poll_output`]: datagrams to send, events
+//! for a participant's signaling, and when to call [`ShardCore::handle_timeout`] next. It
+//! owns no socket, no channel and no clock, so its tests run without either
+//! (`core_tests.rs`); [`super::spawn`] wraps it in a tokio task with the socket.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
 use crate::audible::{AudibleSpeakers, Candidate};
 use crate::deadlines::Deadlines;
@@ -17,7 +18,7 @@ use crate::peer::{InboundRtp, Peer, PeerState};
 use crate::speaking::ActiveSpeaker;
 use crate::tap::{TapPacket, TapSender};
 use crate::{
-    stun, CloseReason, Command, EventSender, PeerEvent, PeerId, RoomId, SfuConfig, SfuError,
+    stun, CloseReason, Counts, IceCandidate, PeerEvent, PeerId, RoomId, SfuConfig, SfuError,
 };
 
 /// Runs input from the network through the WebRTC stack so that a panic in it (a bug the
@@ -31,9 +32,18 @@ fn contain<T>(f: impl FnOnce() -> T) -> Result<T, ()> {
 /// How often speaking hangovers and connect timeouts are checked when nothing else happens.
 const TICK: Duration = Duration::from_millis(100);
 
-struct PeerEntry {
-    peer: Peer,
-    events: EventSender,
+/// What the shard wants done, in order ([`ShardCore::poll_output`]).
+#[derive(Debug)]
+pub enum Output {
+    /// A datagram to send from the shard's socket.
+    Transmit { to: SocketAddr, data: BytesMut },
+    /// An event for `peer`'s signaling (its participant's socket).
+    Event { peer: PeerId, event: PeerEvent },
+    /// `peer` left the shard: nothing more will be said to it.
+    Released { peer: PeerId },
+    /// Nothing more now: call [`ShardCore::handle_timeout`] at this time (`None`: no peers,
+    /// no timers).
+    Timeout(Option<Instant>),
 }
 
 /// Where one publisher's packets go ([`ShardCore::route`]).
@@ -64,13 +74,17 @@ pub struct ShardCore {
     config: SfuConfig,
     local_addr: SocketAddr,
     advertised: SocketAddr,
-    peers: HashMap<PeerId, PeerEntry>,
+    /// Boxed: a peer is several KiB, and a map holding values inline keeps spare capacity
+    /// of that size (about 14 KiB per participant in the massif profile of a large room).
+    peers: HashMap<PeerId, Box<Peer>>,
     rooms: HashMap<RoomId, RoomState>,
     /// Transcriber taps by room: a packet looks up its own room's, never walks the others.
     taps: HashMap<RoomId, Vec<TapSender>>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
     transmits: VecDeque<(SocketAddr, BytesMut)>,
+    /// Events and releases, in the order they happened (before any datagram: they are few).
+    notices: VecDeque<Output>,
     inbound: Vec<InboundRtp>,
     /// When the periodic checks (speaking hangovers, connect timeouts) are next due. Absolute,
     /// so steady traffic can't keep pushing it into the future.
@@ -84,7 +98,7 @@ pub struct ShardCore {
 }
 
 impl ShardCore {
-    pub fn new(config: SfuConfig, local_addr: SocketAddr) -> Self {
+    pub fn new(config: SfuConfig, local_addr: SocketAddr, now: Instant) -> Self {
         let advertised = SocketAddr::new(
             config.public_ip.unwrap_or(local_addr.ip()),
             local_addr.port(),
@@ -99,7 +113,8 @@ impl ShardCore {
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             transmits: VecDeque::new(),
-            next_tick: Instant::now() + TICK,
+            notices: VecDeque::new(),
+            next_tick: now + TICK,
             deadlines: Deadlines::default(),
             inbound: Vec::new(),
             packets_in: 0,
@@ -132,7 +147,7 @@ impl ShardCore {
             return;
         };
         if let Some(entry) = self.peers.get_mut(&id) {
-            let fed = contain(|| entry.peer.handle_datagram(now, from, data));
+            let fed = contain(|| entry.handle_datagram(now, from, data));
             if fed.is_err() {
                 tracing::error!(peer = id.0, %from, "a datagram crashed the peer's WebRTC stack; removing that peer only");
                 self.remove_peer(now, id, Some(CloseReason::Failed));
@@ -142,123 +157,161 @@ impl ShardCore {
         self.drain_peer(now, id);
     }
 
-    pub(crate) fn handle_command(&mut self, now: Instant, command: Command) {
-        match command {
-            Command::Join {
-                room,
-                peer,
-                offer,
-                events,
-                reply,
-            } => {
-                let result = self.join(now, room, peer, offer, events);
-                let joined = result.is_ok();
-                let _ = reply.send(result);
-                if joined {
-                    self.drain_peer(now, peer);
-                }
-            }
-            Command::Answer { peer, sdp, reply } => {
-                let result = match self.peers.get_mut(&peer) {
-                    None => Err(SfuError::UnknownPeer),
-                    Some(entry) => contain(|| entry.peer.handle_answer(now, sdp))
-                        .unwrap_or_else(|()| {
-                            Err(SfuError::Sdp(
-                                "the answer could not be processed".to_owned(),
-                            ))
-                        })
-                        .map(|again| {
-                            if again {
-                                self.negotiate(now, peer);
-                            }
-                        }),
-                };
-                let _ = reply.send(result);
-                self.drain_peer(now, peer);
-            }
-            Command::Restart { peer, offer, reply } => {
-                let result = match self.peers.get_mut(&peer) {
-                    None => Err(SfuError::UnknownPeer),
-                    Some(entry) => contain(|| entry.peer.handle_restart_offer(now, offer))
-                        .unwrap_or_else(|()| {
-                            Err(SfuError::Sdp("the offer could not be processed".to_owned()))
-                        }),
-                };
-                if result.is_ok() {
-                    metrics::counter!("sfu_ice_restarts_total").increment(1);
-                }
-                let renegotiate = result.is_ok()
-                    && self
-                        .peers
-                        .get(&peer)
-                        .is_some_and(|e| e.peer.has_pending_subscriptions());
-                let _ = reply.send(result);
-                if renegotiate {
-                    self.negotiate(now, peer);
-                }
-                self.drain_peer(now, peer);
-            }
-            Command::Candidate { peer, candidate } => {
-                if let Some(entry) = self.peers.get_mut(&peer) {
-                    if let Err(err) = entry.peer.add_remote_candidate(candidate) {
-                        tracing::debug!(peer = peer.0, error = %err, "remote candidate ignored");
-                    }
-                    self.deadlines.touch(peer);
-                }
-            }
-            Command::Leave { peer } => self.remove_peer(now, peer, None),
-            Command::SetMuted { peer, muted } => {
-                let Some(entry) = self.peers.get_mut(&peer) else {
-                    return;
-                };
-                entry.peer.muted = muted;
-                let room = entry.peer.room;
-                if muted && entry.peer.speaking.is_speaking() {
-                    entry.peer.speaking = Default::default();
-                    self.broadcast(
-                        room,
-                        &PeerEvent::Speaking {
-                            peer,
-                            speaking: false,
-                        },
-                    );
-                    self.reselect(now, room);
-                }
-            }
-            Command::Tap { sender } => {
-                // Each new tap clears the dead ones, so even a shard with no peers (and so no
-                // ticks) holds at most the taps of transcriptions still running.
-                self.sweep_taps();
-                self.taps.entry(sender.room).or_default().push(sender);
-            }
-            // The run loop stops on it; a core driven directly just closes its peers.
-            Command::Shutdown { done } => {
-                self.close_all(now);
-                let _ = done.send(());
-            }
-            Command::Rooms { reply } => {
-                let _ = reply.send(self.rooms.keys().copied().collect());
-            }
-            Command::Counts { reply } => {
-                self.sweep_taps();
-                let _ = reply.send(crate::Counts {
-                    rooms: self.rooms.len(),
-                    peers: self.peers.len(),
-                    routes: self.by_ufrag.len() + self.by_addr.len(),
-                    taps: self.taps.values().map(Vec::len).sum(),
-                    packets_in: self.packets_in,
-                });
-            }
-        }
-    }
-
-    fn join(
+    /// A participant joins `room` with its offer; returns the answer. Events for it come out
+    /// of [`Self::poll_output`] as [`Output::Event`] addressed to `id`.
+    ///
+    /// # Errors
+    /// [`SfuError::OutOfOrder`] if `id` is here already; [`SfuError::Sdp`] for an unusable offer.
+    pub fn join(
         &mut self,
         now: Instant,
         room: RoomId,
         id: PeerId,
         offer: String,
-        events: EventSender,
+    ) -> Result<String, SfuError> {
+        let answer = self.admit(now, room, id, offer)?;
+        self.drain_peer(now, id);
+        Ok(answer)
+    }
+
+    /// The client's answer to the last server offer.
+    ///
+    /// # Errors
+    /// [`SfuError::UnknownPeer`], [`SfuError::OutOfOrder`] with no offer out, or
+    /// [`SfuError::Sdp`].
+    pub fn answer(&mut self, now: Instant, peer: PeerId, sdp: String) -> Result<(), SfuError> {
+        let result = match self.peers.get_mut(&peer) {
+            None => Err(SfuError::UnknownPeer),
+            Some(entry) => contain(|| entry.handle_answer(now, sdp))
+                .unwrap_or_else(|()| {
+                    Err(SfuError::Sdp(
+                        "the answer could not be processed".to_owned(),
+                    ))
+                })
+                .map(|again| {
+                    if again {
+                        self.negotiate(now, peer);
+                    }
+                }),
+        };
+        self.drain_peer(now, peer);
+        result
+    }
+
+    /// An ICE restart (a new client offer on the same connection); returns the answer.
+    ///
+    /// # Errors
+    /// [`SfuError::UnknownPeer`], [`SfuError::OutOfOrder`] while a server offer is out, or
+    /// [`SfuError::Sdp`].
+    pub fn restart(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        offer: String,
+    ) -> Result<String, SfuError> {
+        let result = match self.peers.get_mut(&peer) {
+            None => Err(SfuError::UnknownPeer),
+            Some(entry) => {
+                contain(|| entry.handle_restart_offer(now, offer)).unwrap_or_else(|()| {
+                    Err(SfuError::Sdp("the offer could not be processed".to_owned()))
+                })
+            }
+        };
+        if result.is_ok() {
+            metrics::counter!("sfu_ice_restarts_total").increment(1);
+            if self
+                .peers
+                .get(&peer)
+                .is_some_and(|e| e.has_pending_subscriptions())
+            {
+                self.negotiate(now, peer);
+            }
+        }
+        self.drain_peer(now, peer);
+        result
+    }
+
+    /// A trickled remote candidate (an ICE-lite server doesn't need them).
+    pub fn add_candidate(&mut self, peer: PeerId, candidate: IceCandidate) {
+        if let Some(entry) = self.peers.get_mut(&peer) {
+            if let Err(err) = entry.add_remote_candidate(candidate) {
+                tracing::debug!(peer = peer.0, error = %err, "remote candidate ignored");
+            }
+            self.deadlines.touch(peer);
+        }
+    }
+
+    /// The participant left: its connection closes and the room's others stop getting it.
+    pub fn leave(&mut self, now: Instant, peer: PeerId) {
+        self.remove_peer(now, peer, None);
+    }
+
+    /// A moderator or the participant (un)muted it: a muted peer's packets go nowhere.
+    pub fn set_muted(&mut self, now: Instant, peer: PeerId, muted: bool) {
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        entry.muted = muted;
+        let room = entry.room;
+        if muted && entry.speaking.is_speaking() {
+            entry.speaking = Default::default();
+            self.broadcast(
+                room,
+                &PeerEvent::Speaking {
+                    peer,
+                    speaking: false,
+                },
+            );
+            self.reselect(now, room);
+        }
+    }
+
+    /// A transcription's tap on its room: every packet of the room is offered to it.
+    pub(crate) fn add_tap(&mut self, sender: TapSender) {
+        // Each new tap clears the dead ones, so even a shard with no peers (and so no
+        // ticks) holds at most the taps of transcriptions still running.
+        self.sweep_taps();
+        self.taps.entry(sender.room).or_default().push(sender);
+    }
+
+    pub fn rooms(&self) -> Vec<RoomId> {
+        self.rooms.keys().copied().collect()
+    }
+
+    pub fn counts(&mut self) -> Counts {
+        self.sweep_taps();
+        Counts {
+            rooms: self.rooms.len(),
+            peers: self.peers.len(),
+            routes: self.by_ufrag.len() + self.by_addr.len(),
+            taps: self.taps.values().map(Vec::len).sum(),
+            packets_in: self.packets_in,
+        }
+    }
+
+    /// What to do next, in order: events and releases, then datagrams, then the time to
+    /// call [`Self::handle_timeout`] at (always last: poll until it comes).
+    pub fn poll_output(&mut self, now: Instant) -> Output {
+        if let Some(notice) = self.notices.pop_front() {
+            return notice;
+        }
+        if let Some((to, data)) = self.transmits.pop_front() {
+            return Output::Transmit { to, data };
+        }
+        Output::Timeout(self.poll_timeout(now))
+    }
+
+    /// An event for `peer`'s signaling.
+    fn emit(&mut self, peer: PeerId, event: PeerEvent) {
+        self.notices.push_back(Output::Event { peer, event });
+    }
+
+    fn admit(
+        &mut self,
+        now: Instant,
+        room: RoomId,
+        id: PeerId,
+        offer: String,
     ) -> Result<String, SfuError> {
         if self.peers.contains_key(&id) {
             return Err(SfuError::OutOfOrder(
@@ -285,7 +338,7 @@ impl ShardCore {
             .map(|r| {
                 r.peers
                     .iter()
-                    .filter_map(|p| self.peers.get(p).map(|e| (*p, &e.peer)))
+                    .filter_map(|p| self.peers.get(p).map(|e| (*p, &**e)))
                     .filter(|(_, peer)| peer.publishing)
                     .map(|(p, peer)| (p, peer.source))
                     .collect()
@@ -304,13 +357,16 @@ impl ShardCore {
             !publishers.is_empty()
         };
         for (publisher, source) in &publishers {
-            let _ = events.send(PeerEvent::TrackPublished {
-                peer: *publisher,
-                source: *source,
-            });
+            self.emit(
+                id,
+                PeerEvent::TrackPublished {
+                    peer: *publisher,
+                    source: *source,
+                },
+            );
         }
         self.by_ufrag.insert(peer.ufrag.clone(), id);
-        self.peers.insert(id, PeerEntry { peer, events });
+        self.peers.insert(id, Box::new(peer));
         let room_state = self.rooms.entry(room).or_default();
         if room_state.peers.is_empty() {
             metrics::gauge!("sfu_rooms").increment(1.0);
@@ -338,7 +394,7 @@ impl ShardCore {
         loop {
             let source = self.next_source;
             self.next_source = self.next_source.wrapping_add(1).max(1);
-            if !self.peers.values().any(|e| e.peer.source == source) {
+            if !self.peers.values().any(|e| e.source == source) {
                 return source;
             }
         }
@@ -363,7 +419,7 @@ impl ShardCore {
             let Some(entry) = self.peers.get_mut(&member) else {
                 continue;
             };
-            if let Err(err) = entry.peer.open_slots(slots) {
+            if let Err(err) = entry.open_slots(slots) {
                 tracing::warn!(peer = member.0, error = %err, "audio slots failed");
                 continue;
             }
@@ -383,22 +439,26 @@ impl ShardCore {
             return;
         };
         self.deadlines.touch(id);
-        match entry.peer.poll_offer(now, true) {
+        match entry.poll_offer(now, true) {
             Ok(Some(sdp)) => {
                 tracing::trace!(peer = id.0, %sdp, "server offer");
-                let _ = entry.events.send(PeerEvent::Offer { sdp });
+                self.notices.push_back(Output::Event {
+                    peer: id,
+                    event: PeerEvent::Offer { sdp },
+                });
             }
             Ok(None) => {}
             Err(err) => tracing::warn!(peer = id.0, error = %err, "renegotiation failed"),
         }
     }
 
-    fn broadcast(&self, room: RoomId, event: &PeerEvent) {
+    fn broadcast(&mut self, room: RoomId, event: &PeerEvent) {
         if let Some(state) = self.rooms.get(&room) {
             for p in &state.peers {
-                if let Some(entry) = self.peers.get(p) {
-                    let _ = entry.events.send(event.clone());
-                }
+                self.notices.push_back(Output::Event {
+                    peer: *p,
+                    event: event.clone(),
+                });
             }
         }
     }
@@ -409,12 +469,12 @@ impl ShardCore {
             return;
         };
         self.deadlines.remove(id);
-        entry.peer.close();
+        entry.close();
         // Flush what close() produced (DTLS close_notify) to the client.
-        while let Some(t) = entry.peer.poll_transmit() {
+        while let Some(t) = entry.poll_transmit() {
             self.transmits.push_back(t);
         }
-        if entry.peer.is_reported_disconnected() {
+        if entry.is_reported_disconnected() {
             metrics::gauge!("sfu_peers_disconnected").decrement(1.0);
         }
         if let Some(reason) = reason {
@@ -423,12 +483,13 @@ impl ShardCore {
                 CloseReason::Failed => "failed",
             };
             metrics::counter!("sfu_peers_closed_total", "reason" => label).increment(1);
-            let _ = entry.events.send(PeerEvent::Closed { reason });
+            self.emit(id, PeerEvent::Closed { reason });
         }
-        self.by_ufrag.remove(&entry.peer.ufrag);
+        self.notices.push_back(Output::Released { peer: id });
+        self.by_ufrag.remove(&entry.ufrag);
         self.by_addr.retain(|_, p| *p != id);
         metrics::gauge!("sfu_participants").decrement(1.0);
-        let room = entry.peer.room;
+        let room = entry.room;
         let mut others = Vec::new();
         let mut large = false;
         if let Some(state) = self.rooms.get_mut(&room) {
@@ -442,17 +503,17 @@ impl ShardCore {
                 metrics::gauge!("sfu_rooms").decrement(1.0);
             }
         }
-        let published = entry.peer.is_publishing_announced();
+        let published = entry.is_publishing_announced();
         for other in others {
             if let Some(e) = self.peers.get_mut(&other) {
-                if e.peer.is_subscribed_to(id) {
-                    e.peer.unsubscribe(id);
-                    let _ = e.events.send(PeerEvent::TrackUnpublished { peer: id });
+                if e.is_subscribed_to(id) {
+                    e.unsubscribe(id);
+                    self.emit(other, PeerEvent::TrackUnpublished { peer: id });
                     self.negotiate(now, other);
                     self.drain_peer(now, other);
                 } else if large && published {
                     // Its slot simply carries someone else next: no offer.
-                    let _ = e.events.send(PeerEvent::TrackUnpublished { peer: id });
+                    self.emit(other, PeerEvent::TrackUnpublished { peer: id });
                 }
             }
         }
@@ -474,22 +535,24 @@ impl ShardCore {
             let Some(entry) = self.peers.get_mut(&id) else {
                 return;
             };
-            let was_connected = entry.peer.state == PeerState::Connected;
-            entry.peer.poll_inbound(&mut inbound);
-            let first_media = entry.peer.publishing
-                && !inbound.is_empty()
-                && !entry.peer.is_publishing_announced();
+            let was_connected = entry.state == PeerState::Connected;
+            entry.poll_inbound(&mut inbound);
+            let first_media =
+                entry.publishing && !inbound.is_empty() && !entry.is_publishing_announced();
             if first_media {
-                entry.peer.mark_publishing_announced();
+                entry.mark_publishing_announced();
             }
-            if !was_connected && entry.peer.state == PeerState::Connected {
+            if !was_connected && entry.state == PeerState::Connected {
                 // Joins that got media, beside `sfu_peers_closed_total{reason="connect_timeout"}`
                 // for those that never did: the join success rate.
                 metrics::counter!("sfu_peers_connected_total").increment(1);
-                let _ = entry.events.send(PeerEvent::Connected);
+                self.notices.push_back(Output::Event {
+                    peer: id,
+                    event: PeerEvent::Connected,
+                });
             }
-            let room = entry.peer.room;
-            let liveness = entry.peer.take_liveness_change();
+            let room = entry.room;
+            let liveness = entry.take_liveness_change();
             if let Some(connected) = liveness {
                 tracing::info!(room = room.0, peer = id.0, connected, "peer media state");
                 if connected {
@@ -514,12 +577,12 @@ impl ShardCore {
                 Some(e) => e,
                 None => return,
             };
-            for addr in entry.peer.take_forgotten() {
+            for addr in entry.take_forgotten() {
                 if self.by_addr.get(&addr) == Some(&id) {
                     self.by_addr.remove(&addr);
                 }
             }
-            while let Some((addr, bytes)) = entry.peer.poll_transmit() {
+            while let Some((addr, bytes)) = entry.poll_transmit() {
                 if stun::is_binding_success(&bytes) {
                     // The agent answered a check that passed message integrity: from now on
                     // this address speaks for this peer.
@@ -527,7 +590,7 @@ impl ShardCore {
                 }
                 self.transmits.push_back((addr, bytes));
             }
-            (room, entry.peer.state, entry.peer.muted)
+            (room, entry.state, entry.muted)
         };
         if state == PeerState::Failed {
             inbound.clear();
@@ -555,7 +618,7 @@ impl ShardCore {
                     .collect()
             })
             .unwrap_or_default();
-        let source = self.peers.get(&publisher).map_or(0, |e| e.peer.source);
+        let source = self.peers.get(&publisher).map_or(0, |e| e.source);
         self.broadcast(
             room,
             &PeerEvent::TrackPublished {
@@ -571,7 +634,7 @@ impl ShardCore {
             let Some(entry) = self.peers.get_mut(&other) else {
                 continue;
             };
-            if let Err(err) = entry.peer.subscribe(publisher) {
+            if let Err(err) = entry.subscribe(publisher) {
                 tracing::warn!(peer = other.0, error = %err, "subscription failed");
                 continue;
             }
@@ -600,7 +663,7 @@ impl ShardCore {
         if !self
             .peers
             .get(&publisher)
-            .is_some_and(|e| e.peer.speaking.is_speaking())
+            .is_some_and(|e| e.speaking.is_speaking())
         {
             return Route::Nowhere;
         }
@@ -632,8 +695,9 @@ impl ShardCore {
         muted: bool,
         inbound: &mut [InboundRtp],
     ) {
+        // Wall time of the work, for the histogram: not the shard's clock, which is `now`.
         let started = Instant::now();
-        let csrc = self.peers.get(&publisher).map_or(0, |e| e.peer.source);
+        let csrc = self.peers.get(&publisher).map_or(0, |e| e.source);
         let mut route = self.route(room, publisher);
         let mut paused = 0u64;
         let mut reached: Vec<PeerId> = Vec::new();
@@ -656,7 +720,7 @@ impl ShardCore {
                 Route::Everyone(listeners) => {
                     for listener in listeners {
                         if let Some(entry) = self.peers.get_mut(listener) {
-                            if !entry.peer.forward(now, publisher, &rtp.packet) {
+                            if !entry.forward(now, publisher, &rtp.packet) {
                                 metrics::counter!("sfu_packets_dropped_total", "reason" => "not_subscribed").increment(1);
                             }
                         }
@@ -666,10 +730,7 @@ impl ShardCore {
                 Route::Slots(targets) => {
                     for (listener, slot) in targets {
                         if let Some(entry) = self.peers.get_mut(listener) {
-                            if !entry
-                                .peer
-                                .forward_to_slot(now, *slot, publisher, csrc, &rtp.packet)
-                            {
+                            if !entry.forward_to_slot(now, *slot, publisher, csrc, &rtp.packet) {
                                 metrics::counter!("sfu_packets_dropped_total", "reason" => "no_slot").increment(1);
                             }
                         }
@@ -684,7 +745,7 @@ impl ShardCore {
         }
         for listener in &reached {
             if let Some(entry) = self.peers.get_mut(listener) {
-                while let Some(t) = entry.peer.poll_transmit() {
+                while let Some(t) = entry.poll_transmit() {
                     self.transmits.push_back(t);
                 }
             }
@@ -743,7 +804,7 @@ impl ShardCore {
         let changed = self
             .peers
             .get_mut(&peer)
-            .and_then(|e| e.peer.speaking.handle_level(now, level));
+            .and_then(|e| e.speaking.handle_level(now, level));
         if let Some(speaking) = changed {
             self.broadcast(room, &PeerEvent::Speaking { peer, speaking });
             self.reselect(now, room);
@@ -767,8 +828,8 @@ impl ShardCore {
             .filter_map(|p| {
                 self.peers.get(p).map(|e| Candidate {
                     key: *p,
-                    speaking: e.peer.speaking.is_speaking() && !e.peer.muted,
-                    level: e.peer.speaking.level(),
+                    speaking: e.speaking.is_speaking() && !e.muted,
+                    level: e.speaking.level(),
                 })
             })
             .collect();
@@ -798,7 +859,7 @@ impl ShardCore {
         let loudest = state
             .peers
             .iter()
-            .filter_map(|p| self.peers.get(p).map(|e| (*p, &e.peer.speaking)))
+            .filter_map(|p| self.peers.get(p).map(|e| (*p, &e.speaking)))
             .filter(|(_, s)| s.is_speaking())
             .min_by(|a, b| a.1.level().total_cmp(&b.1.level()))
             .map(|(p, _)| p);
@@ -819,7 +880,7 @@ impl ShardCore {
             let Some(entry) = self.peers.get_mut(&id) else {
                 continue;
             };
-            entry.peer.handle_timeout(now);
+            entry.handle_timeout(now);
             self.drain_peer(now, id);
         }
         if now >= self.next_tick {
@@ -837,19 +898,19 @@ impl ShardCore {
             let Some(entry) = self.peers.get_mut(&id) else {
                 continue;
             };
-            if let PeerState::Connecting { since } = entry.peer.state {
+            if let PeerState::Connecting { since } = entry.state {
                 if now.duration_since(since) >= self.config.connect_timeout {
                     self.remove_peer(now, id, Some(CloseReason::ConnectTimeout));
                     continue;
                 }
             }
-            entry.peer.check_liveness(
+            entry.check_liveness(
                 now,
                 self.config.ice_disconnected_timeout,
                 self.config.disconnect_grace,
             );
-            let room = entry.peer.room;
-            if let Some(speaking) = entry.peer.speaking.handle_timeout(now) {
+            let room = entry.room;
+            if let Some(speaking) = entry.speaking.handle_timeout(now) {
                 self.broadcast(room, &PeerEvent::Speaking { peer: id, speaking });
             }
             self.drain_peer(now, id);
@@ -864,18 +925,14 @@ impl ShardCore {
         }
     }
 
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, BytesMut)> {
-        self.transmits.pop_front()
-    }
-
     fn refresh_deadlines(&mut self) {
         let peers = &mut self.peers;
         self.deadlines
-            .refresh(|id| peers.get_mut(&id).and_then(|e| e.peer.poll_timeout()));
+            .refresh(|id| peers.get_mut(&id).and_then(|e| e.poll_timeout()));
     }
 
     /// When [`Self::handle_timeout`] is next due: the earliest peer timer or the next tick.
-    pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+    fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
         if self.peers.is_empty() {
             return None;
         }
@@ -892,180 +949,5 @@ impl ShardCore {
         for id in ids {
             self.remove_peer(now, id, None);
         }
-    }
-}
-
-/// The handle to a running shard.
-#[derive(Debug)]
-pub struct ShardHandle {
-    pub local_addr: SocketAddr,
-    commands: mpsc::UnboundedSender<Command>,
-}
-
-impl ShardHandle {
-    pub(crate) fn send(&self, command: Command) -> Result<(), SfuError> {
-        self.commands
-            .send(command)
-            .map_err(|_| SfuError::ShuttingDown)
-    }
-}
-
-/// Binds shard `index`'s socket and starts its loop. The loop ends when every handle is gone.
-///
-/// # Errors
-/// [`SfuError::Bind`] when the socket can't be bound.
-pub async fn spawn(index: usize, config: &SfuConfig) -> Result<ShardHandle, SfuError> {
-    let port = if config.port == 0 {
-        0
-    } else {
-        config
-            .port
-            .saturating_add(u16::try_from(index).unwrap_or(0))
-    };
-    let socket = bind_media_socket(SocketAddr::new(config.bind_ip, port))
-        .map_err(|e| SfuError::Bind(format!("{}:{port}: {e}", config.bind_ip)))?;
-    let local_addr = socket
-        .local_addr()
-        .map_err(|e| SfuError::Bind(e.to_string()))?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let core = ShardCore::new(config.clone(), local_addr);
-    tokio::spawn(run(core, socket, rx));
-    Ok(ShardHandle {
-        local_addr,
-        commands: tx,
-    })
-}
-
-/// The receive buffer asked of the kernel for a shard's socket. One socket carries every
-/// peer of the shard, and publishers' packets come in bursts (their 20 ms clocks tick
-/// together): Linux's default 208 KiB holds about 90 small datagrams, which a busy shard
-/// overflowed at 36 talking participants (UDP `RcvbufErrors`, 0.6 % loss, while Janus with a
-/// socket per connection lost none; `bench/reports/side-by-side.md`). 1 MiB holds several
-/// rounds of such bursts; more would only queue delay when the shard is overloaded (a 4 MiB
-/// buffer let a saturated shard's latency pass 50 ms). The kernel caps it at
-/// `net.core.rmem_max`.
-const RECV_BUFFER_BYTES: usize = 1 << 20;
-
-fn bind_media_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_recv_buffer_size(RECV_BUFFER_BYTES)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    // Linux reports twice what it granted (the bookkeeping overhead it adds).
-    let granted = socket.recv_buffer_size()? / 2;
-    if granted < RECV_BUFFER_BYTES {
-        tracing::info!(
-            granted,
-            wanted = RECV_BUFFER_BYTES,
-            "media socket receive buffer capped by net.core.rmem_max; raise it for large calls"
-        );
-    }
-    UdpSocket::from_std(socket.into())
-}
-
-async fn run(
-    mut core: ShardCore,
-    socket: UdpSocket,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
-    let mut buf = vec![0u8; 2048];
-    let mut stopped = None;
-    loop {
-        while let Some((addr, bytes)) = core.poll_transmit() {
-            metrics::counter!("sfu_packets_out_total").increment(1);
-            metrics::counter!("sfu_bytes_out_total").increment(bytes.len() as u64);
-            if let Err(err) = socket.send_to(&bytes, addr).await {
-                tracing::debug!(%addr, error = %err, "send failed");
-            }
-        }
-        // The select below prefers datagrams; under steady traffic its timer branch could
-        // starve, so overdue timers (RTCP, ICE keepalives, hangovers) are served here first.
-        let now = Instant::now();
-        let next = core.poll_timeout(now);
-        if next.is_some_and(|t| t <= now) {
-            core.handle_timeout(now);
-            continue;
-        }
-        let deadline = next.unwrap_or_else(|| now + Duration::from_secs(3600));
-        tokio::select! {
-            biased;
-            command = commands.recv() => match command {
-                Some(Command::Shutdown { done }) => {
-                    stopped = Some(done);
-                    break;
-                }
-                Some(command) => core.handle_command(Instant::now(), command),
-                None => break,
-            },
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((n, from)) => {
-                    core.handle_datagram(Instant::now(), from, &buf[..n]);
-                    // Take what else is queued before flushing, to batch the work.
-                    for _ in 0..32 {
-                        match socket.try_recv_from(&mut buf) {
-                            Ok((n, from)) => core.handle_datagram(Instant::now(), from, &buf[..n]),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Err(err) => tracing::debug!(error = %err, "recv failed"),
-            },
-            () = tokio::time::sleep_until(deadline.into()) => core.handle_timeout(Instant::now()),
-        }
-    }
-    core.close_all(Instant::now());
-    while let Some((addr, bytes)) = core.poll_transmit() {
-        let _ = socket.send_to(&bytes, addr).await;
-    }
-    if let Some(done) = stopped {
-        let _ = done.send(());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use tokio::sync::oneshot;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn a_shard_socket_gets_a_receive_buffer_for_bursts_up_to_the_kernel_cap() {
-        let socket = bind_media_socket("127.0.0.1:0".parse().expect("address")).expect("bind");
-        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(RECV_BUFFER_BYTES);
-        let granted = socket2::SockRef::from(&socket)
-            .recv_buffer_size()
-            .expect("SO_RCVBUF")
-            / 2;
-        // The default (208 KiB) overflowed at 36 talking participants.
-        assert!(
-            granted >= RECV_BUFFER_BYTES.min(cap),
-            "granted {granted} bytes, cap {cap}"
-        );
-    }
-
-    #[test]
-    fn taps_of_ended_transcriptions_are_dropped_even_in_a_silent_room() {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
-        let mut core = ShardCore::new(SfuConfig::default(), addr);
-        let now = Instant::now();
-        // A start/stop loop with nobody speaking: each round's tap is dropped by its owner.
-        for _ in 0..50 {
-            let (sender, receiver) = crate::tap::channel(RoomId(1), 4);
-            core.handle_command(now, Command::Tap { sender });
-            drop(receiver);
-        }
-        let (sender, _running) = crate::tap::channel(RoomId(2), 4);
-        core.handle_command(now, Command::Tap { sender });
-        let (reply, mut counts) = oneshot::channel();
-        core.handle_command(now, Command::Counts { reply });
-        let counts = counts.try_recv().expect("counts answered at once");
-        assert_eq!(
-            counts.taps, 1,
-            "only the running transcription's tap is held"
-        );
     }
 }
