@@ -5,6 +5,7 @@
 //! [`crate::Sfu`] handle into the core's calls, and the core's events to each participant's
 //! [`EventSender`].
 
+mod batch;
 mod core;
 #[cfg(test)]
 mod core_tests;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use self::batch::SendBatch;
 pub use self::core::{Output, ShardCore};
 use crate::{Command, EventSender, PeerId, SfuConfig, SfuError};
 
@@ -95,12 +97,13 @@ async fn run(
 ) {
     let mut buf = vec![0u8; 2048];
     let mut listeners: HashMap<PeerId, EventSender> = HashMap::new();
+    let mut outgoing = SendBatch::new();
     let mut stopped = None;
     loop {
         // Everything the last input produced goes out before the next input is taken, so a
         // peer's `Released` is dispatched before a command could join it again.
         let now = Instant::now();
-        let next = flush(&mut core, &socket, &mut listeners, now).await;
+        let next = flush(&mut core, &socket, &mut listeners, &mut outgoing, now).await;
         // The select below prefers datagrams; under steady traffic its timer branch could
         // starve, so overdue timers (RTCP, ICE keepalives, hangovers) are served here first.
         if next.is_some_and(|t| t <= now) {
@@ -136,7 +139,7 @@ async fn run(
     }
     let now = Instant::now();
     core.close_all(now);
-    flush(&mut core, &socket, &mut listeners, now).await;
+    flush(&mut core, &socket, &mut listeners, &mut outgoing, now).await;
     if let Some(done) = stopped {
         let _ = done.send(());
     }
@@ -147,15 +150,14 @@ async fn flush(
     core: &mut ShardCore,
     socket: &UdpSocket,
     listeners: &mut HashMap<PeerId, EventSender>,
+    outgoing: &mut SendBatch,
     now: Instant,
 ) -> Option<Instant> {
     loop {
         match core.poll_output(now) {
             Output::Transmit { to, data } => {
-                metrics::counter!("sfu_packets_out_total").increment(1);
-                metrics::counter!("sfu_bytes_out_total").increment(data.len() as u64);
-                if let Err(err) = socket.send_to(&data, to).await {
-                    tracing::debug!(addr = %to, error = %err, "send failed");
+                if outgoing.push(to, data) {
+                    outgoing.flush(socket).await;
                 }
             }
             Output::Event { peer, event } => {
@@ -166,7 +168,10 @@ async fn flush(
             Output::Released { peer } => {
                 listeners.remove(&peer);
             }
-            Output::Timeout(next) => return next,
+            Output::Timeout(next) => {
+                outgoing.flush(socket).await;
+                return next;
+            }
         }
     }
 }
