@@ -809,7 +809,16 @@ impl ShardCore {
             self.broadcast(room, &PeerEvent::Speaking { peer, speaking });
             self.reselect(now, room);
         }
-        self.update_active_speaker(now, room);
+        // The choice walks the whole room; a packet of someone silent, who neither spoke nor
+        // stopped, can't change it. In a large room those are nearly all packets: the open
+        // microphones of everyone listening.
+        let speaking = self
+            .peers
+            .get(&peer)
+            .is_some_and(|e| e.speaking.is_speaking());
+        if changed.is_some() || speaking {
+            self.update_active_speaker(now, room);
+        }
         changed.is_some()
     }
 

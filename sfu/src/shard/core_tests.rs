@@ -171,7 +171,7 @@ impl Client {
         sdp
     }
 
-    fn events(&self) -> impl Iterator<Item = &PeerEvent> {
+    fn events(&self) -> impl DoubleEndedIterator<Item = &PeerEvent> {
         self.events.iter().map(|(_, e)| e)
     }
 
@@ -703,4 +703,35 @@ fn a_client_gone_silent_is_reported_disconnected_then_removed_after_the_grace() 
         == PeerEvent::Closed {
             reason: CloseReason::Failed
         }));
+}
+
+#[test]
+fn the_active_speaker_follows_whoever_talks_among_open_quiet_microphones() {
+    let mut call = Call::new(config(slots(2, 4)));
+    let people: Vec<PeerId> = (1..=6).map(|id| call.join(id, 1)).collect();
+    let (alice, bob) = (people[0], people[1]);
+    let last_active = |call: &Call, p: PeerId| {
+        call.client(p).events().rev().find_map(|e| match e {
+            PeerEvent::ActiveSpeaker { peer } => Some(*peer),
+            _ => None,
+        })
+    };
+    call.set_level(alice, Some(TALKING));
+    call.run(Duration::from_secs(2));
+    for p in &people {
+        assert_eq!(last_active(&call, *p), Some(alice), "{p} sees alice speak");
+    }
+    call.set_level(alice, Some(QUIET));
+    call.set_level(bob, Some(TALKING));
+    call.run(Duration::from_secs(2));
+    for p in &people {
+        assert_eq!(last_active(&call, *p), Some(bob), "{p} sees bob speak now");
+    }
+    // Silence keeps the last speaker: nobody is told anything more.
+    call.set_level(bob, Some(QUIET));
+    let told = call.client(alice).events.len();
+    call.run(Duration::from_secs(2));
+    assert!(call.client(alice).events[told..]
+        .iter()
+        .all(|(_, e)| !matches!(e, PeerEvent::ActiveSpeaker { .. })));
 }
