@@ -5,7 +5,6 @@
 //! [`crate::Sfu`] handle into the core's calls, and the core's events to each participant's
 //! [`EventSender`].
 
-mod batch;
 mod core;
 #[cfg(test)]
 mod core_tests;
@@ -17,7 +16,6 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use self::batch::SendBatch;
 pub use self::core::{Output, ShardCore};
 use crate::{Command, EventSender, PeerId, SfuConfig, SfuError};
 
@@ -97,13 +95,12 @@ async fn run(
 ) {
     let mut buf = vec![0u8; 2048];
     let mut listeners: HashMap<PeerId, EventSender> = HashMap::new();
-    let mut outgoing = SendBatch::new();
     let mut stopped = None;
     loop {
         // Everything the last input produced goes out before the next input is taken, so a
         // peer's `Released` is dispatched before a command could join it again.
         let now = Instant::now();
-        let next = flush(&mut core, &socket, &mut listeners, &mut outgoing, now).await;
+        let next = flush(&mut core, &socket, &mut listeners, now).await;
         // The select below prefers datagrams; under steady traffic its timer branch could
         // starve, so overdue timers (RTCP, ICE keepalives, hangovers) are served here first.
         if next.is_some_and(|t| t <= now) {
@@ -139,7 +136,7 @@ async fn run(
     }
     let now = Instant::now();
     core.close_all(now);
-    flush(&mut core, &socket, &mut listeners, &mut outgoing, now).await;
+    flush(&mut core, &socket, &mut listeners, now).await;
     if let Some(done) = stopped {
         let _ = done.send(());
     }
@@ -150,14 +147,15 @@ async fn flush(
     core: &mut ShardCore,
     socket: &UdpSocket,
     listeners: &mut HashMap<PeerId, EventSender>,
-    outgoing: &mut SendBatch,
     now: Instant,
 ) -> Option<Instant> {
     loop {
         match core.poll_output(now) {
             Output::Transmit { to, data } => {
-                if outgoing.push(to, data) {
-                    outgoing.flush(socket).await;
+                metrics::counter!("sfu_packets_out_total").increment(1);
+                metrics::counter!("sfu_bytes_out_total").increment(data.len() as u64);
+                if let Err(err) = socket.send_to(&data, to).await {
+                    tracing::debug!(addr = %to, error = %err, "send failed");
                 }
             }
             Output::Event { peer, event } => {
@@ -168,10 +166,7 @@ async fn flush(
             Output::Released { peer } => {
                 listeners.remove(&peer);
             }
-            Output::Timeout(next) => {
-                outgoing.flush(socket).await;
-                return next;
-            }
+            Output::Timeout(next) => return next,
         }
     }
 }
