@@ -801,10 +801,11 @@ impl ShardCore {
     /// Feeds one packet's audio level; returns whether speaking started or stopped (and the
     /// room's forwarded speakers were chosen again).
     fn update_speaking(&mut self, now: Instant, room: RoomId, peer: PeerId, level: u8) -> bool {
-        let changed = self
-            .peers
-            .get_mut(&peer)
-            .and_then(|e| e.speaking.handle_level(now, level));
+        // One lookup per packet: the change, and whether this publisher speaks now.
+        let (changed, speaks_now) = self.peers.get_mut(&peer).map_or((None, false), |e| {
+            let changed = e.speaking.handle_level(now, level);
+            (changed, e.speaking.is_speaking())
+        });
         if let Some(speaking) = changed {
             self.broadcast(room, &PeerEvent::Speaking { peer, speaking });
             self.reselect(now, room);
@@ -812,11 +813,7 @@ impl ShardCore {
         // The choice walks the whole room; a packet of someone silent, who neither spoke nor
         // stopped, can't change it. In a large room those are nearly all packets: the open
         // microphones of everyone listening.
-        let speaking = self
-            .peers
-            .get(&peer)
-            .is_some_and(|e| e.speaking.is_speaking());
-        if changed.is_some() || speaking {
+        if changed.is_some() || speaks_now {
             self.update_active_speaker(now, room);
         }
         changed.is_some()
