@@ -5,6 +5,8 @@ use opus::{Application, Channels, Encoder};
 
 pub const SAMPLE_RATE: u32 = 48_000;
 pub const FRAME_SAMPLES: usize = 960;
+/// The loss a speech source's encoder plans its in-band FEC for.
+pub const EXPECTED_LOSS_PERCENT: i32 = 10;
 
 pub struct ToneSource {
     encoder: Encoder,
@@ -115,6 +117,10 @@ impl PcmSource {
     pub fn new(pcm: Vec<i16>) -> Result<(Self, PcmHandle), opus::Error> {
         let mut encoder = Encoder::new(SAMPLE_RATE, Channels::Mono, Application::Voip)?;
         encoder.set_inband_fec(true)?;
+        // libopus adds FEC only for the loss it expects; a browser's encoder expects what the
+        // SFU's receiver reports show. This client reads no reports, so it expects some loss
+        // up front, as a browser on a poor link would after its first reports.
+        encoder.set_packet_loss_perc(EXPECTED_LOSS_PERCENT)?;
         encoder.set_bitrate(opus::Bitrate::Bits(32_000))?;
         let handle = PcmHandle::default();
         Ok((

@@ -2,7 +2,10 @@
 //!
 //! Gaps are told apart by the two RTP counters: a missing *sequence number* is a lost packet,
 //! concealed by the decoder (Opus PLC, at most [`MAX_CONCEALED`] frames, after which
-//! concealment only smears noise); a *timestamp* jump with contiguous sequence numbers is the
+//! concealment only smears noise). The last frame of such a gap is recovered instead from the
+//! packet that ends it, when that packet carries Opus in-band FEC (a copy of the previous frame
+//! at a lower bitrate, which browsers add once receiver reports show loss); a packet without
+//! FEC data decodes as PLC there, so nothing is lost by asking. A *timestamp* jump with contiguous sequence numbers is the
 //! sender's DTX (it stopped sending during silence), which is real silence and becomes zeros.
 //! Either way the track's clock advances by the RTP timestamp, so segment times stay true.
 
@@ -23,7 +26,7 @@ pub struct Decoded {
     pub pcm: Vec<f32>,
     /// Samples of silence *before* `pcm` that were not materialised (a long DTX gap).
     pub skipped: u64,
-    /// Frames concealed because packets were lost.
+    /// Frames concealed because packets were lost (PLC, or FEC where the next packet had it).
     pub concealed: u32,
 }
 
@@ -32,6 +35,8 @@ pub struct TrackDecoder {
     decoder: opus::Decoder,
     next: Option<(u16, u32)>,
     last_frame: usize,
+    /// Recover a lost frame from the next packet's FEC; off only to measure what it buys.
+    fec: bool,
 }
 
 impl std::fmt::Debug for TrackDecoder {
@@ -50,6 +55,7 @@ impl TrackDecoder {
             decoder: opus::Decoder::new(crate::OPUS_RATE, opus::Channels::Mono)?,
             next: None,
             last_frame: 960,
+            fec: true,
         })
     }
 
@@ -69,15 +75,24 @@ impl TrackDecoder {
             }
             let mut gap = ts_gap as u64;
             let conceal = lost.min(MAX_CONCEALED);
-            for _ in 0..conceal {
+            for k in 0..conceal {
                 let frame = (self.last_frame as u64).min(gap) as usize;
                 if frame == 0 {
                     break;
                 }
+                // Only the frame right before this packet can come from its FEC, and only when
+                // the whole gap is concealed (otherwise silence lies between them).
+                let from_fec = self.fec && k + 1 == lost && frame == self.last_frame;
                 let start = out.pcm.len();
                 out.pcm.resize(start + frame, 0.0);
+                let decoded = if from_fec {
+                    self.decoder
+                        .decode_float(payload, &mut out.pcm[start..], true)
+                } else {
+                    self.decoder.decode_float(&[], &mut out.pcm[start..], false)
+                };
                 // A failed concealment leaves the frame silent.
-                if let Ok(n) = self.decoder.decode_float(&[], &mut out.pcm[start..], false) {
+                if let Ok(n) = decoded {
                     out.pcm.truncate(start + n);
                 }
                 let produced = (out.pcm.len() - start) as u64;
@@ -167,6 +182,61 @@ mod tests {
         assert!(
             d.pcm[..1920].iter().any(|s| s.abs() > 0.01),
             "PLC continues the tone"
+        );
+    }
+
+    /// A voice-like signal whose pitch glides, so that PLC (which continues the last pitch)
+    /// guesses wrong where FEC (which carries the frame) does not.
+    fn glide(n: usize) -> Vec<f32> {
+        let mut phase = 0.0f32;
+        (0..n)
+            .map(|i| {
+                let pitch = 150.0 + 250.0 * ((i as f32 / 4_800.0).sin() + 1.0);
+                phase += pitch * std::f32::consts::TAU / 48_000.0;
+                (phase.sin() + 0.5 * (2.0 * phase).sin()) * 0.25
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_lost_frame_comes_back_from_the_next_packets_fec() {
+        // What a browser sends once receiver reports show loss: FEC on, expecting 10 %.
+        let mut enc = encoder();
+        enc.set_inband_fec(true).expect("fec");
+        enc.set_packet_loss_perc(10).expect("loss");
+        enc.set_bitrate(opus::Bitrate::Bits(32_000))
+            .expect("bitrate");
+        let packets: Vec<Vec<u8>> = glide(960 * 61)
+            .chunks(960)
+            .map(|frame| enc.encode_vec_float(frame, 1500).expect("encode"))
+            .collect();
+        let decode = |lose: bool, fec: bool| {
+            let mut dec = TrackDecoder::new().expect("decoder");
+            dec.fec = fec;
+            let mut pcm = Vec::new();
+            for (i, p) in packets.iter().enumerate() {
+                if lose && i % 6 == 5 {
+                    continue;
+                }
+                pcm.extend(dec.handle_packet(i as u16, i as u32 * 960, p).pcm);
+            }
+            pcm
+        };
+        let heard = decode(false, true);
+        let lost_frames_error = |pcm: &[f32]| {
+            assert_eq!(pcm.len(), heard.len(), "the clock keeps its place");
+            (5..60)
+                .step_by(6)
+                .flat_map(|i| i * 960..(i + 1) * 960)
+                .map(|k| (pcm[k] - heard[k]).powi(2))
+                .sum::<f32>()
+        };
+        let with_fec = lost_frames_error(&decode(true, true));
+        let plc_only = lost_frames_error(&decode(true, false));
+        eprintln!("lost frames' squared error: FEC {with_fec:.3}, PLC alone {plc_only:.3}");
+        assert!(
+            with_fec < plc_only / 2.0,
+            "lost frames' error: FEC {with_fec}, PLC alone {plc_only}"
         );
     }
 
