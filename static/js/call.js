@@ -107,6 +107,12 @@ export class Call {
     this.serverOffers = 0;
     /** @type {Map<number, number>} CSRC -> participant id, from `track_published` */
     this.sources = new Map();
+    /**
+     * Per audio slot, its latest CSRC entry when last looked at, and when (this page's clock)
+     * that entry last changed: see `slotSpeakers`.
+     * @type {Map<string, {source: number, timestamp: number, changedAt: number}>}
+     */
+    this.slotsSeen = new Map();
   }
 
   /** @param {() => Promise<void>} step */
@@ -431,6 +437,12 @@ export class Call {
    * In a large room, whom each audio slot (stream `slot<i>`) carries now: the speaker its
    * latest packet's CSRC names (getContributingSources(), in step with the audio played).
    * `age`: ms since that packet's audio was played; `participantId` null when unknown.
+   *
+   * The age is the younger of two readings: the browser's own timestamp, and the time since
+   * this page last saw that timestamp move. Firefox's timestamps can trail the page's clock by
+   * seconds (its audio clock runs behind on a loaded machine) while still moving as the audio
+   * plays; the second reading is right there, the first everywhere else, including the first
+   * look at a slot.
    * @returns {{streamId: string, participantId: number | null, source: number, age: number}[]}
    */
   slotSpeakers() {
@@ -445,9 +457,16 @@ export class Call {
       /** @type {RTCRtpContributingSource | null} */
       let latest = null;
       for (const c of receiver.getContributingSources()) if (!latest || c.timestamp > latest.timestamp) latest = c;
-      out.push(latest
-        ? { streamId, participantId: this.sources.get(latest.source) ?? null, source: latest.source, age: now - latest.timestamp }
-        : { streamId, participantId: null, source: 0, age: Infinity });
+      if (!latest) {
+        out.push({ streamId, participantId: null, source: 0, age: Infinity });
+        continue;
+      }
+      const seen = this.slotsSeen.get(streamId);
+      const changed = seen && (seen.source !== latest.source || seen.timestamp !== latest.timestamp);
+      const changedAt = !seen ? -Infinity : changed ? now : seen.changedAt;
+      this.slotsSeen.set(streamId, { source: latest.source, timestamp: latest.timestamp, changedAt });
+      const age = Math.min(now - latest.timestamp, now - changedAt);
+      out.push({ streamId, participantId: this.sources.get(latest.source) ?? null, source: latest.source, age });
     }
     return out;
   }
