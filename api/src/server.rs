@@ -54,7 +54,7 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("SFU_BIND/SFU_UDP_PORT: {0}")]
+    #[error("SFU_BIND/SFU_UDP_PORT/SFU_TCP_PORT: {0}")]
     Media(String),
     #[error("BCRYPT_COST: {0}")]
     Hasher(crate::error::Error),
@@ -125,6 +125,7 @@ async fn start_media(settings: &Settings) -> Result<Media, StartError> {
         bind_ip: settings.media.bind,
         public_ip: settings.media.public_ip,
         port: settings.media.udp_port,
+        tcp_port: settings.media.tcp_port,
         shards: settings.media.shards,
         disconnect_grace: settings.media.disconnect_grace,
         audio_slots: settings.media.audio_slots,

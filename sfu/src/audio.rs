@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use rtc::ice::tcp_type::TcpType;
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
@@ -97,6 +98,23 @@ pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, Error> {
             ..Default::default()
         },
         ..Default::default()
+    }
+    .new_candidate_host()?;
+    RTCIceCandidate::from(&candidate).to_json()
+}
+
+/// The passive ICE-TCP host candidate at `addr` (RFC 6544): the client connects to it.
+/// Firefox takes a TCP candidate only when it says `tcptype passive`.
+pub fn passive_tcp_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, Error> {
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "tcp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        tcp_type: TcpType::Passive,
     }
     .new_candidate_host()?;
     RTCIceCandidate::from(&candidate).to_json()

@@ -13,6 +13,12 @@ pub struct SfuConfig {
     pub port: u16,
     /// Number of shards (UDP sockets, one loop each). Rooms are pinned to a shard.
     pub shards: usize,
+    /// ICE-TCP (RFC 6544): the TCP port of the passive candidate offered after the UDP one,
+    /// shared by every shard, for clients whose network drops UDP. `Some(0)` picks a free
+    /// port; `None` offers no TCP candidate.
+    pub tcp_port: Option<u16>,
+    /// What one ICE-TCP client may hold (frame size, timeouts, connections per address).
+    pub tcp_limits: crate::TcpLimits,
     /// A peer whose ICE does not connect within this time is removed.
     pub connect_timeout: Duration,
     /// Nothing authenticated from a client for this long marks its peer disconnected...
@@ -52,6 +58,8 @@ impl Default for SfuConfig {
             public_ip: None,
             port: 0,
             shards: std::thread::available_parallelism().map_or(1, usize::from),
+            tcp_port: Some(0),
+            tcp_limits: crate::TcpLimits::default(),
             connect_timeout: Duration::from_secs(20),
             ice_disconnected_timeout: Duration::from_secs(5),
             disconnect_grace: Duration::from_secs(20),

@@ -336,7 +336,7 @@ impl IceLite {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn creds(ufrag: &str, pwd: &str) -> Credentials {
@@ -357,13 +357,19 @@ mod tests {
     /// A check as a browser sends it: USERNAME `server:client`, signed with the server's
     /// password.
     fn browser_check(ice: &IceLite, nominate: bool, pwd: &str) -> Vec<u8> {
+        check_for(&ice.local.ufrag, &ice.remote.ufrag, pwd, nominate)
+    }
+
+    /// A browser's check toward server ufrag `server` from client ufrag `client`, signed with
+    /// `pwd`.
+    pub(crate) fn check_for(server: &str, client: &str, pwd: &str, nominate: bool) -> Vec<u8> {
         let crypto = default_provider().expect("crypto");
         let mut setters: Vec<Box<dyn Setter + '_>> = vec![
             Box::new(BINDING_REQUEST),
             Box::new(TransactionId::new()),
             Box::new(TextAttribute::new(
                 ATTR_USERNAME,
-                format!("{}:{}", ice.local.ufrag, ice.remote.ufrag),
+                format!("{server}:{client}"),
             )),
             Box::new(AttrControlling(7)),
             Box::new(PriorityAttr(1)),

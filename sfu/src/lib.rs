@@ -18,6 +18,8 @@
 //! - [`rewrite`]: per-subscriber sequence/timestamp rewriting.
 //! - [`speaking`]: RFC 6464 levels to speaking state and the active speaker.
 //! - [`tap`]: bounded, lossy subscription to raw Opus for the transcriber.
+//! - [`tcp`]: ICE-TCP, for clients whose network drops UDP: one listener per node hands each
+//!   connection to the shard of the peer its first check names.
 //!
 //! The [`Sfu`] handle is what signaling talks to: join with an SDP offer, answer server
 //! offers, leave, mute; each peer's [`PeerEvent`]s arrive on the channel given at join.
@@ -33,6 +35,7 @@ pub mod shard;
 pub mod speaking;
 pub mod stun;
 pub mod tap;
+pub mod tcp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use config::{AudioSlots, SfuConfig};
 pub use rtc::peer_connection::transport::RTCIceCandidateInit as IceCandidate;
 pub use tap::{TapPacket, TapReceiver};
+pub use tcp::TcpLimits;
 
 /// A room, as the media plane knows it (the API's room id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,6 +77,8 @@ pub enum SfuError {
     ShuttingDown,
     #[error("cannot bind UDP socket: {0}")]
     Bind(String),
+    #[error("cannot listen for ICE-TCP: {0}")]
+    BindTcp(String),
 }
 
 /// Why a peer's media connection ended without a `leave`.
@@ -200,6 +206,11 @@ pub(crate) enum Command {
     Rooms {
         reply: oneshot::Sender<Vec<RoomId>>,
     },
+    /// Whether a peer here has this server ufrag (an ICE-TCP connection looks for its shard).
+    KnowsUfrag {
+        ufrag: String,
+        reply: oneshot::Sender<bool>,
+    },
     /// Close every peer (DTLS close_notify goes out), then stop the shard.
     Shutdown {
         done: oneshot::Sender<()>,
@@ -222,28 +233,59 @@ pub struct Counts {
 #[derive(Clone, Debug)]
 pub struct Sfu {
     shards: Arc<Vec<shard::ShardHandle>>,
+    tcp: Option<Arc<tcp::TcpHandle>>,
 }
 
 impl Sfu {
-    /// Binds the shards' UDP sockets and starts their loops on the current tokio runtime.
+    /// Binds the shards' UDP sockets (and the ICE-TCP port, unless `config.tcp_port` is
+    /// `None`) and starts their loops on the current tokio runtime.
     ///
     /// # Errors
-    /// [`SfuError::Bind`] when a socket can't be bound.
-    pub async fn start(config: SfuConfig) -> Result<Self, SfuError> {
+    /// [`SfuError::Bind`] / [`SfuError::BindTcp`] when a socket can't be bound.
+    pub async fn start(mut config: SfuConfig) -> Result<Self, SfuError> {
+        let tcp_listener = match config.tcp_port {
+            None => None,
+            Some(port) => {
+                let addr = SocketAddr::new(config.bind_ip, port);
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| SfuError::BindTcp(format!("{addr}: {e}")))?;
+                // Shards advertise the port actually bound (0 picks a free one).
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| SfuError::BindTcp(e.to_string()))?;
+                config.tcp_port = Some(bound.port());
+                Some(listener)
+            }
+        };
         let count = config.shards.max(1);
         let mut shards = Vec::with_capacity(count);
         for index in 0..count {
             shards.push(shard::spawn(index, &config).await?);
         }
         tracing::info!(shards = count, addrs = ?shards.iter().map(|s| s.local_addr).collect::<Vec<_>>(), "media plane listening (UDP)");
-        Ok(Self {
-            shards: Arc::new(shards),
-        })
+        let shards = Arc::new(shards);
+        let tcp = match tcp_listener {
+            None => None,
+            Some(listener) => {
+                let handle = tcp::start(listener, shards.clone(), config.tcp_limits)
+                    .map_err(|e| SfuError::BindTcp(e.to_string()))?;
+                tracing::info!(addr = %handle.local_addr, "media plane listening (ICE-TCP)");
+                Some(Arc::new(handle))
+            }
+        };
+        Ok(Self { shards, tcp })
+    }
+
+    /// The ICE-TCP listener's address, when it is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().map(|t| t.local_addr)
     }
 
     /// Closes every peer on every shard — each client gets its DTLS close_notify, so browsers
     /// learn at once that media ended instead of waiting out their ICE timeout — and stops
-    /// the shards. Commands after this fail with [`SfuError::ShuttingDown`].
+    /// the shards, then the ICE-TCP connections (after they wrote those close_notifys).
+    /// Commands after this fail with [`SfuError::ShuttingDown`].
     pub async fn shutdown(&self) {
         let mut waits = Vec::new();
         for shard in self.shards.iter() {
@@ -254,6 +296,9 @@ impl Sfu {
         }
         for wait in waits {
             let _ = wait.await;
+        }
+        if let Some(tcp) = &self.tcp {
+            tcp.shutdown().await;
         }
     }
 

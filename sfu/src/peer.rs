@@ -22,7 +22,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::audio::{
     audio_engine, audio_level, audio_track, extmap_id, host_candidate, opus_payload_type,
-    AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE,
+    passive_tcp_candidate, AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE,
 };
 use crate::ice_lite::{Credentials, IceLite};
 use crate::rewrite::SequenceRewriter;
@@ -147,6 +147,58 @@ pub struct Peer {
     slots: Vec<AudioSlot>,
     /// The number this peer's audio goes by in the CSRC of slot packets: unique on its shard.
     pub source: u32,
+    /// The client's relay (TURN) candidates, from its trickled candidates: media from one of
+    /// these addresses comes through a TURN server.
+    relays: Vec<SocketAddr>,
+    /// How its media reached us when last counted (`sfu_peers{transport}`).
+    pub transport: Option<Transport>,
+}
+
+/// Where the server is for a peer: the shard's socket, and the candidates it advertises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerAddrs {
+    /// The shard's UDP socket.
+    pub local: SocketAddr,
+    /// The UDP host candidate (the public address behind 1:1 NAT).
+    pub udp: SocketAddr,
+    /// The passive ICE-TCP candidate, when ICE-TCP is on.
+    pub tcp: Option<SocketAddr>,
+}
+
+/// How a client's media reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Straight over UDP.
+    Udp,
+    /// Over an ICE-TCP connection to our passive candidate.
+    Tcp,
+    /// Through the client's TURN server (any protocol between the client and TURN).
+    Relay,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Relay => "relay",
+        }
+    }
+}
+
+/// Most relay candidates kept per client (a browser gathers one per TURN URL and family).
+const MAX_RELAYS: usize = 8;
+
+/// The address of a `typ relay` candidate line (`candidate:… <ip> <port> typ relay …`).
+fn relay_address(candidate: &str) -> Option<SocketAddr> {
+    let fields: Vec<&str> = candidate.split_whitespace().collect();
+    let typ = fields.iter().position(|f| *f == "typ")?;
+    if fields.get(typ + 1) != Some(&"relay") || typ < 2 {
+        return None;
+    }
+    let ip = fields[typ - 2].parse().ok()?;
+    let port = fields[typ - 1].parse().ok()?;
+    Some(SocketAddr::new(ip, port))
 }
 
 impl std::fmt::Debug for Peer {
@@ -247,11 +299,11 @@ impl Peer {
         id: PeerId,
         room: RoomId,
         offer_sdp: String,
-        local_addr: SocketAddr,
-        advertised: SocketAddr,
+        server: ServerAddrs,
         source: u32,
         now: Instant,
     ) -> Result<(Self, String), SfuError> {
+        let local_addr = server.local;
         let sdp_err = |e: rtc::shared::error::Error| SfuError::Sdp(e.to_string());
         // The server picks its own ICE username fragment so the shard can route STUN by it.
         let ufrag = random_token(16);
@@ -291,8 +343,13 @@ impl Peer {
         let opus_pt = opus_payload_type(&offer_sdp).unwrap_or(OPUS_PAYLOAD_TYPE);
         let offer = RTCSessionDescription::offer(offer_sdp).map_err(sdp_err)?;
         pc.set_remote_description(now, offer).map_err(sdp_err)?;
-        let candidate = host_candidate(advertised).map_err(sdp_err)?;
+        let candidate = host_candidate(server.udp).map_err(sdp_err)?;
         pc.add_local_candidate(candidate).map_err(sdp_err)?;
+        if let Some(tcp) = server.tcp {
+            // After the UDP one, and at a lower priority: browsers take it only when UDP fails.
+            let candidate = passive_tcp_candidate(tcp).map_err(sdp_err)?;
+            pc.add_local_candidate(candidate).map_err(sdp_err)?;
+        }
         let answer = pc.create_answer(None).map_err(sdp_err)?;
         pc.set_local_description(now, answer).map_err(sdp_err)?;
         let answer_sdp = pc
@@ -326,6 +383,8 @@ impl Peer {
                 idle: Vec::new(),
                 slots: Vec::new(),
                 source,
+                relays: Vec::new(),
+                transport: None,
             },
             answer_sdp,
         ))
@@ -449,6 +508,16 @@ impl Peer {
         }
     }
 
+    /// Where the client's media comes from now, as its ICE nominated it.
+    pub fn media_path(&self) -> Option<SocketAddr> {
+        self.ice.path()
+    }
+
+    /// Whether `addr` is one of the client's relay candidates.
+    pub fn is_relay(&self, addr: SocketAddr) -> bool {
+        self.relays.contains(&addr)
+    }
+
     /// Addresses no longer proven for this peer (their routes must go).
     pub fn take_forgotten(&mut self) -> Vec<SocketAddr> {
         std::mem::take(&mut self.forgotten)
@@ -509,6 +578,11 @@ impl Peer {
     /// The client's remote ICE candidate (trickle). An ICE-lite server doesn't need them to
     /// connect, but takes them for completeness.
     pub fn add_remote_candidate(&mut self, candidate: RTCIceCandidateInit) -> Result<(), SfuError> {
+        if let Some(relay) = relay_address(&candidate.candidate) {
+            if self.relays.len() < MAX_RELAYS && !self.relays.contains(&relay) {
+                self.relays.push(relay);
+            }
+        }
         self.pc
             .add_remote_candidate(candidate)
             .map_err(|e| SfuError::Candidate(e.to_string()))
@@ -880,5 +954,28 @@ impl Peer {
 
     pub fn close(&mut self) {
         let _ = self.pc.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relay_address;
+
+    #[test]
+    fn relay_candidates_are_told_from_the_others_by_their_type() {
+        let relay =
+            "candidate:1 1 udp 41885695 203.0.113.7 49152 typ relay raddr 10.0.0.2 rport 5000";
+        assert_eq!(
+            relay_address(relay),
+            Some("203.0.113.7:49152".parse().expect("address"))
+        );
+        let host = "candidate:2 1 udp 2113937151 10.0.0.2 5000 typ host";
+        assert_eq!(relay_address(host), None);
+        assert_eq!(
+            relay_address("typ relay"),
+            None,
+            "too short to name an address"
+        );
+        assert_eq!(relay_address("candidate:3 1 udp 1 x y typ relay"), None);
     }
 }

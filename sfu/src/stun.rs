@@ -11,6 +11,11 @@ pub fn is_binding_success(data: &[u8]) -> bool {
     is_stun(data) && data[0] == 0x01 && data[1] == 0x01
 }
 
+/// A Binding request (type 0x0001): an ICE connectivity check.
+pub fn is_binding_request(data: &[u8]) -> bool {
+    is_stun(data) && data[0] == 0x00 && data[1] == 0x01
+}
+
 /// The local (server) part of the USERNAME attribute, `server_ufrag:client_ufrag`.
 pub fn local_ufrag(data: &[u8]) -> Option<&str> {
     const USERNAME: u16 = 0x0006;
@@ -35,10 +40,10 @@ pub fn local_ufrag(data: &[u8]) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn binding_request(username: &str) -> Vec<u8> {
+    pub(crate) fn binding_request(username: &str) -> Vec<u8> {
         let mut attr = Vec::new();
         attr.extend_from_slice(&0x0006u16.to_be_bytes());
         attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
@@ -61,6 +66,7 @@ mod tests {
         let msg = binding_request("srvUfrag123:cli9");
         assert!(is_stun(&msg));
         assert!(!is_binding_success(&msg));
+        assert!(is_binding_request(&msg));
         assert_eq!(local_ufrag(&msg), Some("srvUfrag123"));
     }
 

@@ -50,7 +50,7 @@ impl From<sfu::SfuError> for MediaError {
         match err {
             E::OutOfOrder(why) => Self::OutOfOrder(why.to_owned()),
             E::UnknownPeer => Self::Closed,
-            E::ShuttingDown | E::Bind(_) => Self::Unavailable(err.to_string()),
+            E::ShuttingDown | E::Bind(_) | E::BindTcp(_) => Self::Unavailable(err.to_string()),
             E::Sdp(_) | E::Candidate(_) | E::Negotiation(_) => Self::BadSdp(err.to_string()),
         }
     }

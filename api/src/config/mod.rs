@@ -66,6 +66,9 @@ pub struct MediaSettings {
     pub public_ip: Option<IpAddr>,
     /// `SFU_UDP_PORT`: first UDP port (shard i uses port + i); 0 picks free ports.
     pub udp_port: u16,
+    /// `SFU_TCP_PORT`: the ICE-TCP port (one for all shards), for browsers whose network
+    /// drops UDP; default 0 (a free port), `off` offers no TCP candidate.
+    pub tcp_port: Option<u16>,
     /// `SFU_SHARDS`: media loops (one UDP socket each); default the number of cores.
     pub shards: usize,
     /// `SFU_DISCONNECT_GRACE_SECS`: how long a participant whose network went silent keeps
@@ -683,6 +686,15 @@ fn media_settings(
         0u16,
         "a UDP port number (0 = any free port)",
     )?;
+    let tcp_port = match get("SFU_TCP_PORT") {
+        Some(raw) if raw.trim().eq_ignore_ascii_case("off") => None,
+        raw => Some(parse_or(
+            "SFU_TCP_PORT",
+            raw,
+            0u16,
+            "a TCP port number (0 = any free port) or off",
+        )?),
+    };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let shards = parse_or(
         "SFU_SHARDS",
@@ -748,6 +760,7 @@ fn media_settings(
         bind: media_bind,
         public_ip,
         udp_port,
+        tcp_port,
         shards,
         disconnect_grace: std::time::Duration::from_secs(grace_secs),
         audio_slots: (slots > 0).then_some(sfu::AudioSlots { slots, above }),
@@ -986,6 +999,7 @@ mod tests {
             (&[("BIND", "0.0.0.0")], "SFU_PUBLIC_IP"),
             (&[("SFU_PUBLIC_IP", "example.org")], "SFU_PUBLIC_IP"),
             (&[("SFU_UDP_PORT", "99999")], "SFU_UDP_PORT"),
+            (&[("SFU_TCP_PORT", "tcp")], "SFU_TCP_PORT"),
             (&[("SFU_SHARDS", "0")], "SFU_SHARDS"),
             (
                 &[("SFU_DISCONNECT_GRACE_SECS", "0")],

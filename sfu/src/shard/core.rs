@@ -6,7 +6,7 @@
 //! owns no socket, no channel and no clock, so its tests run without either
 //! (`core_tests.rs`); [`super::spawn`] wraps it in a tokio task with the socket.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use bytes::BytesMut;
 
 use crate::audible::{AudibleSpeakers, Candidate};
 use crate::deadlines::Deadlines;
-use crate::peer::{InboundRtp, Peer, PeerState};
+use crate::peer::{InboundRtp, Peer, PeerState, ServerAddrs, Transport};
 use crate::speaking::ActiveSpeaker;
 use crate::tap::{TapPacket, TapSender};
 use crate::{
@@ -69,11 +69,25 @@ struct RoomState {
     large: bool,
 }
 
+/// How `entry`'s media reaches us now, given the shard's ICE-TCP connections.
+fn transport_of(tcp_remotes: &HashSet<SocketAddr>, entry: &Peer) -> Option<Transport> {
+    let path = entry.media_path()?;
+    Some(if !tcp_remotes.is_empty() && tcp_remotes.contains(&path) {
+        Transport::Tcp
+    } else if entry.is_relay(path) {
+        Transport::Relay
+    } else {
+        Transport::Udp
+    })
+}
+
 /// The state of one shard, without I/O.
 pub struct ShardCore {
     config: SfuConfig,
-    local_addr: SocketAddr,
-    advertised: SocketAddr,
+    /// The shard's socket and the candidates its peers' answers offer.
+    server: ServerAddrs,
+    /// Remote addresses that are ICE-TCP connections this shard adopted.
+    tcp_remotes: HashSet<SocketAddr>,
     /// Boxed: a peer is several KiB, and a map holding values inline keeps spare capacity
     /// of that size (about 14 KiB per participant in the massif profile of a large room).
     peers: HashMap<PeerId, Box<Peer>>,
@@ -99,14 +113,19 @@ pub struct ShardCore {
 
 impl ShardCore {
     pub fn new(config: SfuConfig, local_addr: SocketAddr, now: Instant) -> Self {
-        let advertised = SocketAddr::new(
-            config.public_ip.unwrap_or(local_addr.ip()),
-            local_addr.port(),
-        );
+        let public_ip = config.public_ip.unwrap_or(local_addr.ip());
+        let server = ServerAddrs {
+            local: local_addr,
+            udp: SocketAddr::new(public_ip, local_addr.port()),
+            tcp: config
+                .tcp_port
+                .filter(|port| *port != 0)
+                .map(|port| SocketAddr::new(public_ip, port)),
+        };
         Self {
             config,
-            local_addr,
-            advertised,
+            server,
+            tcp_remotes: HashSet::new(),
             peers: HashMap::new(),
             rooms: HashMap::new(),
             taps: HashMap::new(),
@@ -124,6 +143,22 @@ impl ShardCore {
 
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Whether a peer here answers to server ufrag `ufrag`.
+    pub fn knows_ufrag(&self, ufrag: &str) -> bool {
+        self.by_ufrag.contains_key(ufrag)
+    }
+
+    /// An ICE-TCP connection from `remote` now carries datagrams both ways.
+    pub fn tcp_opened(&mut self, remote: SocketAddr) {
+        self.tcp_remotes.insert(remote);
+    }
+
+    /// The ICE-TCP connection from `remote` closed. A peer whose media went that way is
+    /// judged by its liveness like one whose UDP path went silent.
+    pub fn tcp_closed(&mut self, remote: SocketAddr) {
+        self.tcp_remotes.remove(&remote);
     }
 
     /// Routes one datagram to its peer: STUN by username fragment, everything else by the
@@ -318,13 +353,12 @@ impl ShardCore {
                 "this participant already has a media connection",
             ));
         }
-        let (local, advertised) = (self.local_addr, self.advertised);
+        let server = self.server;
         let source = self.take_source();
         let (mut peer, answer) =
-            contain(|| Peer::answer_offer(id, room, offer, local, advertised, source, now))
-                .unwrap_or_else(|()| {
-                    Err(SfuError::Sdp("the offer could not be processed".to_owned()))
-                })?;
+            contain(|| Peer::answer_offer(id, room, offer, server, source, now)).unwrap_or_else(
+                |()| Err(SfuError::Sdp("the offer could not be processed".to_owned())),
+            )?;
         let members = self.rooms.get(&room).map_or(0, |r| r.peers.len());
         let was_large = self.rooms.get(&room).is_some_and(|r| r.large);
         let turns_large = !was_large
@@ -477,6 +511,9 @@ impl ShardCore {
         if entry.is_reported_disconnected() {
             metrics::gauge!("sfu_peers_disconnected").decrement(1.0);
         }
+        if let Some(transport) = entry.transport {
+            metrics::gauge!("sfu_peers", "transport" => transport.as_str()).decrement(1.0);
+        }
         if let Some(reason) = reason {
             let label = match reason {
                 CloseReason::ConnectTimeout => "connect_timeout",
@@ -541,6 +578,22 @@ impl ShardCore {
                 entry.publishing && !inbound.is_empty() && !entry.is_publishing_announced();
             if first_media {
                 entry.mark_publishing_announced();
+            }
+            let transport = transport_of(&self.tcp_remotes, entry);
+            if transport != entry.transport {
+                if let Some(old) = entry.transport {
+                    metrics::gauge!("sfu_peers", "transport" => old.as_str()).decrement(1.0);
+                }
+                if let Some(new) = transport {
+                    metrics::gauge!("sfu_peers", "transport" => new.as_str()).increment(1.0);
+                    tracing::info!(
+                        room = entry.room.0,
+                        peer = id.0,
+                        transport = new.as_str(),
+                        "peer media path"
+                    );
+                }
+                entry.transport = transport;
             }
             if !was_connected && entry.state == PeerState::Connected {
                 // Joins that got media, beside `sfu_peers_closed_total{reason="connect_timeout"}`

@@ -1,7 +1,8 @@
 //! A shard: one UDP socket, the peers pinned to it and their rooms, driven by one task.
 //!
 //! [`ShardCore`] (`core.rs`) is the sans-I/O part and decides everything; this module only
-//! moves bytes and messages: datagrams between the socket and the core, [`Command`]s from the
+//! moves bytes and messages: datagrams between the socket and the core, frames between the
+//! ICE-TCP connections it adopted (`crate::tcp`) and the core, [`Command`]s from the
 //! [`crate::Sfu`] handle into the core's calls, and the core's events to each participant's
 //! [`EventSender`].
 
@@ -13,10 +14,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 pub use self::core::{Output, ShardCore};
+use crate::tcp::TcpMessage;
 use crate::{Command, EventSender, PeerId, SfuConfig, SfuError};
 
 /// The handle to a running shard.
@@ -24,6 +27,8 @@ use crate::{Command, EventSender, PeerId, SfuConfig, SfuError};
 pub struct ShardHandle {
     pub local_addr: SocketAddr,
     commands: mpsc::UnboundedSender<Command>,
+    /// Frames and news of the ICE-TCP connections this shard adopted.
+    pub(crate) tcp: mpsc::Sender<TcpMessage>,
 }
 
 impl ShardHandle {
@@ -31,6 +36,16 @@ impl ShardHandle {
         self.commands
             .send(command)
             .map_err(|_| SfuError::ShuttingDown)
+    }
+
+    /// Whether one of this shard's peers answers to server ufrag `ufrag`.
+    pub(crate) async fn knows_ufrag(&self, ufrag: &str) -> bool {
+        let (reply, known) = oneshot::channel();
+        let asked = self.send(Command::KnowsUfrag {
+            ufrag: ufrag.to_owned(),
+            reply,
+        });
+        asked.is_ok() && known.await.unwrap_or(false)
     }
 }
 
@@ -52,11 +67,13 @@ pub async fn spawn(index: usize, config: &SfuConfig) -> Result<ShardHandle, SfuE
         .local_addr()
         .map_err(|e| SfuError::Bind(e.to_string()))?;
     let (tx, rx) = mpsc::unbounded_channel();
+    let (tcp_tx, tcp_rx) = mpsc::channel(crate::tcp::SHARD_QUEUE);
     let core = ShardCore::new(config.clone(), local_addr, Instant::now());
-    tokio::spawn(run(core, socket, rx));
+    tokio::spawn(run(core, socket, rx, tcp_rx));
     Ok(ShardHandle {
         local_addr,
         commands: tx,
+        tcp: tcp_tx,
     })
 }
 
@@ -88,19 +105,63 @@ fn bind_media_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// Where datagrams leave a shard: its UDP socket, or the ICE-TCP connection of that address.
+struct Links {
+    socket: UdpSocket,
+    tcp: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+}
+
+impl Links {
+    async fn send(&self, to: SocketAddr, data: bytes::BytesMut) {
+        if let Some(connection) = self.tcp.get(&to) {
+            if connection.try_send(data.freeze()).is_err() {
+                metrics::counter!("sfu_packets_dropped_total", "reason" => "tcp_client_behind")
+                    .increment(1);
+            }
+            return;
+        }
+        if let Err(err) = self.socket.send_to(&data, to).await {
+            tracing::debug!(addr = %to, error = %err, "send failed");
+        }
+    }
+
+    fn tcp_message(&mut self, core: &mut ShardCore, message: TcpMessage) {
+        match message {
+            TcpMessage::Opened { remote, outbound } => {
+                self.tcp.insert(remote, outbound);
+                core.tcp_opened(remote);
+            }
+            TcpMessage::Frame { remote, data } => {
+                if self.tcp.contains_key(&remote) {
+                    core.handle_datagram(Instant::now(), remote, &data);
+                }
+            }
+            TcpMessage::Closed { remote } => {
+                self.tcp.remove(&remote);
+                core.tcp_closed(remote);
+            }
+        }
+    }
+}
+
 async fn run(
     mut core: ShardCore,
     socket: UdpSocket,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    mut tcp: mpsc::Receiver<TcpMessage>,
 ) {
     let mut buf = vec![0u8; 2048];
     let mut listeners: HashMap<PeerId, EventSender> = HashMap::new();
+    let mut links = Links {
+        socket,
+        tcp: HashMap::new(),
+    };
     let mut stopped = None;
     loop {
         // Everything the last input produced goes out before the next input is taken, so a
         // peer's `Released` is dispatched before a command could join it again.
         let now = Instant::now();
-        let next = flush(&mut core, &socket, &mut listeners, now).await;
+        let next = flush(&mut core, &links, &mut listeners, now).await;
         // The select below prefers datagrams; under steady traffic its timer branch could
         // starve, so overdue timers (RTCP, ICE keepalives, hangovers) are served here first.
         if next.is_some_and(|t| t <= now) {
@@ -118,12 +179,12 @@ async fn run(
                 Some(command) => apply(&mut core, &mut listeners, Instant::now(), command),
                 None => break,
             },
-            received = socket.recv_from(&mut buf) => match received {
+            received = links.socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
                     core.handle_datagram(Instant::now(), from, &buf[..n]);
                     // Take what else is queued before flushing, to batch the work.
                     for _ in 0..32 {
-                        match socket.try_recv_from(&mut buf) {
+                        match links.socket.try_recv_from(&mut buf) {
                             Ok((n, from)) => core.handle_datagram(Instant::now(), from, &buf[..n]),
                             Err(_) => break,
                         }
@@ -131,12 +192,21 @@ async fn run(
                 }
                 Err(err) => tracing::debug!(error = %err, "recv failed"),
             },
+            Some(message) = tcp.recv() => {
+                links.tcp_message(&mut core, message);
+                for _ in 0..32 {
+                    match tcp.try_recv() {
+                        Ok(message) => links.tcp_message(&mut core, message),
+                        Err(_) => break,
+                    }
+                }
+            }
             () = tokio::time::sleep_until(deadline.into()) => core.handle_timeout(Instant::now()),
         }
     }
     let now = Instant::now();
     core.close_all(now);
-    flush(&mut core, &socket, &mut listeners, now).await;
+    flush(&mut core, &links, &mut listeners, now).await;
     if let Some(done) = stopped {
         let _ = done.send(());
     }
@@ -145,7 +215,7 @@ async fn run(
 /// Carries out what the core asked for; returns when its timers are next due.
 async fn flush(
     core: &mut ShardCore,
-    socket: &UdpSocket,
+    links: &Links,
     listeners: &mut HashMap<PeerId, EventSender>,
     now: Instant,
 ) -> Option<Instant> {
@@ -154,9 +224,7 @@ async fn flush(
             Output::Transmit { to, data } => {
                 metrics::counter!("sfu_packets_out_total").increment(1);
                 metrics::counter!("sfu_bytes_out_total").increment(data.len() as u64);
-                if let Err(err) = socket.send_to(&data, to).await {
-                    tracing::debug!(addr = %to, error = %err, "send failed");
-                }
+                links.send(to, data).await;
             }
             Output::Event { peer, event } => {
                 if let Some(listener) = listeners.get(&peer) {
@@ -216,6 +284,9 @@ fn apply(
         }
         Command::Counts { reply } => {
             let _ = reply.send(core.counts());
+        }
+        Command::KnowsUfrag { ufrag, reply } => {
+            let _ = reply.send(core.knows_ufrag(&ufrag));
         }
         // The run loop stops on it before it gets here; driven otherwise, close every peer.
         Command::Shutdown { done } => {
