@@ -89,32 +89,32 @@ pub fn audio_track(
 /// # Errors
 /// When the address can't make a candidate.
 pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, Error> {
-    let candidate = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: addr.ip().to_string(),
-            port: addr.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()?;
-    RTCIceCandidate::from(&candidate).to_json()
+    candidate_at(addr, "udp", TcpType::Unspecified)
 }
 
 /// The passive ICE-TCP host candidate at `addr` (RFC 6544): the client connects to it.
 /// Firefox takes a TCP candidate only when it says `tcptype passive`.
+///
+/// # Errors
+/// When the address can't make a candidate.
 pub fn passive_tcp_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, Error> {
+    candidate_at(addr, "tcp", TcpType::Passive)
+}
+
+fn candidate_at(
+    addr: SocketAddr,
+    network: &str,
+    tcp_type: TcpType,
+) -> Result<RTCIceCandidateInit, Error> {
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {
-            network: "tcp".to_owned(),
+            network: network.to_owned(),
             address: addr.ip().to_string(),
             port: addr.port(),
             component: 1,
             ..Default::default()
         },
-        tcp_type: TcpType::Passive,
+        tcp_type,
     }
     .new_candidate_host()?;
     RTCIceCandidate::from(&candidate).to_json()

@@ -28,6 +28,15 @@ import { FINAL_CLOSE_CODES, RoomSocket } from './signaling.js';
 
 /** How long ICE may stay `disconnected` before we restart it. */
 const DISCONNECTED_GRACE_MS = 2000;
+
+/**
+ * Nothing at all from the server for this long while the call is up and we send audio means
+ * the path died (a firewall began dropping UDP, a NAT forgot us): the server's receiver
+ * reports on our audio alone come every second. Browsers notice late (Chromium reports
+ * `disconnected` only after about 7.5 s), so we restart ICE ourselves; the restart checks
+ * every candidate again and the call moves to whichever path still works (ICE-TCP, TURN).
+ */
+const MEDIA_STALL_MS = 2500;
 /** How long ICE restarts may try before we rejoin from scratch. */
 const RESTART_DEADLINE_MS = 10_000;
 /** Application heartbeat: a socket that answers no ping for two periods is dead. */
@@ -92,6 +101,9 @@ export class Call {
     /** @type {ReturnType<typeof setTimeout> | null} */ this.disconnectTimer = null;
     /** @type {ReturnType<typeof setTimeout> | null} */ this.reconnectTimer = null;
     /** @type {ReturnType<typeof setInterval> | null} */ this.heartbeat = null;
+    /** @type {ReturnType<typeof setInterval> | null} */ this.stallWatch = null;
+    /** ICE restarts because nothing came from the server for MEDIA_STALL_MS. */
+    this.stallRestarts = 0;
     this.lastPong = Date.now();
     /** @type {Map<string, string>} */
     this.trackStreams = new Map();
@@ -266,6 +278,7 @@ export class Call {
       if (ev.candidate && pc === this.pc) this.socket?.send({ type: 'ice_candidate', candidate: ev.candidate.toJSON() });
     });
     pc.addEventListener('iceconnectionstatechange', () => this.onIceState(pc));
+    this.watchForStalls(pc);
     pc.addEventListener('track', (ev) => {
       const stream = ev.streams[0];
       if (stream) {
@@ -392,9 +405,48 @@ export class Call {
     if (this.restartPending) await this.restartIce();
   }
 
+  /**
+   * Restarts ICE when nothing has come from the server for MEDIA_STALL_MS while ICE still
+   * says connected and we send audio (see MEDIA_STALL_MS); the `disconnected` handling covers
+   * the rest.
+   * @param {RTCPeerConnection} pc
+   */
+  watchForStalls(pc) {
+    if (this.stallWatch) clearInterval(this.stallWatch);
+    let lastBytes = -1;
+    let changedAt = Date.now();
+    const watch = setInterval(async () => {
+      if (pc !== this.pc) {
+        clearInterval(watch);
+        return;
+      }
+      const up = pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed';
+      const sending = pc.getSenders().some((s) => s.track?.kind === 'audio' && s.track.readyState === 'live');
+      let bytes = 0;
+      (await pc.getStats()).forEach((/** @type {any} */ r) => {
+        if (r.type === 'candidate-pair') bytes += r.bytesReceived ?? 0;
+      });
+      const now = Date.now();
+      if (bytes !== lastBytes || !up || !sending) {
+        lastBytes = bytes;
+        changedAt = now;
+        return;
+      }
+      if (now - changedAt >= MEDIA_STALL_MS && pc === this.pc) {
+        changedAt = now;
+        this.stallRestarts += 1;
+        console.warn(`webcall: nothing from the media server for ${MEDIA_STALL_MS} ms; restarting ICE`);
+        this.serially(() => this.restartIce());
+      }
+    }, 500);
+    this.stallWatch = watch;
+  }
+
   closePeerConnection() {
     if (this.disconnectTimer) clearTimeout(this.disconnectTimer);
     this.disconnectTimer = null;
+    if (this.stallWatch) clearInterval(this.stallWatch);
+    this.stallWatch = null;
     const pc = this.pc;
     this.pc = null;
     pc?.close();

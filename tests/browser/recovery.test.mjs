@@ -100,13 +100,21 @@ test('a page whose UDP is blocked for 8 s, and a page whose socket is cut, both 
   const duringBlock = await fromRuth();
   const mid = await server.metrics();
   unblock();
-  // The server noticed (after 5 s of silence) and kept her place; her page said so. (Her
-  // ICE restart gathers candidates on new ports, which the block doesn't cover, so she
-  // may be back before it ends: that is the restart doing its job.)
-  assert.equal((mid.get('sfu_peer_disconnects_total') ?? 0) - (before.get('sfu_peer_disconnects_total') ?? 0), 1, 'the server saw ruth go silent');
-  assert.equal(mid.get('sfu_participants'), 3, 'ruth kept her place during the grace period');
+  // Her page notices first: nothing from the server for 2.5 s restarts ICE (static/js/call.js,
+  // MEDIA_STALL_MS), which gathers candidates on new ports the block doesn't cover, so she is
+  // usually back before the server's 5 s of silence: that is the restart doing its job. If the
+  // restart is slower, the server sees her go silent, keeps her place, and her page says
+  // it is reconnecting.
+  const disconnects = (mid.get('sfu_peer_disconnects_total') ?? 0) - (before.get('sfu_peer_disconnects_total') ?? 0);
+  const stallRestarts = await pages[0].evaluate(() => /** @type {any} */ (window).webcall.stallRestarts);
   const states = await pages[0].evaluate(() => /** @type {any} */ (window).webcall.stateLog);
-  assert.ok(states.some((s) => s.state === 'reconnecting' && s.at >= blockedAt), `ruth's page showed it was reconnecting: ${JSON.stringify(states)}`);
+  console.log(`UDP blocked: ruth's page restarted ICE on the stall ${stallRestarts} time(s); the server saw her silent ${disconnects} time(s)`);
+  assert.ok(stallRestarts >= 1, 'ruth\'s page noticed the stall and restarted ICE');
+  assert.ok(disconnects <= 1, `the server saw ruth go silent at most once: ${disconnects}`);
+  if (disconnects === 1) {
+    assert.ok(states.some((s) => s.state === 'reconnecting' && s.at >= blockedAt), `ruth's page showed it was reconnecting: ${JSON.stringify(states)}`);
+  }
+  assert.equal(mid.get('sfu_participants'), 3, 'ruth kept her place');
   const healed = await waitFor(pages, 'ruth did not come back after the block', (samples, prev) =>
     samples.every((s) => s.state === 'connected') && everyoneHearsEveryone(samples, prev), 30_000);
   const healedIn = Date.now() - blockedAt - 8000;
@@ -121,7 +129,7 @@ test('a page whose UDP is blocked for 8 s, and a page whose socket is cut, both 
   assert.ok(heard[1].has(0) && heard[2].has(0) && wrong.length === 0, `ruth is heard again: ${[...wrong, ...missing].join('; ')}`);
   console.log(`UDP blocked 8 s (ports ${ports}): connected again ${healedIn} ms after the block ended; ice restarts ${healed[0].iceRestarts}, rejoins ${healed[0].rejoins}`);
   const end = await server.metrics();
-  assert.equal((end.get('sfu_peer_reconnects_total') ?? 0) - (before.get('sfu_peer_reconnects_total') ?? 0), 1, 'the server saw ruth come back');
+  assert.equal((end.get('sfu_peer_reconnects_total') ?? 0) - (before.get('sfu_peer_reconnects_total') ?? 0), disconnects, 'the server saw ruth come back as often as it saw her go');
   await assertNoGhosts(room.id, tokens[0], names);
 
   // 2. Sam's WebSocket is cut.

@@ -19,11 +19,13 @@ const MEDIA_IP = process.env.WEBCALL_MEDIA_IP ?? '10.203.0.1';
 const SECONDS = Number(process.env.WEBCALL_UDP_BLOCKED_SECONDS ?? 60);
 /**
  * How long a call may stay silent after UDP is cut before it must be back over TCP (ms).
- * Measured: Firefox sees its ICE disconnected within 0.3 s and is back 2 s later (the app's
- * restart grace); Chromium reports disconnected only after about 7.5 s, and is back at about
- * 10 s. The issue asks for 5 s: not met yet for Chromium (see bench/reports/restrictive-networks.md).
+ * Measured (bench/reports/restrictive-networks.md): Firefox sees its ICE disconnected within
+ * 0.3 s here and is back 2 s later; Chromium would report disconnected only after about 7.5 s,
+ * so the app's stall watchdog (static/js/call.js, MEDIA_STALL_MS) restarts ICE at 2.5 s and
+ * both hear each other again at about 5 s, sampling included. The bound leaves a loaded CI
+ * box 3 s and still fails a page that waits for its browser to notice (about 10 s).
  */
-const MOVE_WITHIN_MS = Number(process.env.WEBCALL_UDP_MOVE_WITHIN_MS ?? 15_000);
+const MOVE_WITHIN_MS = Number(process.env.WEBCALL_UDP_MOVE_WITHIN_MS ?? 8_000);
 
 const TABLE = 'webcall_udp_blocked';
 
