@@ -270,7 +270,7 @@ impl Sfu {
             Some(listener) => {
                 let handle = tcp::start(listener, shards.clone(), config.tcp_limits)
                     .map_err(|e| SfuError::BindTcp(e.to_string()))?;
-                tracing::info!(addr = %handle.local_addr, "media plane listening (ICE-TCP)");
+                tracing::info!(tcp = %handle.local_addr, "media plane listening (ICE-TCP)");
                 Some(Arc::new(handle))
             }
         };

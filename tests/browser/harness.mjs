@@ -106,12 +106,16 @@ export function chromiumArgs(wav) {
   ];
 }
 
-/** A Chromium process of its own (its own network stack, as two people's machines have). */
-export async function launchChromium(wav) {
+/**
+ * A Chromium process of its own (its own network stack, as two people's machines have).
+ * @param {string} wav
+ * @param {string[]} [extraArgs] more command-line switches
+ */
+export async function launchChromium(wav, extraArgs = []) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
-    args: chromiumArgs(wav),
+    args: [...chromiumArgs(wav), ...extraArgs],
   });
   if (wavTones.has(wav)) browserTones.set(browser, wavTones.get(wav));
   return browser;

@@ -420,7 +420,11 @@ impl Settings {
 
         let ice = IceServers {
             stun_urls: url_list("STUN_SERVERS", get("STUN_SERVERS"), &["stun:", "stuns:"])?,
-            turn_urls: url_list("TURN_URLS", get("TURN_URLS"), &["turn:", "turns:"])?,
+            turn_urls: fallback_order(url_list(
+                "TURN_URLS",
+                get("TURN_URLS"),
+                &["turn:", "turns:"],
+            )?),
             turn_username: get("TURN_USERNAME"),
             turn_password: get("TURN_PASSWORD").map(SecretString::from),
             turn_shared_secret: get("TURN_SHARED_SECRET").map(SecretString::from),
@@ -829,10 +833,52 @@ fn url_list(
     Ok(urls)
 }
 
+/// TURN URLs in the order a client should fall back through them: UDP (the cheapest path
+/// that works), then TCP, then TLS (`turns:`, usually on 443, which gets through networks that
+/// pass nothing else). Otherwise the operator's order is kept.
+fn fallback_order(mut urls: Vec<String>) -> Vec<String> {
+    let rank = |url: &String| {
+        let transport = url
+            .split_once("?transport=")
+            .map_or("udp", |(_, t)| t)
+            .to_ascii_lowercase();
+        match (url.starts_with("turns:"), transport.as_str()) {
+            (true, _) => 2,
+            (false, "tcp") => 1,
+            _ => 0,
+        }
+    };
+    urls.sort_by_key(rank);
+    urls
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn turn_urls_are_handed_out_udp_then_tcp_then_tls() {
+        let urls = fallback_order(
+            [
+                "turns:t.example:443?transport=tcp",
+                "turn:t.example:3478?transport=tcp",
+                "turn:t.example:3478",
+                "turn:u.example:3478?transport=udp",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        );
+        assert_eq!(
+            urls,
+            [
+                "turn:t.example:3478",
+                "turn:u.example:3478?transport=udp",
+                "turn:t.example:3478?transport=tcp",
+                "turns:t.example:443?transport=tcp",
+            ]
+        );
+    }
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let map: HashMap<String, String> = pairs

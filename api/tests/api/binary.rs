@@ -178,7 +178,12 @@ async fn serve_with_no_configuration_prints_a_secret_that_registers_a_user() {
             } else if heading_seen && secret.is_none() && !line.trim().is_empty() {
                 secret = Some(line.trim().to_owned());
             } else if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                if let Some(addr) = entry["addr"].as_str() {
+                // Other listeners log their addresses too (the media plane's); the HTTP one is
+                // the line that says so.
+                let http = entry["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("webcall listening"));
+                if let (true, Some(addr)) = (http, entry["addr"].as_str()) {
                     base = Some(format!("http://{addr}"));
                 }
             }
