@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use sfu::peer::Peer;
+use sfu::peer::{Peer, ServerAddrs};
 use sfu::{IceCandidate, PeerId, RoomId};
 
 const CHROMIUM_OFFER: &str = include_str!("chromium_offer.sdp");
@@ -24,13 +24,21 @@ fn addr() -> SocketAddr {
     SocketAddr::from(([192, 0, 2, 1], 3478))
 }
 
+/// The shard's socket and both candidates (UDP, and ICE-TCP as the server offers by default).
+fn server() -> ServerAddrs {
+    ServerAddrs {
+        local: addr(),
+        udp: addr(),
+        tcp: Some(SocketAddr::from(([192, 0, 2, 1], 3479))),
+    }
+}
+
 fn joined(now: Instant) -> Peer {
     let (peer, _answer) = Peer::answer_offer(
         PeerId(1),
         RoomId(1),
         CHROMIUM_OFFER.to_owned(),
-        addr(),
-        addr(),
+        server(),
         1,
         now,
     )
@@ -52,8 +60,7 @@ fuzz_target!(|data: &[u8]| {
                 PeerId(1),
                 RoomId(1),
                 text.to_owned(),
-                addr(),
-                addr(),
+                server(),
                 1,
                 now,
             );
