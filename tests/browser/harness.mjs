@@ -121,6 +121,29 @@ export async function launchChromium(wav, extraArgs = []) {
   return browser;
 }
 
+/**
+ * The local candidate of the page's selected ICE pair, from the page's own stats (Chromium
+ * names the pair on its transport, Firefox marks it selected): `protocol` ('udp' / 'tcp'),
+ * `candidateType`, and for a relay `relayProtocol`; null before there is one.
+ * @param {any} page a Playwright or Puppeteer page
+ * @returns {Promise<{protocol?: string, candidateType?: string, relayProtocol?: string} | null>}
+ */
+export function selectedLocalCandidate(page) {
+  return page.evaluate(async () => {
+    const pc = /** @type {any} */ (window).webcall?.pc;
+    if (!pc) return null;
+    /** @type {Map<string, any>} */
+    const stats = new Map();
+    (await pc.getStats()).forEach((/** @type {any} */ r) => stats.set(r.id, r));
+    const transport = [...stats.values()].find((r) => r.type === 'transport' && r.selectedCandidatePairId);
+    const pair = transport
+      ? stats.get(transport.selectedCandidatePairId)
+      : [...stats.values()].find((r) => r.type === 'candidate-pair' && (r.selected || r.nominated) && r.state === 'succeeded');
+    const local = pair && stats.get(pair.localCandidateId);
+    return local ? { protocol: local.protocol, candidateType: local.candidateType, relayProtocol: local.relayProtocol } : null;
+  });
+}
+
 /** The user each token belongs to, for signing the app in. */
 const usersByToken = new Map();
 

@@ -23,7 +23,7 @@ import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import {
-  everyoneHearsEveryone, holdCall, launchChromium, openCall, roomWith, toneWav, waitFor,
+  everyoneHearsEveryone, holdCall, launchChromium, openCall, roomWith, selectedLocalCandidate, toneWav, waitFor,
 } from './harness.mjs';
 import { startServer } from './server.mjs';
 
@@ -85,26 +85,6 @@ async function listening(host, port, ms) {
   return false;
 }
 
-/**
- * The page's selected pair: local candidate type and, for a relay, how it reaches TURN.
- * @param {any} page a Playwright or Puppeteer page
- */
-function selectedPath(page) {
-  return page.evaluate(async () => {
-    const pc = /** @type {any} */ (window).webcall?.pc;
-    if (!pc) return null;
-    /** @type {Map<string, any>} */
-    const stats = new Map();
-    (await pc.getStats()).forEach((/** @type {any} */ r) => stats.set(r.id, r));
-    const transport = [...stats.values()].find((r) => r.type === 'transport' && r.selectedCandidatePairId);
-    const pair = transport
-      ? stats.get(transport.selectedCandidatePairId)
-      : [...stats.values()].find((r) => r.type === 'candidate-pair' && (r.selected || r.nominated) && r.state === 'succeeded');
-    const local = pair && stats.get(pair.localCandidateId);
-    return { candidateType: local?.candidateType, relayProtocol: local?.relayProtocol };
-  });
-}
-
 let server;
 let coturn;
 /** @type {import('playwright-core').Browser[]} */
@@ -155,7 +135,7 @@ test(`with only TCP 443 open, two Chromium pages call through TURN over TLS and 
     ];
     await waitFor(pages, 'the pages did not hear each other through TURN/TLS', everyoneHearsEveryone, 60_000);
     console.log(`only 443: both heard each other ${Date.now() - started} ms after joining`);
-    const paths = await Promise.all(pages.map(selectedPath));
+    const paths = await Promise.all(pages.map(selectedLocalCandidate));
     console.log(`only 443: selected paths ${JSON.stringify(paths)}`);
     for (const path of paths) assert.equal(path?.candidateType, 'relay', `through TURN: ${JSON.stringify(paths)}`);
     const m = await server.metrics();

@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 
 import {
-  everyoneHearsEveryone, holdCall, launchChromium, openCall, roomWith, sleep, toneWav, waitFor,
+  everyoneHearsEveryone, holdCall, launchChromium, openCall, roomWith, selectedLocalCandidate, sleep, toneWav,
+  waitFor,
 } from './harness.mjs';
 import { launchFirefox, openFirefoxCall } from './firefox.mjs';
 import { startServer } from './server.mjs';
@@ -47,23 +48,9 @@ function allowUdp() {
   }
 }
 
-/**
- * The transport of the page's selected ICE pair, from its own stats: 'udp' or 'tcp'.
- * @param {any} page a Playwright or Puppeteer page
- */
-function selectedProtocol(page) {
-  return page.evaluate(async () => {
-    const pc = /** @type {any} */ (window).webcall?.pc;
-    if (!pc) return null;
-    /** @type {Map<string, any>} */
-    const stats = new Map();
-    (await pc.getStats()).forEach((/** @type {any} */ r) => stats.set(r.id, r));
-    const transport = [...stats.values()].find((r) => r.type === 'transport' && r.selectedCandidatePairId);
-    const pair = transport
-      ? stats.get(transport.selectedCandidatePairId)
-      : [...stats.values()].find((r) => r.type === 'candidate-pair' && (r.selected || r.nominated) && r.state === 'succeeded');
-    return pair ? stats.get(pair.localCandidateId)?.protocol ?? null : null;
-  });
+/** The transport of the page's selected ICE pair: 'udp' or 'tcp'. @param {any} page */
+async function selectedProtocol(page) {
+  return (await selectedLocalCandidate(page))?.protocol ?? null;
 }
 
 /**
